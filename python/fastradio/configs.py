@@ -112,14 +112,12 @@ class ModelConfig:
         return self.patch_size * (self.window_size or 1)
 
     def param_count(self) -> int:
-        """Number of parameters (buffers excluded), as the reference counts them."""
+        """Number of parameters, as the reference counts them (buffers such as the input
+        conditioner, summary_idxs and a feature normaliser are not parameters)."""
         d, f = self.embed_dim, self.mlp_hidden
         per_block = (3 * d * d + 3 * d) + (d * d + d) + (f * d + f) + (d * f + d) + 4 * d
         n = self.pos_grid**2 * d + d * self.patch_features + self.num_prefix_tokens * d
-        n += self.depth * per_block
-        if self.has_feature_normalizer:
-            n += d + d * d
-        return n
+        return n + self.depth * per_block
 
     def with_(self, **changes) -> "ModelConfig":
         return replace(self, **changes)

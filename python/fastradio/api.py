@@ -1,0 +1,101 @@
+"""The public entry points: :func:`load` and :func:`list_models` (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import NamedTuple
+
+import torch
+
+from .configs import KNOWN_MODELS
+from .errors import CheckpointError
+from .model import RadioModel
+
+__all__ = ["load", "list_models", "ModelInfo", "default_device", "default_dtype"]
+
+
+class ModelInfo(NamedTuple):
+    name: str
+    hub_repo: str
+    arch: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    head_dim: int
+    params: int
+    patch_size: int
+    min_resolution_step: int
+    max_resolution: int
+    preferred_resolution: tuple[int, int]
+    test_only: bool
+
+
+def list_models(include_test: bool = False) -> list[ModelInfo]:
+    """The registry: known models with Hub repo id, size and resolution limits. The tiny
+    ``test-*`` architectures (synthetic checkpoints only) are listed with ``include_test``."""
+    out = []
+    for m in KNOWN_MODELS:
+        if m.test_only and not include_test:
+            continue
+        c = m.config
+        out.append(ModelInfo(m.name, m.hub_repo, m.arch, c.embed_dim, c.depth, c.num_heads, c.head_dim,
+                             c.param_count(), c.patch_size, c.min_resolution_step, c.max_resolution,
+                             c.preferred_resolution, m.test_only))
+    return out
+
+
+def default_device() -> torch.device:
+    """``cuda`` when a GPU is usable, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU; bf16 on sm_80+; fp16 below (no fast bf16 there)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, backend: str = "auto", revision: str | None = None) -> RadioModel:
+    """Load a C-RADIOv2 model ready for inference.
+
+    name_or_path: a known model name or alias (``C-RADIOv2-B``, ``c-radio_v2-g``,
+    ``nvidia/C-RADIOv2-L``; ``fastradio.list_models()`` lists them), a local folder with
+    ``config.json`` and ``model.safetensors`` (or a sharded index), or ``synthetic:<name>[@seed]``
+    for random weights generated locally (for testing; never chosen silently).
+    device: default ``cuda`` when available, else ``cpu``. dtype: default fp32 on CPU, bf16 on
+    sm_80+, fp16 below. backend: "auto", "reference", "cuda" or "triton" (per-op choice; ops a
+    backend lacks fall back to the reference). revision: a Hub revision for Hub downloads.
+
+    Every tensor's name, shape and dtype is checked against the architecture in config.json;
+    nothing from the model repo is executed.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    if dtype is None:
+        dtype = default_dtype(device)
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"dtype: expected torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+
+    from . import checkpoint, hub  # imported here: they pull in safetensors / huggingface_hub
+
+    resolved = hub.resolve(name_or_path, revision=revision)
+    try:
+        raw = json.loads(resolved.config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{resolved.config_path}: not a readable JSON config ({e})") from e
+    cfg = checkpoint.parse_config(raw, source=str(resolved.config_path))
+    cfg = checkpoint.config_for_files(cfg, resolved.weight_files)
+    weights = checkpoint.load_weights(resolved.weight_files, cfg)
+
+    with torch.device("meta"):
+        model = RadioModel(cfg, backend=backend, name=str(name_or_path))
+    model.load_state_dict(weights, strict=True, assign=True)
+    model.source = resolved
+    model.requires_grad_(False).eval()
+    return model.to(device=device, dtype=dtype)

@@ -1,0 +1,414 @@
+"""The C-RADIOv2 model object (spec/c-radiov2.md §2–§5, §8).
+
+Module and parameter names mirror the checkpoint: ``state_dict()`` keys are the checkpoint keys
+without their ``radio_model.`` prefix, so loading is an explicit one-line key map.
+
+The forward pass works on *packed* tokens: every image's ``8 + h*w`` tokens are rows of one
+(N, D) matrix and ``cu_seqlens`` marks where each image starts. A uniform batch is the special
+case of equal lengths; a list of differently sized images is packed without padding. Row-wise
+ops (LayerNorm, GEMMs) cannot mix images and attention is block-diagonal, so a NaN in one image
+never reaches another. All compute goes through ``fastradio.ops`` via a per-(device, dtype)
+:class:`~fastradio.ops.Plan`; this file knows no backend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from . import ops
+from .configs import ModelConfig
+from .validation import check_image, check_image_batch, check_value_range, nearest_supported
+
+__all__ = ["RadioOutput", "Resolution", "RadioModel"]
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class RadioOutput(NamedTuple):
+    """``summary`` (B, 3·D): the clip, siglip and dino_v2 CLS tokens concatenated;
+    ``features`` (B, h·w, D) row-major patch tokens ("NLC"), or (B, D, h, w) with "NCHW"."""
+
+    summary: torch.Tensor
+    features: torch.Tensor
+
+
+class Resolution(NamedTuple):
+    height: int
+    width: int
+
+
+# -- modules, named like the checkpoint ---------------------------------------------------------
+
+class InputConditioner(nn.Module):
+    """``y = (x - mean) / std`` per channel, in fp32. Returned by make_preprocessor_external()."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("norm_mean", torch.tensor(_CLIP_MEAN).view(3, 1, 1))
+        self.register_buffer("norm_std", torch.tensor(_CLIP_STD).view(3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.norm_mean.float()) / self.norm_std.float()
+
+
+class _ClsToken(nn.Module):
+    def __init__(self, n: int, d: int):
+        super().__init__()
+        self.token = nn.Parameter(torch.empty(n, d))
+
+
+class PatchGenerator(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.pos_embed = nn.Parameter(torch.empty(1, cfg.pos_grid**2, d))
+        self.embedder = nn.Linear(cfg.patch_features, d, bias=False)
+        self.cls_token = _ClsToken(cfg.num_prefix_tokens, d)
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+
+class Mlp(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc2 = nn.Linear(hidden, d)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.norm1 = nn.LayerNorm(d, eps=cfg.ln_eps)
+        self.attn = Attention(d)
+        self.norm2 = nn.LayerNorm(d, eps=cfg.ln_eps)
+        self.mlp = Mlp(d, cfg.mlp_hidden)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.patch_generator = PatchGenerator(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+
+
+class FeatureNormalizer(nn.Module):
+    """features ← (features − mean)·txᵀ (optional; only when the checkpoint carries it)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("tx", torch.eye(d))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(f - self.mean.to(f.dtype), self.tx.to(f.dtype).t())
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+class RadioModel(nn.Module):
+    """C-RADIOv2 encoder. Build with :func:`fastradio.load`; ``RadioModel(config)`` gives
+    uninitialised weights (use ``load_state_dict``).
+
+    Call ``model(x, feature_fmt="NLC")`` with x (B, 3, H, W) float RGB in [0, 1] (H, W multiples of
+    ``min_resolution_step``) or a list of (3, H_i, W_i) images; see :meth:`forward`.
+    """
+
+    def __init__(self, config: ModelConfig, *, backend: str = "auto", name: str | None = None):
+        super().__init__()
+        self.config = config
+        self.name = name or config.arch.timm_name
+        self.input_conditioner: nn.Module = InputConditioner()
+        self.model = VisionTransformer(config)
+        self.register_buffer("summary_idxs", torch.tensor([0, 1, 2], dtype=torch.int64))
+        self.feature_normalizer = FeatureNormalizer(config.embed_dim) if config.has_feature_normalizer else None
+        #: refuse inputs far outside [0, 1] (one device sync per call; off under torch.compile)
+        self.check_input_range = True
+        self._external_preprocessor = False
+        self._backend = backend
+        self._plan: ops.Plan | None = None
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        # 1/sqrt(i+1) on both LayerNorm outputs of block i when the config asks for scaled_ln.
+        self._ln_scale = [1.0 / math.sqrt(i + 1) if config.scaled_ln else 1.0 for i in range(config.depth)]
+
+    # -- properties of spec §8 -------------------------------------------------------------------
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def max_resolution(self) -> int:
+        return self.config.max_resolution
+
+    @property
+    def preferred_resolution(self) -> Resolution:
+        return Resolution(*self.config.preferred_resolution)
+
+    @property
+    def window_size(self) -> int | None:
+        return self.config.window_size
+
+    @property
+    def min_resolution_step(self) -> int:
+        return self.config.min_resolution_step
+
+    @property
+    def num_summary_tokens(self) -> int:
+        return self.config.num_prefix_tokens
+
+    @property
+    def num_cls_tokens(self) -> int:
+        return self.config.num_cls_tokens
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def summary_dim(self) -> int:
+        return self.summary_idxs.numel() * self.config.embed_dim
+
+    @property
+    def adaptor_names(self) -> list[str]:
+        return []
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (the position table stays fp32 whatever this is)."""
+        return self.model.patch_generator.embedder.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.patch_generator.embedder.weight.device
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @property
+    def plan(self) -> ops.Plan:
+        """Which backend runs each op for the model's current device and dtype."""
+        if self._plan is None or self._plan.device != self.device or self._plan.dtype != self.dtype:
+            self._plan = ops.plan(self._backend, self.device, self.dtype, head_dim=self.config.head_dim)
+        return self._plan
+
+    def set_backend(self, backend: str) -> "RadioModel":
+        """Choose "auto" or one backend for every op (ops it lacks fall back to the reference)."""
+        self._backend = backend
+        self._plan = None
+        self._pos_cache.clear()
+        self.plan  # resolve now so refusals surface here, not in forward
+        return self
+
+    # -- methods of spec §8 ------------------------------------------------------------------------
+    def get_nearest_supported_resolution(self, height: int, width: int) -> Resolution:
+        return Resolution(*nearest_supported(height, width, self.min_resolution_step))
+
+    def make_preprocessor_external(self) -> nn.Module:
+        """Remove the input normalisation from the model and return it; the caller then feeds
+        normalised input (and the [0, 1] range check no longer applies)."""
+        conditioner = self.input_conditioner
+        self.input_conditioner = nn.Identity()
+        self._external_preprocessor = True
+        return conditioner
+
+    # -- nn.Module plumbing -------------------------------------------------------------------------
+    def _apply(self, fn, recurse=True):
+        # Device moves apply to the position table, dtype casts do not: the resize is always fp32
+        # (spec §3), so keep the fp32 values and only follow the device.
+        pe = self.model.patch_generator.pos_embed
+        keep = pe.data if pe.dtype == torch.float32 else None
+        out = super()._apply(fn, recurse)
+        if keep is not None and pe.dtype != torch.float32:
+            pe.data = keep.to(device=pe.device)
+        self._plan = None
+        self._pos_cache.clear()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._pos_cache.clear()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward(self, x, feature_fmt: str = "NLC"):
+        """x: (B, 3, H, W) float RGB in [0, 1] → RadioOutput(summary (B, 3·D), features);
+        or a list of (3, H_i, W_i) images → list of RadioOutput, each with batch size 1, equal to
+        calling the model on each image alone (they are packed into one sequence, not padded).
+
+        features: (B, h·w, D) for ``feature_fmt="NLC"``, (B, D, h, w) for ``"NCHW"``;
+        h = H / patch_size, w = W / patch_size. Outputs are in the model's dtype.
+        """
+        if feature_fmt not in ("NLC", "NCHW"):
+            raise ValueError(f"feature_fmt: expected 'NLC' or 'NCHW', got {feature_fmt!r}")
+        if isinstance(x, (list, tuple)):
+            return self._forward_list(list(x), feature_fmt)
+        check_image_batch(x, self.min_resolution_step, self.device)
+        self._maybe_check_range(x, "input")
+        b, _, hh, ww = x.shape
+        h, w = hh // self.patch_size, ww // self.patch_size
+        tokens = self._embed(x)                                     # (B, T, D)
+        t = tokens.shape[1]
+        cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
+        y = self._blocks(tokens.reshape(b * t, -1), cu_seqlens, t)[-1].view(b, t, -1)
+        return self._outputs(y, h, w, feature_fmt)
+
+    def forward_features(self, x) -> RadioOutput:
+        return self.forward(x)
+
+    def _maybe_check_range(self, x: torch.Tensor, what: str) -> None:
+        if self.check_input_range and not self._external_preprocessor and not _tracing(x):
+            check_value_range(x, what)
+
+    def _forward_list(self, images: list, feature_fmt: str) -> list[RadioOutput]:
+        step = self.min_resolution_step
+        for i, img in enumerate(images):
+            check_image(img, i, step, self.device)
+            self._maybe_check_range(img, f"image {i} of the list")
+        if not images:
+            return []
+        # Embed same-size images together, then pack every image's tokens in the caller's order.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(tuple(img.shape[1:]), []).append(i)
+        per_image: list[torch.Tensor | None] = [None] * len(images)
+        for idx in groups.values():
+            tok = self._embed(torch.stack([images[i] for i in idx]))
+            for j, i in enumerate(idx):
+                per_image[i] = tok[j]
+        lens = [t.shape[0] for t in per_image]
+        cu_seqlens = torch.tensor([0, *lens], dtype=torch.int32).cumsum(0, dtype=torch.int32).to(self.device)
+        packed = torch.cat(per_image, dim=0)                        # (sum T_i, D)
+        y = self._blocks(packed, cu_seqlens, max(lens))[-1]
+        outs = []
+        for img, seg in zip(images, torch.split(y, lens, dim=0)):
+            h, w = img.shape[1] // self.patch_size, img.shape[2] // self.patch_size
+            outs.append(self._outputs(seg.unsqueeze(0), h, w, feature_fmt))
+        return outs
+
+    def _pos_table(self, h: int, w: int) -> torch.Tensor:
+        """Position embeddings for an h x w grid, (h*w, D) in the compute dtype; cached per grid."""
+        key = (h, w)
+        cached = None if torch.compiler.is_compiling() else self._pos_cache.get(key)
+        if cached is not None:
+            return cached
+        g, d = self.config.pos_grid, self.embed_dim
+        table = self.model.patch_generator.pos_embed.view(g, g, d)
+        pos = self.plan.pos_embed(table, h, w, self.dtype)
+        if not torch.compiler.is_compiling():
+            self._pos_cache[key] = pos
+        return pos
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → tokens (B, 8 + h*w, D): conditioner, patch embed, position, prefix."""
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        x = self.input_conditioner(x).to(self.dtype)
+        pg = self.model.patch_generator
+        return self.plan.patch_embed(x, pg.embedder.weight, self._pos_table(h, w), pg.cls_token.token)
+
+    def _blocks(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                stop: int | None = None) -> list[torch.Tensor]:
+        """Run blocks 0..stop-1 on packed tokens (N, D); returns every block's output."""
+        cfg, p = self.config, self.plan
+        outs = []
+        for i, blk in enumerate(self.model.blocks[:stop]):
+            s = self._ln_scale[i]
+            a = p.layer_norm(x, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
+            if s != 1.0:
+                a = a * s
+            qkv = p.linear(a, blk.attn.qkv.weight, blk.attn.qkv.bias, "none", None)
+            o = p.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
+            x = p.linear(o, blk.attn.proj.weight, blk.attn.proj.bias, "none", x)
+            a = p.layer_norm(x, blk.norm2.weight, blk.norm2.bias, cfg.ln_eps)
+            if s != 1.0:
+                a = a * s
+            hid = p.linear(a, blk.mlp.fc1.weight, blk.mlp.fc1.bias, "gelu", None)
+            x = p.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias, "none", x)
+            outs.append(x)
+        return outs
+
+    def _outputs(self, y: torch.Tensor, h: int, w: int, feature_fmt: str,
+                 final: bool = True) -> RadioOutput:
+        """y (B, T, D) → RadioOutput; summary from the checkpoint's summary_idxs. The feature
+        normaliser applies to the final features only."""
+        b, _, d = y.shape
+        summary = y.index_select(1, self.summary_idxs).reshape(b, -1)
+        features = y[:, self.num_summary_tokens:]
+        if final and self.feature_normalizer is not None:
+            features = self.feature_normalizer(features)
+        if feature_fmt == "NCHW":
+            features = features.reshape(b, h, w, d).permute(0, 3, 1, 2)
+        return RadioOutput(summary, features)
+
+    # -- intermediates -----------------------------------------------------------------------------
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
+                              return_prefix_tokens: bool = False, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False, aggregation: str = "sparse"):
+        """Outputs of selected blocks (spec §7).
+
+        indices: an int n selects the last n blocks; a sequence selects those block indices
+        (negative counts from the end); None selects all. aggregation "sparse" returns each
+        selected block's output, "dense" the mean of the block outputs since the previous selected
+        index. Each intermediate is the patch-token map in ``output_fmt`` ("NCHW" or "NLC"), or,
+        with return_prefix_tokens, a RadioOutput whose summary comes from that block's CLS tokens.
+        ``norm`` is accepted for API compatibility: C-RADIOv2 has no final norm, so it is the
+        identity. Returns the list when intermediates_only, else (final RadioOutput, list);
+        stop_early only takes effect with intermediates_only (the final output needs every block).
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt: expected 'NCHW' or 'NLC', got {output_fmt!r}")
+        if aggregation not in ("sparse", "dense"):
+            raise ValueError(f"aggregation: expected 'sparse' or 'dense', got {aggregation!r}")
+        depth = self.config.depth
+        if indices is None:
+            idx = list(range(depth))
+        elif isinstance(indices, int):
+            if not 1 <= indices <= depth:
+                raise ValueError(f"indices: an int selects the last n blocks, expected 1..{depth}, got {indices}")
+            idx = list(range(depth - indices, depth))
+        else:
+            idx = []
+            for i in indices:
+                j = i + depth if i < 0 else i
+                if not 0 <= j < depth:
+                    raise ValueError(f"indices: expected block indices in [-{depth}, {depth}), got {i}")
+                idx.append(j)
+            idx = sorted(set(idx))
+        # The reference forgets to validate the resolution here; we do not.
+        check_image_batch(x, self.min_resolution_step, self.device)
+        self._maybe_check_range(x, "input")
+        b, _, hh, ww = x.shape
+        h, w = hh // self.patch_size, ww // self.patch_size
+        tokens = self._embed(x)
+        t = tokens.shape[1]
+        cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
+        stop = idx[-1] + 1 if (stop_early and intermediates_only) else None
+        block_outs = [o.view(b, t, -1) for o in self._blocks(tokens.reshape(b * t, -1), cu_seqlens, t, stop)]
+        inter = []
+        prev = -1
+        for j in idx:
+            y = block_outs[j]
+            if aggregation == "dense":
+                y = torch.stack(block_outs[prev + 1:j + 1]).float().mean(0).to(y.dtype)
+            prev = j
+            out = self._outputs(y, h, w, output_fmt, final=False)
+            inter.append(out if return_prefix_tokens else out.features)
+        if intermediates_only:
+            return inter
+        return self._outputs(block_outs[-1], h, w, "NLC"), inter
+
+
+def _tracing(x: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
