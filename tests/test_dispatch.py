@@ -1,0 +1,50 @@
+"""The per-op dispatcher: explicit choices, "auto", the environment override, explained refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastradio import backends, ops
+
+
+def test_auto_on_cpu_without_interpreter_picks_reference(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    for op in ops.OPS:
+        assert backends.select(op, "auto", torch.device("cpu"), torch.float32, head_dim=64) == "reference"
+
+
+def test_explicit_refusal_lists_reasons(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(backends.BackendUnavailable, match=r"backend 'cuda' cannot run 'pos_embed' on cpu"):
+        backends.select("pos_embed", "cuda", torch.device("cpu"), torch.float32)
+    reasons = backends.refusals("cuda", "pos_embed", torch.device("cpu"), torch.float32)
+    assert reasons and all(isinstance(r, str) and r for r in reasons)
+
+
+def test_unimplemented_op_is_named():
+    reasons = backends.refusals("cuda", "attention", torch.device("cpu"), torch.float32)
+    assert reasons  # either "does not implement" or a device reason; never silently empty
+
+
+def test_env_override(monkeypatch):
+    monkeypatch.setenv(backends.ENV_VAR, "pos_embed:reference")
+    assert backends.select("pos_embed", "auto", torch.device("cpu"), torch.float32) == "reference"
+    monkeypatch.setenv(backends.ENV_VAR, "cuda")
+    with pytest.raises(backends.BackendUnavailable, match="backend 'cuda' cannot run"):
+        backends.select("layer_norm", "auto", torch.device("cpu"), torch.float32)
+
+
+def test_reference_refuses_unsupported_dtype():
+    assert backends.refusals("reference", "linear", torch.device("cpu"), torch.int8)
+    with pytest.raises(backends.BackendUnavailable, match="no backend can run 'linear'"):
+        backends.select("linear", "auto", torch.device("cpu"), torch.int8)
+
+
+def test_plan_falls_back_for_unimplemented_ops(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    pytest.importorskip("triton")
+    p = ops.plan("triton", "cpu", torch.float32, head_dim=64)
+    assert p.names["pos_embed"] == "triton"
+    assert p.names["attention"] == "reference"  # not implemented in this backend yet
