@@ -270,3 +270,8 @@ def test_list_models():
     assert names["C-RADIOv2-B"].params == 98_233_344
     assert names["C-RADIOv2-H"].head_dim == 80
     assert any(m.test_only for m in fastradio.list_models(include_test=True))
+
+
+def test_empty_batch_gives_empty_outputs(tiny):
+    s, f = tiny(torch.rand(0, 3, 32, 48))
+    assert s.shape == (0, tiny.summary_dim) and f.shape == (0, 6, tiny.embed_dim)

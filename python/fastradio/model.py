@@ -259,7 +259,8 @@ class RadioModel(nn.Module):
         tokens = self._embed(x)                                     # (B, T, D)
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
-        y = self._blocks(tokens.reshape(b * t, -1), cu_seqlens, t)[-1].view(b, t, -1)
+        d = self.embed_dim
+        y = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t)[-1].view(b, t, d)
         return self._outputs(y, h, w, feature_fmt)
 
     def forward_features(self, x) -> RadioOutput:
@@ -341,7 +342,7 @@ class RadioModel(nn.Module):
         """y (B, T, D) → RadioOutput; summary from the checkpoint's summary_idxs. The feature
         normaliser applies to the final features only."""
         b, _, d = y.shape
-        summary = y.index_select(1, self.summary_idxs).reshape(b, -1)
+        summary = y.index_select(1, self.summary_idxs).reshape(b, self.summary_idxs.numel() * d)
         features = y[:, self.num_summary_tokens:]
         if final and self.feature_normalizer is not None:
             features = self.feature_normalizer(features)
@@ -393,7 +394,8 @@ class RadioModel(nn.Module):
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
         stop = idx[-1] + 1 if (stop_early and intermediates_only) else None
-        block_outs = [o.view(b, t, -1) for o in self._blocks(tokens.reshape(b * t, -1), cu_seqlens, t, stop)]
+        d = self.embed_dim
+        block_outs = [o.view(b, t, d) for o in self._blocks(tokens.reshape(b * t, d), cu_seqlens, t, stop)]
         inter = []
         prev = -1
         for j in idx:
