@@ -1,0 +1,214 @@
+"""CUDA backend: fastradio's C++/CUDA core, ``fastradio._C``, as torch custom ops (DESIGN.md §4-5).
+
+Every op follows one pattern (copy it for a new op):
+
+1. ``<op>(...)``: the op's exact signature (``fastradio.ops``) plus a keyword-only ``tier``.
+   It checks what the kernel's raw pointers rely on (dtype, shape, device, contiguity, sizes),
+   raising ``TypeError``/``ValueError`` that name what was expected and what came.
+2. ``torch.ops.fastradio.cuda_<op>``: a ``torch.library`` custom op. Its fake implementation
+   gives the output's shape and dtype (FakeTensor, ``torch.compile(fullgraph=True)``); the real
+   one allocates the output and calls ``_C.<op>_fwd`` with ``data_ptr()``s, sizes, the dtype and
+   tier codes, and torch's current stream of the tensor's device.
+3. ``_C.<op>_fwd`` checks again (pointers, sizes, codes, driver, arch) and launches.
+
+Tiers (``_C.tiers()``): ``tier=None`` takes ``FASTRADIO_TIER`` (``cuda_core``, or per op:
+``pos_embed:cuda_core,attention:mma_sm80``), else the most specialised tier compiled into this
+build that runs on the device. ``supports`` refuses a forced tier that cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:
+    from fastradio import _C
+except ImportError as e:  # the dispatcher reports this as the backend's refusal
+    raise ImportError(
+        f"fastradio._C, the compiled C++/CUDA extension, is not importable ({e}); build it with "
+        "`pip install --no-build-isolation .` and a CUDA compiler (see csrc/README.md)") from e
+
+__all__ = ["supports", "pos_embed", "resolve_tier", "build_info", "OP_NAMES", "TIER_ENV"]
+
+#: Environment variable forcing a tier, for every op ("cuda_core") or per op ("pos_embed:cuda_core").
+TIER_ENV = "FASTRADIO_TIER"
+
+#: The torch.library names of the ops this backend registers, by op.
+OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::cuda_pos_embed"}
+
+_BUILD: dict = _C.build_info()
+_TIER_CODES: dict[str, int] = dict(_C.tiers())
+_DTYPE_CODES: dict[torch.dtype, int] = {getattr(torch, name): code for name, code in _C.dtype_codes().items()}
+_AUTO = -1  # tier code meaning "resolve on the device at call time"
+
+
+def build_info() -> dict:
+    """What the extension was compiled with: toolchain, CUDA version, archs, tiers per op."""
+    return dict(_BUILD)
+
+
+# --- tiers ------------------------------------------------------------------------------------------
+
+def _forced_tier(op: str) -> str | None:
+    raw = os.environ.get(TIER_ENV, "").strip()
+    if not raw:
+        return None
+    if ":" not in raw:
+        return raw
+    for item in raw.split(","):
+        key, _, val = item.partition(":")
+        if key.strip() == op:
+            return val.strip() or None
+    return None
+
+
+_CAPABILITY: dict[int, tuple[int, int]] = {}
+
+
+def _capability(device: torch.device) -> tuple[int, int]:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _CAPABILITY:
+        _CAPABILITY[index] = torch.cuda.get_device_capability(index)
+    return _CAPABILITY[index]
+
+
+def _tier_refusal(op: str, tier: str, cap: tuple[int, int]) -> str:
+    if tier not in _TIER_CODES:
+        return f"unknown tier {tier!r} (known tiers: {', '.join(_TIER_CODES)})"
+    return _C.check_arch(op, tier, cap[0], cap[1])
+
+
+def resolve_tier(op: str, device: torch.device | str, tier: str | None = None) -> str:
+    """The tier that runs ``op`` on the CUDA ``device``: ``tier``, else ``FASTRADIO_TIER``, else the
+    most specialised tier this build compiled that runs there. Raises ``RuntimeError`` if none can."""
+    device = torch.device(device)
+    cap = _capability(device)
+    forced, source = (tier, "the tier argument") if tier else (_forced_tier(op), TIER_ENV)
+    if forced:
+        why = _tier_refusal(op, forced, cap)
+        if why:
+            raise RuntimeError(f"{op}: tier {forced!r} (from {source}) cannot run on {device} "
+                               f"(compute capability {cap[0]}.{cap[1]}): {why}")
+        return forced
+    compiled = sorted(_BUILD["tiers"].get(op, []), key=lambda t: _TIER_CODES[t], reverse=True)
+    whys = []
+    for t in compiled:
+        why = _C.check_arch(op, t, cap[0], cap[1])
+        if not why:
+            return t
+        whys.append(why)
+    raise RuntimeError(f"{op}: no compiled tier runs on {device} (compute capability {cap[0]}.{cap[1]}): "
+                       + ("; ".join(whys) or f"{op} is not compiled in this build"))
+
+
+_RESOLVED: dict[tuple, int] = {}
+
+
+def _tier_code(op: str, device: torch.device, code: int) -> int:
+    if code != _AUTO:
+        return code
+    key = (op, device.index, os.environ.get(TIER_ENV, ""))
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _TIER_CODES[resolve_tier(op, device)]
+    return _RESOLVED[key]
+
+
+def _tier_arg(fn: str, tier: str | None) -> int:
+    if tier is None:
+        return _AUTO
+    if tier not in _TIER_CODES:
+        raise ValueError(f"{fn}: tier must be None or one of {', '.join(_TIER_CODES)}, got {tier!r}")
+    return _TIER_CODES[tier]
+
+
+# --- what this backend can run --------------------------------------------------------------------
+
+def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
+    """Reasons this backend cannot run ``op`` on (device, dtype); empty when it can."""
+    if op not in OP_NAMES:
+        return [f"the cuda backend does not implement {op!r}"]
+    reasons = []
+    device = torch.device(device)
+    if op not in _BUILD["tiers"]:
+        reasons.append(f"{op} is not compiled in this build of fastradio._C")
+    if device.type != "cuda":
+        reasons.append(f"device {device} is not a CUDA device")
+    elif not torch.cuda.is_available():
+        reasons.append("device is cuda but torch.cuda.is_available() is False (CPU-only torch, or no GPU/driver)")
+    elif _C.device_count() == 0:
+        reasons.append("fastradio._C finds no CUDA driver/device")
+    elif op in _BUILD["tiers"]:
+        try:
+            resolve_tier(op, device)
+        except RuntimeError as e:
+            reasons.append(str(e))
+    if dtype not in _DTYPE_CODES:
+        reasons.append(f"dtype {dtype} is not one of {', '.join(str(d) for d in _DTYPE_CODES)}")
+    return reasons
+
+
+# --- shared argument checks -----------------------------------------------------------------------
+
+def _expect_tensor(fn: str, name: str, t, *, dtype: torch.dtype, ndim: int) -> None:
+    """A contiguous CUDA tensor of ``dtype`` with ``ndim`` dims (the kernels take raw pointers)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must be {dtype}, got {t.dtype}")
+    if t.dim() != ndim:
+        raise ValueError(f"{fn}: {name} must have {ndim} dims, got shape {tuple(t.shape)}")
+    if t.device.type != "cuda":
+        raise ValueError(f"{fn}: {name} must be on a CUDA device, got {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{fn}: {name} must be contiguous, got strides {t.stride()} for shape {tuple(t.shape)}")
+
+
+def _expect_size(fn: str, name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)) or v < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1, got {v!r}")
+
+
+def _expect_out_dtype(fn: str, dtype) -> None:
+    if dtype not in _DTYPE_CODES:
+        raise TypeError(f"{fn}: out_dtype must be one of {', '.join(str(d) for d in _DTYPE_CODES)}, got {dtype}")
+
+
+# --- pos_embed ------------------------------------------------------------------------------------
+
+def _check_pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> None:
+    fn = "pos_embed"
+    _expect_tensor(fn, "table", table, dtype=torch.float32, ndim=3)
+    g, g2, d = table.shape
+    if g != g2 or g < 1 or d < 1:
+        raise ValueError(f"{fn}: table must have shape (G, G, D) with G, D >= 1, got {tuple(table.shape)}")
+    _expect_size(fn, "h", h)
+    _expect_size(fn, "w", w)
+    _expect_out_dtype(fn, out_dtype)
+
+
+@torch.library.custom_op(OP_NAMES["pos_embed"], mutates_args=(), device_types="cuda")
+def _pos_embed_op(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, tier: int) -> torch.Tensor:
+    g, _, d = table.shape
+    out = torch.empty((h * w, d), dtype=out_dtype, device=table.device)
+    code = _tier_code("pos_embed", table.device, tier)
+    with torch.cuda.device(table.device):
+        stream = torch.cuda.current_stream(table.device).cuda_stream
+        _C.pos_embed_fwd(table.data_ptr(), out.data_ptr(), g, d, h, w, _DTYPE_CODES[out_dtype], code, stream)
+    return out
+
+
+@_pos_embed_op.register_fake
+def _pos_embed_fake(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, tier: int) -> torch.Tensor:
+    return table.new_empty((h * w, table.shape[2]), dtype=out_dtype)
+
+
+def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, *, tier: str | None = None) -> torch.Tensor:
+    """Resized position table: table (G, G, D) fp32 CUDA → (h*w, D) ``out_dtype`` (spec §3).
+
+    Bilinear resize to (m, m), m = max(h, w), align_corners=True, fp32 math, top-left h x w
+    window, cast to ``out_dtype`` (float32, float16 or bfloat16). Same contract as
+    ``fastradio.backends.reference.pos_embed``. ``tier``: see the module docstring.
+    """
+    _check_pos_embed(table, h, w, out_dtype)
+    return _pos_embed_op(table, h, w, out_dtype, _tier_arg("pos_embed", tier))

@@ -1,0 +1,856 @@
+"""The ``fastradio`` command line (also ``python -m fastradio``).
+
+Commands::
+
+    fastradio info [--json]                   versions, build, devices, backend x op support
+    fastradio models [--all] [--json]         the known models
+    fastradio embed IMAGE_OR_DIR ... --model NAME_OR_PATH [options]
+    fastradio embed --samples --model synthetic:C-RADIOv2-B     (no download, random weights)
+
+``embed`` options: ``--out FILE`` (default ``embeddings.safetensors``), ``--batch N`` (default 8),
+``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``), ``--device``, ``--dtype``,
+``--backend``, ``--revision``, ``--feature-fmt {NLC,NCHW}``, ``--no-features``, ``--recursive``,
+``--background COLOUR`` (for transparent pixels; default white), ``--no-exif-transpose``,
+``--skip-unreadable``, ``--samples``, ``--quiet``, ``--debug``. Image reading and resizing are
+described in :mod:`fastradio.images`.
+
+Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
+the model's step (16), else exit 2 suggesting ``nearest``; ``nearest`` resizes each image to
+``model.get_nearest_supported_resolution(h, w)`` (a no-op for sizes that are already multiples);
+``preferred`` resizes every image to ``model.preferred_resolution`` (768x768 for C-RADIOv2);
+``HxW`` resizes every image to that height x width. Resizing is bicubic with antialiasing.
+
+Batching: consecutive runs of up to ``--batch`` images; a run of same-size images goes to the
+model as one (B, 3, H, W) tensor, a run of mixed sizes as a list (the model packs it without
+padding). Results do not depend on the batching.
+
+Output file (safetensors)
+-------------------------
+Tensors, all float32 on the CPU, one pair per image ``i`` = 0, 1, ... in the order of the
+``images`` metadata entry:
+
+- ``summary/<i>``: (3·D,) the summary vector (clip, siglip and dino_v2 CLS tokens concatenated);
+- ``features/<i>``: the patch features, (h·w, D) for ``--feature-fmt NLC`` (row-major patch grid)
+  or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size; absent with
+  ``--no-features``.
+
+Header metadata (safetensors allows only strings; lists and dicts are JSON-encoded):
+
+=====================  ===========================================================================
+key                    value
+=====================  ===========================================================================
+format                 ``fastradio.embeddings``
+format_version         ``1``
+fastradio_version      package version that wrote the file
+model                  ``--model`` as given
+model_source           where the weights came from (resolved repo/folder, or the synthetic name)
+synthetic              ``true`` when the weights are random (``synthetic:`` models), else ``false``
+dtype                  compute dtype of the model (the stored tensors are always float32)
+device                 device the model ran on
+backends               JSON object op → backend that ran it
+embed_dim              D
+summary_dim            3·D
+patch_size             16
+feature_fmt            ``NLC``, ``NCHW``, or ``none`` with ``--no-features``
+resolution             the policy: ``native``, ``nearest``, ``preferred`` or ``HxW``
+background             R,G,B used under transparent pixels
+exif_transpose         ``true``/``false``
+count                  number of images
+images                 JSON list of image paths, as given / expanded (index i ↔ tensors ``/<i>``)
+original_sizes         JSON list of [height, width] as read (after EXIF orientation)
+model_sizes            JSON list of [height, width] fed to the model
+=====================  ===========================================================================
+
+:func:`read_embeddings` loads a file back with the JSON entries decoded.
+
+Exit codes: 0 success; 1 failure while running (message, plus a traceback with ``--debug``);
+2 usage or input errors (bad option, missing file, unreadable image, unsupported size under
+``native``, model not found, backend refused), reported in one line without a traceback unless
+``--debug``; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["main", "build_parser", "collect_info", "format_info", "embed_images", "write_embeddings",
+           "read_embeddings", "UsageError", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "fastradio.embeddings"
+FORMAT_VERSION = "1"
+DEFAULT_OUT = "embeddings.safetensors"
+DEFAULT_BATCH = 8
+_PROG = "fastradio"
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+_INFO_DTYPES = ("float32", "bfloat16", "float16")
+_JSON_META = ("backends", "images", "original_sizes", "model_sizes")
+
+
+class UsageError(Exception):
+    """A usage or input error: one line, exit code 2."""
+
+
+# -- small output helpers ----------------------------------------------------------------------------
+
+class _Console:
+    """stderr notes/warnings that do not tear a running progress bar."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            from tqdm import tqdm
+            tqdm.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self._write(f"note: {text}")
+
+    def warn(self, text: str) -> None:
+        self._write(f"warning: {text}")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+# -- info --------------------------------------------------------------------------------------------
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _extension_info() -> dict:
+    try:
+        mod = importlib.import_module("fastradio._C")
+    except ImportError as e:
+        return {"available": False, "build_info": None, "error": f"extension not built: {_one_line(e)}"}
+    except Exception as e:  # a broken build (missing symbol, bad ABI): say so, do not crash
+        return {"available": False, "build_info": None,
+                "error": f"extension failed to import: {type(e).__name__}: {_one_line(e)}"}
+    try:
+        bi = mod.build_info()
+    except Exception as e:
+        return {"available": False, "build_info": None,
+                "error": f"extension imported but build_info() failed: {type(e).__name__}: {_one_line(e)}"}
+    return {"available": True, "build_info": _jsonable(bi), "error": None}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def _cuda_info(torch) -> tuple[dict, list[dict]]:
+    devices = []
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return {"available": False, "device_count": 0,
+                "reason": f"torch {torch.__version__} was built without CUDA"}, devices
+    try:
+        n = torch.cuda.device_count()
+    except Exception as e:
+        return {"available": False, "device_count": 0, "reason": _one_line(e)}, devices
+    if not torch.cuda.is_available() or n == 0:
+        reason = "no CUDA device visible"
+        try:
+            torch.cuda.init()
+        except Exception as e:
+            reason = _one_line(e)
+        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if cvd is not None:
+            reason += f" (CUDA_VISIBLE_DEVICES={cvd!r})"
+        return {"available": False, "device_count": 0, "reason": reason}, devices
+    for i in range(n):
+        try:
+            p = torch.cuda.get_device_properties(i)
+            devices.append({"device": f"cuda:{i}", "type": "cuda", "name": p.name,
+                            "capability": [p.major, p.minor], "sm": f"sm_{p.major}{p.minor}",
+                            "total_memory_bytes": int(p.total_memory),
+                            "multiprocessors": int(p.multi_processor_count)})
+        except Exception as e:
+            devices.append({"device": f"cuda:{i}", "type": "cuda", "name": None, "error": _one_line(e)})
+    return {"available": True, "device_count": n, "reason": None}, devices
+
+
+def collect_info() -> dict:
+    """Everything ``fastradio info`` reports, as JSON-compatible data."""
+    import torch
+
+    import fastradio
+    from fastradio import backends, ops
+
+    cuda, cuda_devices = _cuda_info(torch)
+    devices = [{"device": "cpu", "type": "cpu", "name": _cpu_name(), "threads": torch.get_num_threads()}]
+    devices += cuda_devices
+    table, auto = [], []
+    for dev in devices:
+        if dev.get("error"):
+            continue
+        d = torch.device(dev["device"])
+        for dt_name in _INFO_DTYPES:
+            dt = getattr(torch, dt_name)
+            for op in ops.OPS:
+                for b in backends.BACKENDS:
+                    try:
+                        reasons = [str(r) for r in backends.refusals(b, op, d, dt)]
+                    except Exception as e:  # a backend's supports() must never break `info`
+                        reasons = [f"supports() raised {type(e).__name__}: {_one_line(e)}"]
+                    table.append({"device": dev["device"], "dtype": dt_name, "backend": b, "op": op,
+                                  "usable": not reasons, "reasons": reasons})
+                try:
+                    chosen, err = backends.select(op, "auto", d, dt), None
+                except Exception as e:
+                    chosen, err = None, _one_line(e)
+                auto.append({"device": dev["device"], "dtype": dt_name, "op": op, "backend": chosen, "error": err})
+    pkgs = {name: _version(dist) for name, dist in
+            (("numpy", "numpy"), ("pillow", "pillow"), ("safetensors", "safetensors"),
+             ("huggingface_hub", "huggingface_hub"), ("tqdm", "tqdm"))}
+    return {
+        "fastradio": {"version": fastradio.__version__, "location": str(Path(fastradio.__file__).parent)},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "platform": platform.platform(),
+        "torch": {"version": torch.__version__, "cuda": torch.version.cuda,
+                  "cudnn": (torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)},
+        "triton": {"version": _version("triton")},
+        "packages": pkgs,
+        "extension": _extension_info(),
+        "environment": {k: os.environ[k] for k in (backends.ENV_VAR, "CUDA_VISIBLE_DEVICES", "TRITON_INTERPRET")
+                        if k in os.environ},
+        "cuda": cuda,
+        "devices": devices,
+        "backends": table,
+        "auto": auto,
+    }
+
+
+def _status_text(by_dtype: dict[str, list[str]]) -> str:
+    """{dtype: reasons} → "usable (float32, bfloat16); float16: reason" (collapsed)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for dt, reasons in by_dtype.items():
+        groups.setdefault(tuple(reasons), []).append(dt)
+    ok = groups.pop((), None)
+    if not groups:
+        return "usable"
+    if ok is None and len(groups) == 1:
+        return "no: " + "; ".join(next(iter(groups)))
+    parts = [f"usable ({', '.join(ok)})"] if ok else []
+    parts += [f"no for {', '.join(dts)}: {'; '.join(reasons)}" for reasons, dts in groups.items()]
+    return " | ".join(parts)
+
+
+def format_info(info: dict) -> str:
+    """Human-readable rendering of :func:`collect_info`."""
+    lines = []
+    fr, py, t = info["fastradio"], info["python"], info["torch"]
+    lines.append(f"fastradio   {fr['version']}  ({fr['location']})")
+    lines.append(f"python      {py['version']} {py['implementation']}  ({py['executable']})")
+    lines.append(f"platform    {info['platform']}")
+    lines.append(f"torch       {t['version']}  (CUDA {t['cuda'] or 'none'}, cuDNN {t['cudnn'] or 'none'})")
+    lines.append(f"triton      {info['triton']['version'] or 'not installed'}")
+    lines.append("packages    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in info["packages"].items()))
+    ext = info["extension"]
+    if ext["available"]:
+        bi = ext["build_info"]
+        if isinstance(bi, dict):
+            lines.append("_C          built")
+            for k, v in bi.items():
+                lines.append(f"              {k}: {json.dumps(v) if not isinstance(v, str) else v}")
+        else:
+            lines.append(f"_C          built: {bi}")
+    else:
+        lines.append(f"_C          {ext['error']}")
+    for k, v in info["environment"].items():
+        lines.append(f"env         {k}={v}")
+    lines.append("")
+    lines.append("devices")
+    for d in info["devices"]:
+        if d["type"] == "cpu":
+            lines.append(f"  cpu       {d['name']} ({d['threads']} threads)")
+        elif d.get("error"):
+            lines.append(f"  {d['device']:<9} error: {d['error']}")
+        else:
+            gib = d["total_memory_bytes"] / 2**30
+            lines.append(f"  {d['device']:<9} {d['name']}, {d['sm']} (compute capability "
+                         f"{d['capability'][0]}.{d['capability'][1]}), {gib:.1f} GiB, {d['multiprocessors']} SMs")
+    if not info["cuda"]["available"]:
+        lines.append(f"  cuda      unavailable: {info['cuda']['reason']}")
+    ops_order = list(dict.fromkeys(r["op"] for r in info["backends"]))
+    for dev in dict.fromkeys(r["device"] for r in info["backends"]):
+        lines.append("")
+        lines.append(f"backends on {dev}")
+        rows = [r for r in info["backends"] if r["device"] == dev]
+        for b in dict.fromkeys(r["backend"] for r in rows):
+            per_op = {op: {r["dtype"]: r["reasons"] for r in rows if r["backend"] == b and r["op"] == op}
+                      for op in ops_order}
+            texts = {op: _status_text(v) for op, v in per_op.items()}
+            if len(set(texts.values())) == 1:
+                lines.append(f"  {b:<10} every op: {next(iter(texts.values()))}")
+            else:
+                lines.append(f"  {b}")
+                for op, txt in texts.items():
+                    lines.append(f"    {op:<12} {txt}")
+        autos = [a for a in info["auto"] if a["device"] == dev]
+        by_text: dict[str, list[str]] = {}
+        for dt in dict.fromkeys(a["dtype"] for a in autos):
+            sel = [a for a in autos if a["dtype"] == dt]
+            chosen = {a["backend"] for a in sel}
+            if len(chosen) == 1 and None not in chosen:
+                text = f"{chosen.pop()} for every op"
+            else:
+                text = ", ".join(f"{a['op']}→{a['backend']}" if a["backend"] else f"{a['op']}→none ({a['error']})"
+                                 for a in sel)
+            by_text.setdefault(text, []).append(dt)
+        for text, dts in by_text.items():
+            lines.append(f"  auto ({', '.join(dts)}): {text}")
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_info(info))
+    return 0
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+def _record_dict(r: Any) -> dict:
+    if hasattr(r, "_asdict"):
+        d = dict(r._asdict())
+    elif dataclasses.is_dataclass(r):
+        d = dataclasses.asdict(r)
+    elif isinstance(r, dict):
+        d = dict(r)
+    else:
+        d = dict(vars(r))
+    return _jsonable(d)
+
+
+def cmd_models(args) -> int:
+    import fastradio
+
+    records = [_record_dict(r) for r in fastradio.list_models(include_test=args.all)]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    head = f"{'name':<14} {'hub repo':<22} {'params':>8} {'width':>5} {'depth':>5} {'heads':>5} {'preferred':>9} {'max':>5}"
+    print(head)
+    for r in records:
+        params = r.get("params")
+        ps = f"{params / 1e6:.1f}M" if isinstance(params, (int, float)) else "?"
+        pref = r.get("preferred_resolution")
+        pref_s = f"{pref[0]}x{pref[1]}" if isinstance(pref, list) and len(pref) == 2 else str(pref)
+        print(f"{r.get('name', '?'):<14} {r.get('hub_repo') or '(synthetic only)':<22} {ps:>8} "
+              f"{r.get('embed_dim', '?'):>5} {r.get('depth', '?'):>5} {r.get('num_heads', '?'):>5} "
+              f"{pref_s:>9} {r.get('max_resolution', '?'):>5}")
+    print("\nAny name also loads as synthetic:<name> (random weights, offline, for testing only).")
+    return 0
+
+
+# -- embed -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class EmbedItem:
+    """One image of an ``embed`` run."""
+
+    path: Path
+    original_size: tuple[int, int]
+    model_size: tuple[int, int] = (0, 0)
+
+
+def plan_batches(sizes: Sequence[tuple[int, int]], batch: int) -> list[list[int]]:
+    """Consecutive runs of at most ``batch`` indices."""
+    return [list(range(i, min(i + batch, len(sizes)))) for i in range(0, len(sizes), batch)]
+
+
+def embed_images(model, items: Sequence[EmbedItem], *, batch: int = DEFAULT_BATCH, feature_fmt: str = "NLC",
+                 features: bool = True, read: Callable[[Path], "Any"] | None = None,
+                 on_done: Callable[[int], None] | None = None,
+                 on_unreadable: Callable[[EmbedItem, Exception], bool] | None = None) -> tuple[dict, list[EmbedItem]]:
+    """Run ``model`` over ``items`` (their ``model_size`` already decided).
+
+    Returns (tensors, done): ``tensors`` maps ``summary/<i>`` and ``features/<i>`` to float32 CPU
+    tensors for the i-th item of ``done`` (the items actually embedded, in order; an item is
+    dropped only when ``on_unreadable`` returns True for it, else its error propagates).
+    ``read(path)`` returns a (3, H, W) float tensor (default :func:`fastradio.images.read_image`).
+    """
+    import torch
+
+    from . import images
+
+    read = read or images.read_image
+    tensors: dict = {}
+    done: list[EmbedItem] = []
+    device = model.device
+    for idx in plan_batches([it.model_size for it in items], batch):
+        xs, its = [], []
+        for k in idx:
+            it = items[k]
+            try:
+                x = read(it.path)
+            except images.ImageInputError as e:
+                if on_unreadable is not None and on_unreadable(it, e):
+                    if on_done:
+                        on_done(1)
+                    continue
+                raise
+            xs.append(images.resize(x, it.model_size))
+            its.append(it)
+        if not xs:
+            continue
+        with torch.inference_mode():
+            if len({tuple(x.shape) for x in xs}) == 1:
+                out = model(torch.stack(xs).to(device), feature_fmt=feature_fmt)
+                results = [(out[0][j], out[1][j]) for j in range(len(xs))]
+            else:
+                outs = model([x.to(device) for x in xs], feature_fmt=feature_fmt)
+                results = [(o[0][0], o[1][0]) for o in outs]
+        for it, (s, f) in zip(its, results):
+            i = len(done)
+            tensors[f"summary/{i}"] = s.detach().to("cpu", torch.float32).clone().contiguous()
+            if features:
+                tensors[f"features/{i}"] = f.detach().to("cpu", torch.float32).clone().contiguous()
+            done.append(it)
+        if on_done:
+            on_done(len(its))
+    return tensors, done
+
+
+def write_embeddings(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any]) -> None:
+    """Write a safetensors file atomically (temporary file in the same folder, then rename).
+    Non-string metadata values are JSON-encoded."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {str(k): (v if isinstance(v, str) else json.dumps(_jsonable(v))) for k, v in metadata.items()}
+    # A unique name in the same folder, so that the final rename is atomic.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # save_file creates it 0600; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Load an ``embed`` output: (tensors, metadata) with the JSON metadata entries decoded and
+    ``count``, ``embed_dim``, ``summary_dim``, ``patch_size`` as ints."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    for k in _JSON_META:
+        if k in meta:
+            meta[k] = json.loads(meta[k])
+    for k in ("count", "embed_dim", "summary_dim", "patch_size"):
+        if k in meta:
+            meta[k] = int(meta[k])
+    for k in ("synthetic", "exif_transpose"):
+        if k in meta:
+            meta[k] = meta[k] == "true"
+    return tensors, meta
+
+
+def _parse_device(text: str | None):
+    import torch
+
+    if text is None:
+        return None
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device: expected cpu, cuda or cuda:N, got {text!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available here (see `fastradio info`)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device: expected cpu, cuda or cuda:N, got {text!r}")
+    return dev
+
+
+def _is_synthetic(name: str) -> bool:
+    return str(name).strip().lower().startswith("synthetic:")
+
+
+def _synthetic_hint(name: str) -> str:
+    from .configs import resolve_known_model
+
+    km = None
+    try:
+        km = resolve_known_model(str(name))
+    except Exception:
+        pass
+    target = km.name if km is not None else "C-RADIOv2-B"
+    return (f"to try fastradio without the real weights, use --model synthetic:{target} "
+            f"(random weights, meaningless embeddings)")
+
+
+def _describe_source(model, name: str) -> str:
+    """Where the weights came from: JSON {kind, repo_id, folder} for a resolved model (see
+    ``fastradio.hub.ResolvedModel``), else the name."""
+    src = getattr(model, "source", None)
+    if src is None:
+        return str(name)
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if hasattr(src, "folder") and hasattr(src, "source"):
+        return json.dumps({"kind": str(src.source), "repo_id": getattr(src, "repo_id", None),
+                           "folder": str(src.folder)})
+    if hasattr(src, "_asdict"):
+        return json.dumps(_jsonable(src._asdict()))
+    if dataclasses.is_dataclass(src):
+        return json.dumps(_jsonable({f.name: getattr(src, f.name) for f in dataclasses.fields(src)}))
+    return str(src)
+
+
+def _load_model(args, dtype_name: str | None, device):
+    import torch
+
+    import fastradio
+    from .backends import BackendUnavailable
+    from .errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
+
+    dtype = getattr(torch, dtype_name) if dtype_name else None
+    try:
+        model = fastradio.load(args.model, device=device, dtype=dtype, backend=args.backend,
+                               revision=args.revision)
+    except ModelNotFoundError as e:
+        msg = _one_line(e)
+        hint = _synthetic_hint(args.model)
+        if hint.split()[hint.split().index("--model") + 1] not in msg:
+            msg += f"; {hint}"
+        raise UsageError(msg) from e
+    except (CheckpointError, UnsupportedModelError, BackendUnavailable, ValueError, TypeError) as e:
+        raise UsageError(f"cannot load model {args.model!r}: {_one_line(e)}") from e
+    try:
+        _ = model.plan  # resolve the backends now: a refusal is a usage error, not a crash mid-run
+    except BackendUnavailable as e:
+        raise UsageError(_one_line(e)) from e
+    except AttributeError:
+        pass
+    return model
+
+
+def cmd_embed(args) -> int:
+    from . import images
+
+    console = _Console(quiet=args.quiet)
+    if args.batch < 1:
+        raise UsageError(f"--batch: expected a positive number of images, got {args.batch}")
+    policy = images.parse_resolution(args.resolution)
+    background = images.parse_background(args.background)
+    dtype_name = None
+    if args.dtype is not None:
+        dtype_name = _DTYPES.get(args.dtype.strip().lower())
+        if dtype_name is None:
+            raise UsageError(f"--dtype: expected float32, bfloat16 or float16 (or fp32, bf16, fp16), got {args.dtype!r}")
+    device = _parse_device(args.device)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory; give a file name, e.g. {out / DEFAULT_OUT}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    if not args.inputs and not args.samples:
+        raise UsageError("no images given: name image files or folders, or use --samples")
+
+    # 1. the files
+    paths: list[Path] = []
+    if args.samples:
+        from . import samples
+        paths += samples.sample_images()
+    skipped: dict[str, list[Path]] = {}
+    paths += images.expand_inputs(args.inputs, recursive=args.recursive,
+                                  on_skip=lambda p, why: skipped.setdefault(why, []).append(p))
+    for why, ps in skipped.items():
+        shown = ", ".join(str(p) for p in ps[:5]) + (f", ... ({len(ps) - 5} more)" if len(ps) > 5 else "")
+        console.note(f"skipped {len(ps)} {'entry' if len(ps) == 1 else 'entries'}: {why}: {shown}")
+
+    # 2. their sizes (headers only), so that bad files fail before the model loads
+    items: list[EmbedItem] = []
+    for p in paths:
+        try:
+            items.append(EmbedItem(p, images.probe(p, exif_transpose=not args.no_exif_transpose)))
+        except images.ImageInputError as e:
+            if not args.skip_unreadable:
+                raise UsageError(f"{e} (use --skip-unreadable to skip such files)") from e
+            console.note(f"skipped unreadable {e}")
+    if not items:
+        where = ", ".join(args.inputs) if args.inputs else "the inputs"
+        raise UsageError(f"no images found in {where}")
+    if policy == "native":  # every supported size is a multiple of 16: catch the obvious early
+        for it in items:
+            h, w = it.original_size
+            if h % 16 or w % 16:
+                break
+        else:
+            it = None
+        if it is not None:
+            _native_error(it, items, step=16)
+
+    # 3. the model
+    if _is_synthetic(args.model):
+        console.warn(f"{args.model} has RANDOM weights generated locally, not the published checkpoint: "
+                     f"its embeddings are meaningless (use it only to test the pipeline)")
+    model = _load_model(args, dtype_name, device)
+
+    # 4. the sizes fed to the model
+    for it in items:
+        try:
+            it.model_size = images.target_size(policy, it.original_size, model, what=str(it.path))
+        except images.ImageInputError:
+            if policy == "native":
+                _native_error(it, items, step=int(model.min_resolution_step), model=model)
+            raise
+    resized = sum(1 for it in items if it.model_size != it.original_size)
+    if resized:
+        label = policy if isinstance(policy, str) else images.fmt_size(policy)
+        console.note(f"resizing {resized} of {len(items)} image(s) (--resolution {label}; bicubic, antialiased)")
+    max_res = getattr(model, "max_resolution", None)
+    if max_res:
+        big = [it for it in items if max(it.model_size) > max_res]
+        if big:
+            console.note(f"{len(big)} image(s) exceed the model's max resolution {max_res} "
+                         f"(e.g. {big[0].path}: {images.fmt_size(big[0].model_size)}); this works but is slow "
+                         f"and off the training distribution; consider --resolution preferred")
+
+    # 5. run
+    from tqdm import tqdm
+
+    show = not args.quiet and sys.stderr.isatty()
+    bar = tqdm(total=len(items), unit="img", file=sys.stderr, disable=not show, dynamic_ncols=True,
+               desc="embedding")
+    console.bar = bar
+
+    def unreadable(it: EmbedItem, e: Exception) -> bool:
+        if args.skip_unreadable:
+            console.note(f"skipped unreadable {e}")
+            return True
+        return False
+
+    read = lambda p: images.read_image(p, background=background, exif_transpose=not args.no_exif_transpose)  # noqa: E731
+    try:
+        tensors, done = embed_images(model, items, batch=args.batch, feature_fmt=args.feature_fmt,
+                                     features=not args.no_features, read=read, on_done=bar.update,
+                                     on_unreadable=unreadable)
+    except images.ImageInputError as e:
+        raise UsageError(f"{e} (use --skip-unreadable to skip such files)") from e
+    finally:
+        bar.close()
+        console.bar = None
+    if not done:
+        raise UsageError("no image could be read")
+
+    # 6. write
+    import fastradio
+
+    names = getattr(getattr(model, "plan", None), "names", None) or {}
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fastradio_version": fastradio.__version__,
+        "model": str(args.model),
+        "model_source": _describe_source(model, args.model),
+        "synthetic": "true" if _is_synthetic(args.model) else "false",
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "device": str(model.device),
+        "backends": dict(names),
+        "embed_dim": str(int(model.embed_dim)),
+        "summary_dim": str(int(model.summary_dim)),
+        "patch_size": str(int(getattr(model, "patch_size", 16))),
+        "feature_fmt": "none" if args.no_features else args.feature_fmt,
+        "resolution": policy if isinstance(policy, str) else images.fmt_size(policy),
+        "background": ",".join(str(v) for v in background),
+        "exif_transpose": "false" if args.no_exif_transpose else "true",
+        "count": str(len(done)),
+        "images": [str(it.path) for it in done],
+        "original_sizes": [list(it.original_size) for it in done],
+        "model_sizes": [list(it.model_size) for it in done],
+    }
+    try:
+        write_embeddings(out, tensors, meta)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write ({e.strerror or e})") from e
+    if not args.quiet:
+        what = "summaries" if args.no_features else f"summaries and {args.feature_fmt} features"
+        print(f"wrote {what} of {len(done)} image(s) to {out} "
+              f"(model {args.model}, {meta['dtype']} on {meta['device']})")
+    return 0
+
+
+def _native_error(it: EmbedItem, items: Sequence[EmbedItem], *, step: int, model=None) -> None:
+    from . import images
+
+    h, w = it.original_size
+    bad = sum(1 for x in items if x.original_size[0] % step or x.original_size[1] % step)
+    if model is not None:
+        nh, nw = (int(v) for v in model.get_nearest_supported_resolution(h, w))
+    else:
+        nh, nw = (max(round(s / step), 1) * step for s in (h, w))
+    more = f" ({bad - 1} more image(s) too)" if bad > 1 else ""
+    raise UsageError(f"{it.path}: size {images.fmt_size((h, w))} (HxW) is not a multiple of {step}, "
+                     f"which --resolution native requires{more}; use --resolution nearest "
+                     f"(would resize it to {nh}x{nw}), preferred, or HxW")
+
+
+# -- parser and main ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, notes or summary line")
+
+    p = argparse.ArgumentParser(prog=_PROG, description="Fast inference for NVIDIA C-RADIOv2 image encoders.")
+    p.add_argument("--version", action="version", version=f"fastradio {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    pi = sub.add_parser("info", parents=[common], help="versions, build, devices and backend support",
+                        description="Report versions, the C++/CUDA extension build, devices, and for every "
+                                    "backend x op x device x dtype whether it is usable or why not.")
+    pi.add_argument("--json", action="store_true", help="machine-readable output")
+    pi.set_defaults(func=cmd_info)
+
+    pm = sub.add_parser("models", parents=[common], help="list the known models",
+                        description="List the known models (names accept aliases; any also loads as "
+                                    "synthetic:<name> with random weights).")
+    pm.add_argument("--all", action="store_true", help="include the tiny test-only architectures")
+    pm.add_argument("--json", action="store_true", help="machine-readable output")
+    pm.set_defaults(func=cmd_models)
+
+    pe = sub.add_parser(
+        "embed", parents=[common], help="embed images into a safetensors file",
+        description="Embed image files (or folders of them) and write summaries and patch features to a "
+                    "safetensors file (format: `python -m pydoc fastradio.cli`).",
+        epilog="Without network access use --model synthetic:C-RADIOv2-B (random weights; the embeddings are "
+               "meaningless, but every step of the pipeline runs).")
+    pe.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR", help="image files and/or folders")
+    pe.add_argument("-m", "--model", required=True, metavar="NAME_OR_PATH",
+                    help="known model name (see `fastradio models`), local folder, or synthetic:<name>")
+    pe.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="FILE",
+                    help=f"output safetensors file (default: {DEFAULT_OUT}; overwritten)")
+    pe.add_argument("-b", "--batch", type=int, default=DEFAULT_BATCH, metavar="N",
+                    help=f"images per model call (default: {DEFAULT_BATCH})")
+    pe.add_argument("-r", "--resolution", default="nearest", metavar="{native,nearest,preferred,HxW}",
+                    help="native: as is (multiples of 16 only); nearest: resize to the nearest multiple of 16 "
+                         "(default); preferred: the model's preferred size; HxW: height x width")
+    pe.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    pe.add_argument("--dtype", default=None,
+                    help="float32 | bfloat16 | float16 (default: float32 on CPU, bf16 on sm_80+, else fp16)")
+    from .backends import BACKENDS
+    pe.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="kernel backend (default: auto)")
+    pe.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for Hub models")
+    pe.add_argument("--feature-fmt", default="NLC", choices=["NLC", "NCHW"],
+                    help="layout of the stored features: NLC (h*w, D) or NCHW (D, h, w); default NLC")
+    pe.add_argument("--no-features", action="store_true", help="store only the summary vectors")
+    pe.add_argument("--recursive", action="store_true", help="descend into subfolders of folders")
+    pe.add_argument("--samples", action="store_true",
+                    help="add fastradio's built-in sample images (generated on first use)")
+    pe.add_argument("--background", default="white", metavar="COLOUR",
+                    help="colour under transparent pixels: name, #rrggbb or R,G,B (default: white)")
+    pe.add_argument("--no-exif-transpose", action="store_true", help="ignore EXIF orientation tags")
+    pe.add_argument("--skip-unreadable", action="store_true",
+                    help="skip files that cannot be read as images (with a note) instead of stopping")
+    pe.set_defaults(func=cmd_embed)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastradio`` console script and ``python -m fastradio``; returns the
+    exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (argparse printed it)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = getattr(args, "debug", False)
+    from .images import ImageInputError
+
+    try:
+        return int(args.func(args))
+    except (UsageError, ImageInputError) as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{_PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (run with --debug for the traceback)"
+        if type(e).__name__ == "OutOfMemoryError":
+            hint = " (try a smaller --batch or --resolution)" + hint
+        print(f"{_PROG}: error: {type(e).__name__}: {_one_line(e)}{hint}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

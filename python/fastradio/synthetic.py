@@ -1,0 +1,370 @@
+"""Synthetic C-RADIOv2 checkpoints: random weights in the exact Hugging Face layout, for tests and
+benchmarks without network access. Never chosen silently: only ``synthetic:<name>[@seed]`` names
+(see :mod:`fastradio.hub`) or explicit calls produce them, and their ``config.json`` says so
+(``fastradio_synthetic``).
+
+Layout: ``config.json`` (the keys of spec §6, with ``args`` holding the values that matter plus
+some filler training arguments) and ``model.safetensors``, or ``model-0000i-of-0000n.safetensors``
+shards with ``model.safetensors.index.json``. Names, shapes and dtypes are exactly those of
+:func:`fastradio.checkpoint.expected_tensors`.
+
+Weights (all drawn on the CPU from a ``torch.Generator`` seeded by ``sha256(seed, tensor name)``,
+so a tensor's bytes depend only on the seed and its name, not on the order, sharding or thread
+count; nothing is ever all-zero). D = width, t = (i + 1) / depth for block i:
+
+- ``norm_mean``/``norm_std``: the OpenAI CLIP constants; ``summary_idxs``: [0, 1, 2].
+- ``pos_embed``: a smooth field (a coarse (G/8)² random grid up-sampled bilinearly, scaled to std
+  0.02) plus white noise of std 0.005, so position-table resizing is exercised on realistic data.
+- ``embedder.weight``: N(0, 1) · 0.8 / √768; ``cls_token.token``: N(0, 0.5²).
+- LayerNorm weights 1 + N(0, 0.1²), with ~2 % of the channels scaled by U(2, 4); LayerNorm biases
+  and all linear biases N(0, 0.02²).
+- ``qkv``/``fc1`` weights N(0, 1/D) · U(0.7, 1.1); ``proj``/``fc2`` weights N(0, 1/fan_in) ·
+  (0.5 + 0.5·t): the residual stream grows with depth as in trained ViTs.
+- Outlier channels: max(2, D/128) channels (chosen from the seed) get a fixed-sign push of
+  (0.5 + t) through every ``fc2.bias``, so they accumulate to ~10-40 in the residual stream (the
+  "massive activations" of trained ViTs), and small LayerNorm weights (0.05-0.2) that damp them,
+  as trained models learn to. This makes fp16/bf16 comparisons meaningful.
+- ``feature_normalizer`` (optional): mean N(0, 0.05²), tx = I + N(0, 0.3²/D).
+
+The tensors are generated and written one at a time (the safetensors header is computed from the
+shapes first), so even C-RADIOv2-g (4.6 GB in fp32) never needs more than one tensor in memory.
+``dtype`` sets the storage dtype of the parameters (fp32 like the Hub, or bf16/fp16 for
+benchmarks); buffers stay fp32 and ``summary_idxs`` int64, which the loader accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import BUFFER_NAMES, CONFIG_NAME, INDEX_NAME, PREFIX, WEIGHTS_NAME, expected_tensors
+from .configs import KNOWN_MODELS, ModelConfig, resolve_known_model, tiny_config
+from .errors import ModelNotFoundError
+
+__all__ = ["write_checkpoint", "synthetic_folder", "model_config", "config_json", "default_cache_dir",
+           "CLIP_MEAN", "CLIP_STD"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_ST_TAGS = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+_OURS = (CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME)
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------------------
+
+def model_config(name: str) -> ModelConfig:
+    """The config a synthetic checkpoint of a known model gets: the registry's config for real
+    models (128x128 position grid), ``tiny_config`` (16x16 grid, 256 px) for the ``test-*`` ones."""
+    km = resolve_known_model(name)
+    if km is None:
+        raise ModelNotFoundError(
+            f"unknown model {name!r} for a synthetic checkpoint: expected one of "
+            f"{', '.join(m.name for m in KNOWN_MODELS)}")
+    return tiny_config(km.arch) if km.test_only else km.config
+
+
+def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: int = 0,
+                name: str | None = None) -> dict:
+    """A realistic ``config.json`` dict that :func:`fastradio.checkpoint.parse_config` turns back
+    into ``cfg`` (fields compared by ``==``)."""
+    teachers = list(cfg.teachers)
+    if cfg.num_cls_tokens == len(teachers) and teachers:
+        per_teacher = True
+    elif cfg.num_cls_tokens == 1:
+        per_teacher = False
+    else:
+        raise ValueError(f"cannot express {cfg.num_cls_tokens} CLS tokens with teachers {teachers} in "
+                         f"config.json: expected one per teacher or exactly one")
+    rule = 8 - cfg.num_cls_tokens % 8
+    multiple, explicit = 8, None
+    if cfg.num_registers == 0:
+        multiple = None
+    elif cfg.num_registers != rule:
+        explicit = cfg.num_registers
+    if cfg.window_size is not None:
+        raise ValueError("synthetic checkpoints with windowed attention are not supported")
+    args = {
+        "model": cfg.arch.timm_name,
+        "cpe_max_size": cfg.pos_grid * cfg.patch_size,
+        "cpe_num_registers": explicit,
+        "register_multiple": multiple,
+        "cls_token_per_teacher": per_teacher,
+        "teachers": [{"name": t} for t in teachers],
+        "dtype": str(dtype).replace("torch.", ""),
+        "model_norm": False,
+        "model_kwargs": {"scaled_ln": True} if cfg.scaled_ln else {},
+        # Filler, like the ~150 training arguments of a real dump (ignored by the loader).
+        "batch_size": 1024, "lr": 0.001, "weight_decay": 0.02, "epochs": 1, "warmup_epochs": 0,
+        "drop_path_rate": 0.0, "amp": True, "seed": seed, "input_size": [3, 432, 432],
+        "spectral_reparam": False, "teacher_feature_distillation": True,
+    }
+    return {
+        "architectures": ["RADIOModel"],
+        "model_type": "radio",
+        "args": args,
+        "version": f"synthetic-{name or cfg.arch.timm_name}",
+        "patch_size": cfg.patch_size,
+        "max_resolution": cfg.max_resolution,
+        "preferred_resolution": list(cfg.preferred_resolution),
+        "adaptor_names": None,
+        "adaptor_configs": {},
+        "vitdet_window_size": None,
+        "feature_normalizer_config": {"embed_dim": cfg.embed_dim} if cfg.has_feature_normalizer else None,
+        "inter_feature_normalizer_config": None,
+        "torch_dtype": "float32",
+        "fastradio_synthetic": {"seed": seed, "note": "random weights generated by fastradio.synthetic"},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors
+# ---------------------------------------------------------------------------------------------
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _randn(g: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=g, dtype=torch.float32)
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=g))
+
+
+def _outliers(cfg: ModelConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(channel indices, signs) of the residual-stream outlier channels."""
+    g = _generator(seed, "outlier-channels")
+    d = cfg.embed_dim
+    idx = torch.randperm(d, generator=g)[: max(2, d // 128)]
+    sign = torch.where(torch.rand(idx.numel(), generator=g) < 0.5, -1.0, 1.0)
+    return idx, sign
+
+
+def _make_tensor(name: str, shape: tuple[int, ...], cfg: ModelConfig, seed: int,
+                 outliers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """One tensor of the scheme in the module docstring, fp32 (int64 for summary_idxs)."""
+    key = name[len(PREFIX):]
+    g = _generator(seed, key)
+    d = cfg.embed_dim
+    if key == "summary_idxs":
+        return torch.arange(shape[0], dtype=torch.int64)
+    if key == "input_conditioner.norm_mean":
+        return torch.tensor(CLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
+    if key == "input_conditioner.norm_std":
+        return torch.tensor(CLIP_STD, dtype=torch.float32).view(3, 1, 1)
+    if key.endswith("pos_embed"):
+        grid = cfg.pos_grid
+        c = max(2, grid // 8)
+        smooth = F.interpolate(_randn(g, 1, d, c, c), size=(grid, grid), mode="bilinear", align_corners=True)
+        smooth = smooth * (0.02 / smooth.std().clamp_min(1e-6))
+        smooth += 0.005 * _randn(g, 1, d, grid, grid)
+        return smooth.flatten(2).transpose(1, 2).contiguous()          # (1, G*G, D) row-major
+    if key.endswith("embedder.weight"):
+        return _randn(g, *shape) * (0.8 / math.sqrt(shape[1]))
+    if key.endswith("cls_token.token"):
+        return _randn(g, *shape) * 0.5
+    if key == "feature_normalizer.mean":
+        return _randn(g, d) * 0.05
+    if key == "feature_normalizer.tx":
+        return torch.eye(d) + _randn(g, d, d) * (0.3 / math.sqrt(d))
+
+    parts = key.split(".")                        # model.blocks.{i}.{sub}.{param}
+    i = int(parts[2])
+    t = (i + 1) / cfg.depth
+    sub, param = ".".join(parts[3:-1]), parts[-1]
+    idx, sign = outliers
+    if sub in ("norm1", "norm2"):
+        if param == "bias":
+            return _randn(g, d) * 0.02
+        w = 1.0 + 0.1 * _randn(g, d)
+        big = torch.rand(d, generator=g) < 0.02
+        w[big] *= 2.0 + 2.0 * torch.rand(int(big.sum()), generator=g)
+        w[idx] = 0.05 + 0.15 * torch.rand(idx.numel(), generator=g)
+        return w
+    if param == "bias":
+        b = _randn(g, *shape) * 0.02
+        if sub == "mlp.fc2":
+            b[idx] += (0.5 + t) * sign
+        return b
+    fan_in = shape[1]
+    if sub in ("attn.proj", "mlp.fc2"):
+        gain = 0.5 + 0.5 * t
+    else:
+        gain = _uniform(g, 0.7, 1.1)
+    return _randn(g, *shape) * (gain / math.sqrt(fan_in))
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming safetensors writer
+# ---------------------------------------------------------------------------------------------
+
+def _write_safetensors(path: Path, specs: list[tuple[str, tuple[int, ...], torch.dtype]],
+                       make: Callable[[str], torch.Tensor]) -> int:
+    """Write a safetensors file tensor by tensor; returns the bytes of tensor data. The header is
+    built from ``specs`` first, so only one tensor is alive at a time."""
+    if sys.byteorder != "little":
+        raise RuntimeError("safetensors stores little-endian data; this writer needs a little-endian host")
+    header: dict = {"__metadata__": {"format": "pt"}}
+    pos = 0
+    for name, shape, dtype in specs:
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": _ST_TAGS[dtype], "shape": list(shape), "data_offsets": [pos, pos + nbytes]}
+        pos += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)               # the format pads the header to 8 bytes
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for name, shape, dtype in specs:
+            t = make(name)
+            if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+                raise RuntimeError(f"synthetic tensor {name}: expected {dtype} {shape}, made {t.dtype} "
+                                   f"{tuple(t.shape)}")
+            f.write(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
+            del t
+    os.replace(tmp, path)
+    return pos
+
+
+def _split(specs: list[tuple[str, tuple[int, ...], torch.dtype]], shards: int) -> list[list]:
+    sizes = [math.prod(s) * torch.empty((), dtype=dt).element_size() for _, s, dt in specs]
+    target = sum(sizes) / shards
+    groups: list[list] = [[]]
+    acc = 0
+    for k, (spec, size) in enumerate(zip(specs, sizes)):
+        left_specs, left_groups = len(specs) - k, shards - len(groups)
+        if groups[-1] and left_groups > 0 and (acc >= target * len(groups) or left_specs <= left_groups):
+            groups.append([])
+        groups[-1].append(spec)
+        acc += size
+    return groups
+
+
+def write_checkpoint(folder: str | os.PathLike, model: str | ModelConfig, *, seed: int = 0, shards: int = 1,
+                     feature_normalizer: bool = False, scaled_ln: bool = False,
+                     dtype: torch.dtype = torch.float32) -> Path:
+    """Write a synthetic checkpoint in the Hub layout into ``folder`` (created if needed; an
+    earlier checkpoint there is replaced) and return the folder.
+
+    model: a known name or alias (``"C-RADIOv2-B"``, ``"test-d128"``) or a ModelConfig. seed: same
+    seed → byte-identical tensors. shards: 1 writes ``model.safetensors``; n > 1 writes n shards and
+    ``model.safetensors.index.json``. feature_normalizer / scaled_ln: add those options (also taken
+    from a ModelConfig). dtype: storage dtype of the parameters (float32, bfloat16 or float16).
+    """
+    cfg = model_config(model) if isinstance(model, str) else model
+    name = resolve_known_model(model).name if isinstance(model, str) else None
+    if feature_normalizer:
+        cfg = cfg.with_(has_feature_normalizer=True)
+    if scaled_ln:
+        if not cfg.arch.allows_scaled_ln:
+            raise ValueError(f"scaled_ln is not defined for {cfg.arch.timm_name}")
+        cfg = cfg.with_(scaled_ln=True)
+    if dtype not in _STORAGE_DTYPES:
+        raise ValueError(f"dtype: expected one of float32, bfloat16, float16, got {dtype}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+
+    specs = [(k, shape, dt if k in BUFFER_NAMES else dtype) for k, (shape, dt) in expected_tensors(cfg).items()]
+    if not 1 <= shards <= len(specs):
+        raise ValueError(f"shards: expected 1..{len(specs)}, got {shards}")
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in folder.iterdir():
+        if p.name in _OURS or (p.name.startswith("model-") and p.name.endswith(".safetensors")):
+            p.unlink()
+
+    outliers = _outliers(cfg, seed)
+    shapes = {k: s for k, s, _ in specs}
+    stored = {k: dt for k, _, dt in specs}
+
+    def make(k: str) -> torch.Tensor:
+        return _make_tensor(k, shapes[k], cfg, seed, outliers).to(stored[k])
+
+    if shards == 1:
+        _write_safetensors(folder / WEIGHTS_NAME, specs, make)
+    else:
+        weight_map, total = {}, 0
+        groups = _split(specs, shards)
+        for i, group in enumerate(groups, 1):
+            fname = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+            total += _write_safetensors(folder / fname, group, make)
+            weight_map.update({k: fname for k, _, _ in group})
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        _write_text(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    _write_text(folder / CONFIG_NAME, json.dumps(config_json(cfg, dtype=dtype, seed=seed, name=name), indent=2) + "\n")
+    return folder
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the synthetic cache used by ``synthetic:`` names
+# ---------------------------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    """fastradio's cache root: ``$FASTRADIO_CACHE``, else ``$XDG_CACHE_HOME/fastradio``, else
+    ``~/.cache/fastradio``."""
+    env = os.environ.get("FASTRADIO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fastradio"
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / CONFIG_NAME).is_file() and (
+        (folder / WEIGHTS_NAME).is_file() or (folder / INDEX_NAME).is_file())
+
+
+def synthetic_folder(name: str, seed: int = 0, *, root: str | os.PathLike | None = None) -> Path:
+    """The folder of the synthetic checkpoint ``<canonical name>-seed<seed>`` under
+    ``root`` (default ``default_cache_dir() / "synthetic"``), generating it first if it is not
+    there. Generation goes to a temporary folder renamed into place, so a folder that exists is
+    complete, and concurrent callers both end up with one valid copy."""
+    km = resolve_known_model(name)
+    if km is None:
+        raise ModelNotFoundError(
+            f"unknown model {name!r} for a synthetic checkpoint: expected one of "
+            f"{', '.join(m.name for m in KNOWN_MODELS)} (as synthetic:<name>[@seed])")
+    root = Path(root) if root is not None else default_cache_dir() / "synthetic"
+    final = root / f"{km.name}-seed{seed}"
+    if _complete(final):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        write_checkpoint(tmp, km.name, seed=seed)
+        if final.exists() and not _complete(final):
+            stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.stale.", dir=root))
+            os.replace(final, stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _complete(final):           # lost a race to a broken folder: report it
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,130 @@
+"""The compile gate (csrc/tools/compile_gate.py): its ptxas-report parser on recorded outputs, its
+limits, the kernel registrations it reads, and a real run on fixture sources that must fail on
+exactly the arch where they spill and overflow shared memory (skipped per missing toolchain)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "cuda"
+
+
+def _load_gate():
+    spec = importlib.util.spec_from_file_location("compile_gate", REPO / "csrc" / "tools" / "compile_gate.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["compile_gate"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gate = _load_gate()
+
+
+# -- the parser, on real ptxas -v outputs -------------------------------------------------------------
+
+def test_parse_nvcc_report_with_spill_and_smem():
+    funcs = gate.parse_ptxas((FIXTURES / "ptxas_nvcc13_sm80_spill.txt").read_text())
+    assert set(funcs) == {"_Z11smem_kernelPf", "_Z12spill_kernelPKfPfi"}
+    smem = funcs["_Z11smem_kernelPf"]
+    assert (smem.entry, smem.registers, smem.barriers, smem.smem, smem.spill_stores, smem.spill_loads) == \
+        (True, 10, 1, 16384, 0, 0)
+    spill = funcs["_Z12spill_kernelPKfPfi"]
+    assert (spill.registers, spill.stack, spill.spill_stores, spill.spill_loads, spill.smem) == (32, 680, 776, 1224, 0)
+    problems = gate.findings(funcs, "80", gate.smem_optin_limits())
+    assert len(problems) == 1 and "_Z12spill_kernelPKfPfi" in problems[0] and "776" in problems[0]
+
+
+def test_parse_clang_report():
+    funcs = gate.parse_ptxas((FIXTURES / "ptxas_clang19_sm70_spill.txt").read_text())
+    assert funcs["_Z12spill_kernelPKfPfi"].spill_stores == 808
+    assert funcs["_Z12spill_kernelPKfPfi"].spill_loads == 1256
+    assert funcs["_Z11smem_kernelPf"].smem == 16384
+
+
+def test_parse_smem_error_report():
+    funcs = gate.parse_ptxas((FIXTURES / "ptxas_nvcc13_sm80_smem_error.txt").read_text())
+    assert funcs["_Z15big_smem_kernelPf"].smem == 65536
+    problems = gate.findings(funcs, "80", gate.smem_optin_limits())
+    assert problems and "48 KiB static limit" in problems[0]
+
+
+def test_findings_opt_in_limit_per_arch():
+    f = gate.FunctionReport("k", entry=True, registers=32, smem=40 * 1024)
+    limits = {75: 64 * 1024, 60: 32 * 1024}
+    assert gate.findings({"k": f}, "75", limits) == []
+    assert "sm_60 opt-in limit" in gate.findings({"k": f}, "60", limits)[0]
+    assert gate.findings({"k": gate.FunctionReport("k", registers=255)}, "90a", limits) == []
+
+
+def test_smem_limits_table():
+    limits = gate.smem_optin_limits()
+    kib = {a: b // 1024 for a, b in limits.items()}
+    assert kib[60] == 48 and kib[70] == 96 and kib[75] == 64
+    assert kib[80] == 163 and kib[86] == 99 and kib[87] == 163 and kib[89] == 99
+    assert kib[90] == 227 and kib[100] == 227 and kib[120] == 99
+    for tc, archs in gate.GATE_ARCHS.items():
+        for a in archs:
+            assert int(a.rstrip("a")) in limits, f"{tc} gates sm_{a} but csrc/common/arch.h has no limit for it"
+
+
+def test_every_cuda_source_is_registered():
+    """Each csrc/**/*.cu is compiled by a fastradio_add_kernel call (so CMake builds it and the
+    gate knows its archs)."""
+    regs = gate.registrations()
+    sources = sorted((REPO / "csrc").rglob("*.cu"))
+    assert sources, "no CUDA sources found"
+    missing = [str(s.relative_to(REPO)) for s in sources if s.resolve() not in regs]
+    assert not missing, f"not in any fastradio_add_kernel(... SOURCES ...): {missing}"
+    pe = regs[(REPO / "csrc" / "pos_embed" / "pos_embed.cu").resolve()]
+    assert (pe.op, pe.tier, pe.min_arch) == ("pos_embed", "cuda_core", 60)
+
+
+def test_arch_need():
+    reg = gate.Registration("x", "mma_sm80", 80, [])
+    assert not gate.needed(reg, "75") and gate.needed(reg, "80") and gate.needed(reg, "90a")
+    only = gate.Registration("x", "wgmma_sm90a", 90, ["90a"])
+    assert not gate.needed(only, "90") and gate.needed(only, "90a")
+    assert gate.needed(None, "60")
+
+
+# -- a real run on fixture sources ---------------------------------------------------------------------
+
+def _toolchain_or_skip(name: str):
+    tc = gate.find_nvcc(None) if name == "nvcc" else gate.find_clang(None, None)
+    if tc is None:
+        hint = "CUDA 13 nvcc" if name == "nvcc" else "clang++-19 + the CUDA 12.9 folder (csrc/tools/setup_toolchains.sh)"
+        pytest.skip(f"toolchain {name} not found: {hint}")
+    return tc
+
+
+@pytest.mark.parametrize("toolchain", ["nvcc", "clang"])
+def test_gate_fails_on_spill_and_smem_for_one_arch(toolchain, tmp_path, capsys):
+    _toolchain_or_skip(toolchain)
+    bad, ok = FIXTURES / "gate_fail_sm80.cu", FIXTURES / "gate_ok.cu"
+    rc = gate.main(["--toolchain", toolchain, "--archs", "75,80", "--no-host-pass",
+                    "--report-dir", str(tmp_path), "--sources", str(bad), str(ok)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert fails and all("gate_fail_sm80.cu" in ln and f"[{toolchain} sm_80]" in ln for ln in fails), out
+    assert any("gate_spill_kernel" in ln and "spills" in ln for ln in fails), out
+    assert any("gate_smem_kernel" in ln and "shared memory" in ln for ln in fails), out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] is False
+    by_key = {(Path(j["file"]).name, j["arch"]): j for j in report["jobs"]}
+    assert by_key[("gate_fail_sm80.cu", "75")]["problems"] == []
+    assert by_key[("gate_ok.cu", "80")]["problems"] == []
+    assert by_key[("gate_ok.cu", "80")]["functions"][0]["smem"] == 1024
+    assert (tmp_path / "report.md").read_text().startswith("# Compile gate")
+
+
+def test_gate_missing_toolchain_is_an_error(tmp_path, capsys):
+    rc = gate.main(["--toolchain", "clang", "--clang", "/nonexistent/clang++", "--report-dir", str(tmp_path)])
+    assert rc == 2
+    assert "toolchain clang not found" in capsys.readouterr().err

@@ -1,0 +1,325 @@
+"""pos_embed, one op test for every backend (reference, triton, cuda) on every device.
+
+(a) the spec facts (c-radiov2.md §3) checked independently of torch: a float64 NumPy version of
+    the exact formula with an fp32 source coordinate; align_corners=False, a centre crop and an
+    fp64 source coordinate all give measurably different numbers, so the tolerances catch them;
+(b) every backend against that oracle: fp32 tight, fp16/bf16 within 2x the error of the
+    reference's own cast (the precision floor, DESIGN §7), on awkward shapes;
+(c) wrong inputs are rejected; (d) FakeTensor shapes and torch.compile(fullgraph=True).
+
+A backend that cannot run here is skipped with the dispatcher's reason. On CPU the Triton kernel
+runs only under TRITON_INTERPRET=1; big shapes run only on a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastradio import backends
+
+BACKENDS = ("reference", "triton", "cuda")
+DEVICES = ("cpu", "cuda")
+OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+FP32_TOL = 1e-6  # relative L2 and max-abs relative to max |oracle|; an fp64 src gives ~5e-6
+
+# (G, h, w, D). h or w > G up-samples; (G, G) is the identity; (1, 1) is the single patch.
+CASES = [
+    (16, 1, 1, 3), (16, 1, 7, 64), (16, 7, 1, 1), (16, 2, 2, 80), (16, 7, 13, 3), (16, 13, 7, 80),
+    (16, 16, 16, 64), (16, 31, 31, 3), (16, 31, 2, 1030), (16, 2, 31, 768), (16, 128, 2, 1),
+    (16, 13, 160, 3),
+    (128, 1, 1, 80), (128, 2, 7, 1), (128, 13, 13, 64), (128, 31, 7, 3), (128, 128, 128, 3),
+    (128, 131, 2, 64), (128, 160, 13, 1), (128, 7, 131, 3),
+]
+# Real widths at real grids: too slow for the interpreter and the fp64 oracle on 2 CPU cores.
+GPU_CASES = [
+    (128, 128, 128, 768), (128, 131, 131, 1030), (128, 160, 160, 768), (128, 160, 100, 1030),
+    (128, 32, 48, 768), (128, 14, 14, 80), (16, 160, 131, 64),
+]
+
+
+def _case_id(case):
+    g, h, w, d = case
+    return f"G{g}-{h}x{w}-D{d}"
+
+
+def _dtype_id(dt):
+    return str(dt).replace("torch.", "")
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _backend_or_skip(name: str, device: str, dtype: torch.dtype = torch.float32):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    reasons = backends.refusals(name, "pos_embed", torch.device(device), dtype)
+    if reasons:
+        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
+    return backends.get(name)
+
+
+def _table(g: int, d: int, seed: int) -> torch.Tensor:
+    """(G, G, D) fp32 like a trained table: N(0, 0.02) plus a few large outliers of both signs."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.randn(g, g, d, generator=gen) * 0.02
+    k = max(1, min(16, t.numel() // 500))
+    idx = torch.randint(0, t.numel(), (k,), generator=gen)
+    mag = 0.5 + 2.5 * torch.rand(k, generator=gen)
+    sign = torch.where(torch.rand(k, generator=gen) < 0.5, -1.0, 1.0)
+    t.view(-1)[idx] = mag * sign
+    return t
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def _taps(g: int, m: int, n: int, src_fp64: bool = False):
+    """One axis of spec §3 for output indices 0..n-1: (i0, i1, lam) with lam in float64."""
+    i = np.arange(n)
+    if m == 1:
+        src = np.zeros(n, np.float32)
+    elif src_fp64:
+        src = (g - 1) / (m - 1) * i.astype(np.float64)
+    else:
+        scale = np.float32(g - 1) / np.float32(m - 1)
+        src = scale * i.astype(np.float32)  # fp32 product, as the spec requires
+    i0 = np.minimum(np.floor(src).astype(np.int64), g - 1)
+    i1 = np.minimum(i0 + 1, g - 1)
+    return i0, i1, (src - i0).astype(np.float64)  # src - floor(src) is exact in fp32
+
+
+def _oracle_np(table: np.ndarray, h: int, w: int, src_fp64: bool = False) -> np.ndarray:
+    """(h*w, D) float64: the spec's formula, written independently of torch."""
+    g = table.shape[0]
+    m = max(h, w)
+    y0, y1, ly = _taps(g, m, h, src_fp64)
+    x0, x1, lx = _taps(g, m, w, src_fp64)
+    ly = ly[:, None, None]
+    lx = lx[None, :, None]
+    top = (1 - lx) * table[y0][:, x0] + lx * table[y0][:, x1]
+    bot = (1 - lx) * table[y1][:, x0] + lx * table[y1][:, x1]
+    return ((1 - ly) * top + ly * bot).reshape(h * w, -1)
+
+
+@functools.lru_cache(maxsize=4)
+def _case_data(case):
+    g, h, w, d = case
+    table = _table(g, d, _seed(case))
+    return table, _oracle_np(table.double().numpy(), h, w)
+
+
+def _err(x, oracle: np.ndarray) -> tuple[float, float]:
+    """(relative L2, max-abs / max|oracle|) of x against the float64 oracle."""
+    x = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
+    e = x - oracle
+    scale = max(np.abs(oracle).max(), 1e-30)
+    return float(np.linalg.norm(e) / max(np.linalg.norm(oracle), 1e-30)), float(np.abs(e).max() / scale)
+
+
+def _poison_allocator(shape, dtype, device):
+    # The backend API has no out=: fill a same-sized block with NaN and free it, so a caching
+    # allocator (CUDA) is likely to hand it back as the output and unwritten elements show up.
+    torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+# -- (a) spec facts, independent of any backend ---------------------------------------------------
+
+SPEC_CASES = [(16, 7, 13, 8), (128, 131, 131, 4), (128, 96, 37, 8), (128, 160, 100, 2), (16, 1, 1, 5)]
+
+
+@pytest.mark.parametrize("case", SPEC_CASES, ids=_case_id)
+def test_reference_is_the_spec_formula(case):
+    table, oracle = _case_data(case)
+    g, h, w, d = case
+    ref = backends.get("reference").pos_embed(table, h, w, torch.float32)
+    assert ref.shape == (h * w, d) and ref.dtype == torch.float32
+    rel, mx = _err(ref, oracle)
+    assert rel <= FP32_TOL and mx <= FP32_TOL, (rel, mx)
+
+
+@pytest.mark.parametrize("case", SPEC_CASES[:4], ids=_case_id)
+def test_reference_is_torch_interpolate_of_nchw_then_top_left_crop(case):
+    # The same resize reached another way: an NCHW-contiguous (1, D, G, G) input (the reference
+    # feeds a channels-last view), crop, then flatten.
+    table, _ = _case_data(case)
+    g, h, w, d = case
+    m = max(h, w)
+    nchw = table.permute(2, 0, 1).contiguous().unsqueeze(0)
+    full = F.interpolate(nchw, size=(m, m), mode="bilinear", align_corners=True)
+    expect = full[0, :, :h, :w].reshape(d, h * w).t()
+    ref = backends.get("reference").pos_embed(table, h, w, torch.float32)
+    torch.testing.assert_close(ref, expect, rtol=1e-6, atol=1e-7)
+
+
+def test_the_tolerance_catches_an_fp64_source_coordinate():
+    case = (128, 131, 131, 4)
+    table, oracle = _case_data(case)
+    wrong = _oracle_np(table.double().numpy(), 131, 131, src_fp64=True)
+    rel, mx = _err(wrong, oracle)
+    assert rel > 2 * FP32_TOL, rel  # ~5e-6: an fp64 src would fail the fp32 checks below
+
+
+@pytest.mark.parametrize("case", [(16, 7, 13, 8), (128, 31, 31, 4), (128, 160, 160, 2)], ids=_case_id)
+def test_align_corners_false_is_clearly_different(case):
+    table, oracle = _case_data(case)
+    g, h, w, d = case
+    m = max(h, w)
+    nchw = table.permute(2, 0, 1).unsqueeze(0)
+    wrong = F.interpolate(nchw, size=(m, m), mode="bilinear", align_corners=False)
+    wrong = wrong[0, :, :h, :w].reshape(d, h * w).t()
+    rel, _ = _err(wrong, oracle)
+    assert rel > 1e-2, rel
+
+
+@pytest.mark.parametrize("case", [(16, 7, 13, 8), (128, 13, 7, 8), (128, 2, 131, 4)], ids=_case_id)
+def test_top_left_crop_not_centre(case):
+    table, oracle = _case_data(case)
+    g, h, w, d = case
+    m = max(h, w)
+    full = _oracle_np(table.double().numpy(), m, m).reshape(m, m, d)
+    top_left = full[:h, :w].reshape(h * w, d)
+    r0, c0 = (m - h) // 2, (m - w) // 2
+    centre = full[r0:r0 + h, c0:c0 + w].reshape(h * w, d)
+    np.testing.assert_array_equal(top_left, oracle)
+    assert _err(centre, oracle)[0] > 1e-2
+
+
+def test_identity_and_single_patch_by_formula():
+    table, _ = _case_data((16, 16, 16, 64))
+    np.testing.assert_array_equal(_oracle_np(table.double().numpy(), 16, 16), table.double().reshape(256, 64).numpy())
+    np.testing.assert_array_equal(_oracle_np(table.double().numpy(), 1, 1), table[0, 0].double()[None].numpy())
+
+
+# -- (b) every backend against the oracle -----------------------------------------------------------
+
+def _all_cases():
+    for case in CASES:
+        yield pytest.param(case, id=_case_id(case))
+    for case in GPU_CASES:
+        yield pytest.param(case, id=_case_id(case) + "-gpuonly")
+
+
+@pytest.mark.parametrize("dtype", OUT_DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("case", list(_all_cases()))
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_against_oracle(backend, device, case, dtype):
+    if case in GPU_CASES and device == "cpu":
+        pytest.skip("large shape: GPU only (interpreter and fp64 oracle time on CPU)")
+    mod = _backend_or_skip(backend, device, dtype)
+    table, oracle = _case_data(case)
+    g, h, w, d = case
+    table = table.to(device)
+    _poison_allocator((h * w, d), dtype, device)
+    out = mod.pos_embed(table, h, w, dtype)
+    assert out.shape == (h * w, d) and out.dtype == dtype and out.device == table.device
+    if backend != "reference":  # the reference may return a view; the kernels write fresh rows
+        assert out.is_contiguous()
+    assert torch.isfinite(out).all(), "NaN/inf in the output: unwritten or garbage elements"
+    if (h, w) == (g, g) or (h, w) == (1, 1):
+        expect = table.reshape(g * g, d) if (h, w) == (g, g) else table[0, 0][None]
+        torch.testing.assert_close(out, expect.to(dtype), rtol=0, atol=0)  # exact, any dtype
+    if dtype == torch.float32:
+        rel, mx = _err(out, oracle)
+        assert rel <= FP32_TOL and mx <= FP32_TOL, f"fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
+        return
+    floor = backends.get("reference").pos_embed(table.cpu(), h, w, torch.float32).to(dtype)
+    rel, mx = _err(out, oracle)
+    frel, fmx = _err(floor, oracle)
+    assert rel <= 2 * frel + 1e-12 and mx <= 2 * fmx + 1e-12, (
+        f"{dtype} error rel L2 {rel:.3g} / max {mx:.3g} vs precision floor {frel:.3g} / {fmx:.3g}")
+    # One rounding at the end: the low-precision output is this backend's fp32 output, cast (RNE).
+    out32 = mod.pos_embed(table, h, w, torch.float32)
+    torch.testing.assert_close(out, out32.to(dtype), rtol=0, atol=0)
+
+
+# -- (c) wrong inputs are rejected ------------------------------------------------------------------
+
+FAST_BACKENDS = ("triton", "cuda")
+
+
+def _bad_inputs(device):
+    t = _table(8, 6, 1).to(device)
+    f = torch.float32
+    return {
+        "fp16 table": (t.half(), 3, 4, f),
+        "fp64 table": (t.double(), 3, 4, f),
+        "2-D table": (t.reshape(64, 6), 3, 4, f),
+        "4-D table": (t[None], 3, 4, f),
+        "non-square table": (t[:7].contiguous(), 3, 4, f),
+        "D == 0": (t[:, :, :0].contiguous(), 3, 4, f),
+        "transposed table": (t.transpose(0, 1), 3, 4, f),
+        "strided D": (_table(8, 12, 1).to(device)[:, :, ::2], 3, 4, f),
+        "h == 0": (t, 0, 4, f),
+        "w < 0": (t, 3, -1, f),
+        "int32 out": (t, 3, 4, torch.int32),
+        "fp64 out": (t, 3, 4, torch.float64),
+    }
+
+
+@pytest.mark.parametrize("what", list(_bad_inputs("cpu")))
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_rejects_bad_input(backend, device, what):
+    mod = _backend_or_skip(backend, device)
+    args = _bad_inputs(device)[what]
+    with pytest.raises((TypeError, ValueError, RuntimeError)) as info:
+        mod.pos_embed(*args)
+    assert str(info.value), "the error must say what was expected and what came"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_rejects_a_device_it_refuses(backend, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device to make a tensor on")
+    reasons = backends.refusals(backend, "pos_embed", torch.device(device), torch.float32)
+    if not reasons:
+        pytest.skip(f"{backend} runs on {device} here; nothing to refuse")
+    try:
+        mod = backends.get(backend)
+    except ImportError as e:
+        pytest.skip(f"{backend} does not import: {e}")
+    with pytest.raises((TypeError, ValueError, RuntimeError)):
+        mod.pos_embed(_table(8, 6, 1).to(device), 3, 4, torch.float32)
+
+
+# -- (d) FakeTensor shapes and torch.compile --------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fake_tensor_shape(backend, device):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mod = _backend_or_skip(backend, device, torch.bfloat16)
+    with FakeTensorMode():
+        table = torch.empty(16, 16, 40, device=device)
+        out = mod.pos_embed(table, 7, 131, torch.bfloat16)
+        assert out.shape == (7 * 131, 40) and out.dtype == torch.bfloat16
+        assert out.device.type == device
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_compile_fullgraph(backend, device):
+    mod = _backend_or_skip(backend, device, torch.float16)
+    # On CPU the Inductor backend spends ~20 s compiling C++ for a two-op graph; aot_eager still
+    # runs Dynamo's full-graph capture and the functionalisation that custom ops must survive.
+    compiler = "inductor" if device == "cuda" else "aot_eager"
+
+    def f(table, scale):
+        return mod.pos_embed(table, 13, 7, torch.float16) * scale
+
+    table = _table(16, 24, 3).to(device)
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend=compiler)
+    got = compiled(table, 2.0)
+    torch.testing.assert_close(got, f(table, 2.0), rtol=0, atol=0)
+    got = compiled(table, 3.0)  # a second call reuses the graph
+    torch.testing.assert_close(got, f(table, 3.0), rtol=0, atol=0)
