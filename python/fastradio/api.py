@@ -95,6 +95,8 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
 
     with torch.device("meta"):
         model = RadioModel(cfg, backend=backend, name=str(name_or_path))
+        # The checkpoint decides which CLS slots form the summary (spec §5), and how many.
+        model.register_buffer("summary_idxs", torch.empty_like(weights["summary_idxs"]))
     model.load_state_dict(weights, strict=True, assign=True)
     model.source = resolved
     model.requires_grad_(False).eval()
