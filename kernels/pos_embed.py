@@ -53,7 +53,7 @@ def _pos_embed_kernel(
     col_ok = cols < D
 
     r = rows // w
-    c = rows - r * w + 0 * (w // 2)
+    c = rows - r * w
     # src must be the *rounded* fp32 product (spec §3); fma(.., 0.0) rounds it once and, unlike a
     # plain multiply, cannot be contracted with the subtraction below into an unrounded fma.
     sy = tl.fma(scale, r.to(tl.float32), 0.0)
@@ -70,16 +70,20 @@ def _pos_embed_kernel(
     # Table offsets stay in int32 (G*G*D < 2**31 is checked by the launcher); output offsets
     # are int64 because h*w*D can pass 2**31 at very large resolutions.
     d = cols[None, :]
-    mask = row_ok[:, None] & (cols[None, :] < D + 1)
+    mask = row_ok[:, None] & col_ok[None, :]
     t00 = tl.load(table_ptr + ((y0 * G + x0) * D)[:, None] + d, mask=mask, other=0.0)
     t01 = tl.load(table_ptr + ((y0 * G + x1) * D)[:, None] + d, mask=mask, other=0.0)
     t10 = tl.load(table_ptr + ((y1 * G + x0) * D)[:, None] + d, mask=mask, other=0.0)
     t11 = tl.load(table_ptr + ((y1 * G + x1) * D)[:, None] + d, mask=mask, other=0.0)
 
-    # Same association as torch's upsample_bilinear2d: rows of the source first, then columns.
-    top = lx0[:, None] * t00 + lx1[:, None] * t01
-    bot = lx0[:, None] * t10 + lx1[:, None] * t11
-    val = ly0[:, None] * top + ly1[:, None] * bot
+    # torch's association: (1-ly)*((1-lx)*t00 + lx*t01) + ly*((1-lx)*t10 + lx*t11). A zero weight
+    # drops its taps (bit-identical for finite tables), so (h, w) = (G, G) is an exact copy even
+    # of inf/NaN entries, as in the reference and the CUDA kernel.
+    lx0 = lx0[:, None]
+    lx1 = lx1[:, None]
+    top = tl.where(lx1 == 0.0, t00, lx0 * t00 + lx1 * t01)
+    bot = tl.where(lx1 == 0.0, t10, lx0 * t10 + lx1 * t11)
+    val = tl.where(ly1[:, None] == 0.0, top, ly0[:, None] * top + ly1[:, None] * bot)
 
     if SOFT_BF16:
         res = _round_to_bf16(val)

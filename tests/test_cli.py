@@ -356,7 +356,7 @@ def test_runtime_failure_is_exit_1(tmp_path, capsys, fake):
     (["embed", "{d}/ok.png", "-m", "x", "--batch", "0"], "--batch"),
     (["embed", "{d}/ok.png", "-m", "x", "--dtype", "int8"], "--dtype"),
     (["embed", "{d}/ok.png", "-m", "x", "--resolution", "huge"], "resolution"),
-    (["embed", "{d}/ok.png", "-m", "x", "--resolution", "50x50"], "multiple of 16"),
+    (["embed", "{d}/ok.png", "-m", "x", "--resolution", "50x50"], "multiples of 16; the nearest supported resolution is 48x48"),
     (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/nodir/o.st"], "does not exist"),
     (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}"], "is a directory"),
     (["embed", "{d}/ok.png", "-m", "x", "--device", "tpu"], "--device"),
@@ -375,6 +375,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, fake, args, needle):
     assert "Traceback" not in se
     assert se.strip().splitlines()[-1].startswith("fastradio: error:")
     assert len(se.strip().splitlines()) == 1
+    assert fake["loads"] == []   # input errors are found before the model is loaded
 
 
 @pytest.mark.parametrize("argv", [["embed", "a.png"], ["embed", "a.png", "-m", "x", "--nope"], ["frobnicate"],
@@ -490,6 +491,38 @@ def test_info_with_extension_build_info(capsys, monkeypatch):
                                  "build_info": {"cuda_version": "13.0", "archs": ["sm_80", "sm_90"]}}
     rc, out, _ = _run(capsys, "info")
     assert "cuda_version: 13.0" in out and "sm_90" in out
+
+
+def _fake_torch(*, cuda_version="13.0", devices=(), init_error=None):
+    from types import SimpleNamespace as NS
+
+    def init():
+        if init_error:
+            raise RuntimeError(init_error)
+
+    props = [NS(name=n, major=c[0], minor=c[1], total_memory=80 * 2**30, multi_processor_count=132)
+             for n, c in devices]
+    cuda = NS(device_count=lambda: len(props), is_available=lambda: bool(props), init=init,
+              get_device_properties=lambda i: props[i])
+    return NS(__version__="2.99.0+cu130", version=NS(cuda=cuda_version, hip=None), cuda=cuda)
+
+
+def test_info_cuda_devices_and_reasons(capsys):
+    info, devs = cli._cuda_info(_fake_torch(devices=[("NVIDIA H100 80GB HBM3", (9, 0)), ("Tesla P100", (6, 0))]))
+    assert info == {"available": True, "device_count": 2, "reason": None}
+    assert [(d["device"], d["name"], d["sm"], d["capability"]) for d in devs] == [
+        ("cuda:0", "NVIDIA H100 80GB HBM3", "sm_90", [9, 0]), ("cuda:1", "Tesla P100", "sm_60", [6, 0])]
+    info, devs = cli._cuda_info(_fake_torch(init_error="Found no NVIDIA driver on your system."))
+    assert not info["available"] and "no NVIDIA driver" in info["reason"] and devs == []
+    info, _ = cli._cuda_info(_fake_torch(cuda_version=None))
+    assert not info["available"] and "built without CUDA" in info["reason"]
+    # rendering of a CUDA device
+    full = cli.collect_info()
+    full["devices"].append({"device": "cuda:0", "type": "cuda", "name": "NVIDIA H100 80GB HBM3",
+                            "capability": [9, 0], "sm": "sm_90", "total_memory_bytes": 80 * 2**30,
+                            "multiprocessors": 132})
+    text = cli.format_info(full)
+    assert "cuda:0    NVIDIA H100 80GB HBM3, sm_90 (compute capability 9.0), 80.0 GiB, 132 SMs" in text
 
 
 def test_models(capsys):

@@ -2,7 +2,8 @@
 #
 # Arch set of a kernel tier = requested ∩ supported by this compiler ∩ needed by the tier:
 #   requested : FASTRADIO_CUDA_ARCHS (CMake variable, else environment variable), a list like
-#               "80" or "75;80;90a" (";" or "," separated); default: FASTRADIO_DEFAULT_ARCHS
+#               "80" or "75;80;90a" (";" or "," separated), "all", or "native" (this machine's
+#               GPUs, via nvidia-smi); default: FASTRADIO_DEFAULT_ARCHS
 #   supported : nvcc: `nvcc --list-gpu-code` (+ the "a" variant of each arch >= 90);
 #               clang: clang's own table ∩ the archs of the toolkit's ptxas
 #   needed    : fastradio_add_kernel(... MIN_ARCH n [ONLY_ARCHS ...])
@@ -97,7 +98,18 @@ function(fastradio_resolve_archs)
       continue()
     elseif(a STREQUAL "all")
       list(APPEND requested ${supported})
-    elseif(a MATCHES "^[0-9]+[a-z]?$")
+    elseif(a STREQUAL "native")  # the GPUs of this machine, via nvidia-smi
+      execute_process(COMMAND nvidia-smi --query-gpu=compute_cap --format=csv,noheader
+                      OUTPUT_VARIABLE caps RESULT_VARIABLE rc ERROR_QUIET)
+      string(REGEX MATCHALL "[0-9]+\\.[0-9]+" caps "${caps}")
+      if(NOT rc EQUAL 0 OR NOT caps)
+        message(FATAL_ERROR "fastradio: ${origin}: 'native' needs nvidia-smi and a GPU; name the arch instead, e.g. 80")
+      endif()
+      foreach(cap IN LISTS caps)
+        string(REPLACE "." "" cap "${cap}")
+        list(APPEND requested ${cap})
+      endforeach()
+    elseif(a MATCHES "^[0-9]+[af]?$")
       list(APPEND requested ${a})
     else()
       message(FATAL_ERROR "fastradio: ${origin}: '${tok}' is not an arch; "

@@ -65,6 +65,10 @@ if [[ -z "$nvcc13" ]]; then
     if [[ -n "$c" && -x "$c" ]] && "$c" --version 2>/dev/null | grep -q 'release 13\.'; then nvcc13="$c"; break; fi
   done
 fi
+if [[ -n "$nvcc13" && ! -x "$nvcc13" ]]; then
+  log "warning: FASTRADIO_NVCC=$nvcc13 is not an executable"
+  nvcc13=""
+fi
 [[ -n "$nvcc13" ]] || log "warning: no CUDA 13 nvcc found (set FASTRADIO_NVCC); the nvcc toolchain is unavailable"
 
 fatbin13="${FASTRADIO_CUDA13_FATBINARY:-}"
@@ -87,7 +91,7 @@ fatbin13="$(readlink -f "$fatbin13")"
 
 # --- CUDA 12.9 folder for clang ---------------------------------------------------------------
 cuda12="$root/cuda-12.9"
-stamp="v2 ${cu12_pins[*]} fatbinary=$fatbin13"
+stamp="v3 ${cu12_pins[*]} fatbinary=$fatbin13"
 if [[ -f "$cuda12/.stamp" && "$(cat "$cuda12/.stamp")" == "$stamp" && -x "$cuda12/bin/ptxas" ]]; then
   log "CUDA 12.9 folder up to date: $cuda12"
 else
@@ -99,22 +103,24 @@ else
   rm -rf "$tmp"
   mkdir -p "$tmp/bin" "$tmp/include" "$tmp/lib64" "$tmp/nvvm/lib64" "$tmp/nvvm/libdevice"
   # Merged include/: runtime headers, the compiler's crt/ headers, then CCCL (cub, thrust, cuda/).
-  cp -a "$nv/cuda_runtime/include/." "$tmp/include/"
-  cp -a "$nv/cuda_nvcc/include/." "$tmp/include/"
-  cp -a "$nv/cuda_cccl/include/." "$tmp/include/"
+  # Hard links where the file system allows (the wheels stay the single copy), else copies.
+  copy() { cp -al "$1" "$2" 2>/dev/null || cp -a "$1" "$2"; }
+  copy "$nv/cuda_runtime/include/." "$tmp/include/"
+  copy "$nv/cuda_nvcc/include/." "$tmp/include/"
+  copy "$nv/cuda_cccl/include/." "$tmp/include/"
   find "$tmp/include" \( -name '__init__.py' -o -name '__pycache__' \) -prune -exec rm -rf {} +
   cat > "$tmp/include/curand_mtgp32_kernel.h" <<'H'
 /* Stub: clang's __clang_cuda_runtime_wrapper.h includes this cuRAND header, which the PyPI
    wheels do not ship. fastradio does not use cuRAND. */
 #pragma once
 H
-  cp -a "$nv/cuda_runtime/lib/." "$tmp/lib64/"
+  copy "$nv/cuda_runtime/lib/." "$tmp/lib64/"
   rm -f "$tmp/lib64/__init__.py"
   ln -sf libcudart.so.12 "$tmp/lib64/libcudart.so"
   ln -s lib64 "$tmp/lib"
-  cp -a "$nv/cuda_nvcc/nvvm/libdevice/." "$tmp/nvvm/libdevice/"
-  cp -a "$nv/cuda_nvcc/nvvm/lib64/." "$tmp/nvvm/lib64/"
-  cp -a "$nv/cuda_nvcc/bin/ptxas" "$tmp/bin/ptxas"
+  copy "$nv/cuda_nvcc/nvvm/libdevice/." "$tmp/nvvm/libdevice/"
+  copy "$nv/cuda_nvcc/nvvm/lib64/." "$tmp/nvvm/lib64/"
+  copy "$nv/cuda_nvcc/bin/ptxas" "$tmp/bin/ptxas"
   printf '{\n  "cuda": {"name": "CUDA SDK", "version": "%s"}\n}\n' "$cuda12_version" > "$tmp/version.json"
 
   cat > "$tmp/bin/fatbinary" <<F

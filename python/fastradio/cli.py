@@ -43,7 +43,7 @@ format                 ``fastradio.embeddings``
 format_version         ``1``
 fastradio_version      package version that wrote the file
 model                  ``--model`` as given
-model_source           where the weights came from (resolved repo/folder, or the synthetic name)
+model_source           JSON {kind: local|cache|download|synthetic, repo_id, folder}: where the weights came from
 synthetic              ``true`` when the weights are random (``synthetic:`` models), else ``false``
 dtype                  compute dtype of the model (the stored tensors are always float32)
 device                 device the model ran on
@@ -61,7 +61,9 @@ original_sizes         JSON list of [height, width] as read (after EXIF orientat
 model_sizes            JSON list of [height, width] fed to the model
 =====================  ===========================================================================
 
-:func:`read_embeddings` loads a file back with the JSON entries decoded.
+:func:`read_embeddings` loads a file back with the JSON entries decoded. The outputs are kept in
+memory (float32) until the end and then written atomically (temporary file + rename), so an
+interrupted run never leaves a partial file.
 
 Exit codes: 0 success; 1 failure while running (message, plus a traceback with ``--debug``);
 2 usage or input errors (bad option, missing file, unreadable image, unsupported size under
@@ -601,6 +603,11 @@ def cmd_embed(args) -> int:
         dtype_name = _DTYPES.get(args.dtype.strip().lower())
         if dtype_name is None:
             raise UsageError(f"--dtype: expected float32, bfloat16 or float16 (or fp32, bf16, fp16), got {args.dtype!r}")
+    if isinstance(policy, tuple) and (policy[0] % 16 or policy[1] % 16):
+        # every supported size is a multiple of 16 (the exact step is checked after loading)
+        nh, nw = (max(round(v / 16), 1) * 16 for v in policy)
+        raise UsageError(f"--resolution {images.fmt_size(policy)}: height and width must be multiples of 16; "
+                         f"the nearest supported resolution is {nh}x{nw}")
     device = _parse_device(args.device)
     out = Path(args.out)
     if out.is_dir():

@@ -137,7 +137,8 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
     elif not torch.cuda.is_available():
         reasons.append("device is cuda but torch.cuda.is_available() is False (CPU-only torch, or no GPU/driver)")
     elif _C.device_count() == 0:
-        reasons.append("fastradio._C finds no CUDA driver/device")
+        reasons.append(f"fastradio._C (built against CUDA {_BUILD['cuda_version']}) finds no usable CUDA device "
+                       "although torch does: the driver is probably older than that CUDA version needs")
     elif op in _BUILD["tiers"]:
         try:
             resolve_tier(op, device)

@@ -1,0 +1,122 @@
+"""The Triton backend below the op contract: the launcher's out= (NaN-poisoned), exact bf16
+rounding (the interpreter's own cast truncates, so the kernel rounds in software there), the
+custom-op registration, and the refusal reasons. The op itself is tested in test_op_pos_embed.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastradio import backends
+
+
+def _device_or_skip() -> str:
+    for device in ("cuda", "cpu"):
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        if not backends.refusals("triton", "pos_embed", torch.device(device), torch.float32):
+            return device
+    pytest.skip("triton cannot run here: " + "; ".join(
+        backends.refusals("triton", "pos_embed", torch.device("cpu"), torch.float32)))
+
+
+@pytest.fixture(scope="module")
+def device():
+    return _device_or_skip()
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    _device_or_skip()
+    from fastradio.kernels import pos_embed as k  # tests may reach below the backend
+
+    return k
+
+
+@pytest.mark.parametrize("g,h,w,d", [(16, 7, 13, 3), (16, 31, 31, 17), (128, 9, 31, 300), (16, 1, 1, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_launcher_writes_every_element_of_a_poisoned_out(kernel, device, g, h, w, d, dtype):
+    table = (torch.randn(g, g, d, generator=torch.Generator().manual_seed(g * h + w)) * 0.02).to(device)
+    out = torch.full((h * w, d), float("nan"), dtype=dtype, device=device)
+    got = kernel.pos_embed(table, h, w, dtype, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    assert torch.isfinite(out).all()
+    expect = backends.get("reference").pos_embed(table.cpu(), h, w, torch.float32)
+    torch.testing.assert_close(out.cpu().float(), expect, rtol=2e-2 if dtype != torch.float32 else 1e-6,
+                               atol=1e-6)
+
+
+def test_launcher_rejects_a_wrong_out(kernel, device):
+    table = torch.zeros(8, 8, 4, device=device)
+    for bad in (torch.empty(12, 5, device=device), torch.empty(12, 4, dtype=torch.float16, device=device),
+                torch.empty(4, 12, device=device).t()):
+        with pytest.raises(ValueError, match="out must be"):
+            kernel.pos_embed(table, 3, 4, torch.float32, out=bad)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's numpy sees inf/NaN
+def test_bf16_and_fp16_casts_round_to_nearest_even_bit_exactly(device):
+    # The identity resize passes the table through, so the output is exactly the cast.
+    one = 1.0
+    ulp = 2.0 ** -7  # bf16 spacing in [1, 2)
+    special = [one + ulp / 2, one + 3 * ulp / 2, one + ulp / 2 + 2 ** -20, -(one + ulp / 2),  # ties
+               3.4e38, -3.4e38, 1e-40, -1e-40, 0.0, -0.0, float("inf"), float("-inf"), float("nan"),
+               65504.0, 65520.0, 6e-8, 2.9802322e-08, 1.0 + 2 ** -11, 1.0 + 3 * 2 ** -11]
+    g = 5
+    vals = torch.tensor(special + [0.1 * i for i in range(g * g * 2 - len(special))], dtype=torch.float32)
+    table = vals.reshape(g, g, 2).to(device)
+    mod = backends.get("triton")
+    for dtype in (torch.bfloat16, torch.float16):
+        got = mod.pos_embed(table, g, g, dtype).cpu()
+        expect = table.cpu().reshape(g * g, 2).to(dtype)
+        nan = torch.isnan(expect)
+        assert torch.equal(torch.isnan(got), nan)
+        assert torch.equal(got.view(torch.int16)[~nan], expect.view(torch.int16)[~nan]), dtype
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_identity_copies_non_finite_entries_without_leaking(device):
+    table = torch.randn(6, 6, 8, device=device) * 0.02
+    table[2, 3, 1] = float("nan")
+    table[4, 0, 5] = float("inf")
+    out = backends.get("triton").pos_embed(table, 6, 6, torch.float32)
+    torch.testing.assert_close(out, table.reshape(36, 8), rtol=0, atol=0, equal_nan=True)
+
+
+def test_registered_custom_op_passes_opcheck(device):
+    mod = backends.get("triton")
+    assert mod.OP_NAMES["pos_embed"] == "fastradio::triton_pos_embed"
+    op = torch.ops.fastradio.triton_pos_embed.default
+    table = torch.randn(16, 16, 12, device=device) * 0.02
+    for args in ((table, 7, 13, torch.float32), (table, 20, 3, torch.bfloat16), (table, 1, 1, torch.float16)):
+        torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_launch_config_is_deterministic_and_tiles_real_widths(kernel):
+    for d in (768, 1024, 1280, 1536):
+        cfg = kernel.launch_config(48 * 48, d)
+        assert cfg == kernel.launch_config(48 * 48, d)
+        assert d % cfg["BLOCK_D"] == 0  # no masked lanes at real widths
+    assert kernel.launch_config(1, 1)["BLOCK_N"] == 1
+
+
+def test_cpu_is_refused_with_a_reason_when_the_interpreter_is_off():
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import torch; from fastradio import backends; "
+            "print('|'.join(backends.refusals('triton', 'pos_embed', torch.device('cpu'), torch.float32)))")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "TRITON_INTERPRET" in res.stdout, res.stdout
+
+
+def test_other_refusals_name_the_reason():
+    pytest.importorskip("triton")
+    mod = backends.get("triton")
+    assert any("dtype" in r for r in mod.supports("pos_embed", torch.device("cpu"), torch.int8))
+    assert any("device type" in r for r in mod.supports("pos_embed", torch.device("meta"), torch.float32))
