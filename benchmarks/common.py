@@ -1,7 +1,8 @@
 """Timing helpers shared by the op and model benchmarks (DESIGN.md §9, benchmarks/README.md).
 
 GPU times are CUDA-event times of single calls, after warm-up, with L2 flushed before every
-call (a write over a buffer twice the L2 size, outside the timed window), reported as the median
+call (a write over a buffer twice the L2 size, outside the timed window; a short spin kernel
+first lets the host run ahead so launch latency is not timed), reported as the median
 and the 10th/90th percentiles of many runs. ``time_graph`` replays a CUDA graph of many calls to
 give the launch-overhead-free time (warm L2) that small shapes are dominated by. On CPU (dry
 runs) the same functions fall back to wall-clock timing, marked as such.
@@ -70,6 +71,7 @@ def time_fn(fn: Callable[..., object], args_list: Sequence[tuple] = ((),), *, wa
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     torch.cuda.synchronize(device)
     for i in range(reps):
+        _get_ahead()
         if flush is not None:
             flush()
         starts[i].record()
@@ -137,6 +139,14 @@ def slug(text: str) -> str:
     while "--" in out:
         out = out.replace("--", "-")
     return out.strip("-") or "unknown"
+
+
+def _get_ahead(cycles: int = 200_000) -> None:
+    # A ~0.1 ms spin kernel keeps the GPU busy while the host enqueues the next call, so the
+    # events time the kernel and not the host's launch latency (Python launchers take ~20 us).
+    sleep = getattr(torch.cuda, "_sleep", None)
+    if sleep is not None:
+        sleep(cycles)
 
 
 def _device_of(args_list: Sequence[tuple]) -> torch.device:
