@@ -8,11 +8,21 @@ import torch
 from fastradio import backends, ops
 
 
-def test_auto_on_cpu_without_interpreter_picks_reference(monkeypatch):
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+def test_auto_takes_the_first_backend_that_does_not_refuse(monkeypatch):
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    cpu = torch.device("cpu")
     for op in ops.OPS:
-        assert backends.select(op, "auto", torch.device("cpu"), torch.float32, head_dim=64) == "reference"
+        order = backends.AUTO_ORDER.get(op, backends._DEFAULT_ORDER)
+        expected = next(n for n in order if not backends.refusals(n, op, cpu, torch.float32, head_dim=64))
+        assert backends.select(op, "auto", cpu, torch.float32, head_dim=64) == expected
+    real = backends.refusals
+    monkeypatch.setattr(backends, "refusals",
+                        lambda name, *a, **k: [] if name == "reference" else ["refused for the test"])
+    assert backends.select("pos_embed", "auto", cpu, torch.float32) == "reference"
+    monkeypatch.setattr(backends, "refusals", lambda name, *a, **k: ["refused for the test"])
+    with pytest.raises(backends.BackendUnavailable, match="cuda: refused for the test | triton: refused"):
+        backends.select("pos_embed", "auto", cpu, torch.float32)
+    assert real is not backends.refusals
 
 
 def test_explicit_refusal_lists_reasons(monkeypatch):
@@ -43,8 +53,9 @@ def test_reference_refuses_unsupported_dtype():
 
 
 def test_plan_falls_back_for_unimplemented_ops(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    pytest.importorskip("triton")
+    reasons = backends.refusals("triton", "pos_embed", torch.device("cpu"), torch.float32)
+    if reasons:
+        pytest.skip("; ".join(reasons))
     p = ops.plan("triton", "cpu", torch.float32, head_dim=64)
     assert p.names["pos_embed"] == "triton"
     assert p.names["attention"] == "reference"  # not implemented in this backend yet
