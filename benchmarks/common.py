@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-__all__ = ["Timing", "L2Flusher", "time_fn", "time_graph", "copy_bandwidth", "gpu_name", "slug"]
+__all__ = ["Timing", "L2Flusher", "time_fn", "time_graph", "copy_bandwidth"]
 
 
 class Timing(NamedTuple):
@@ -128,17 +128,6 @@ def copy_bandwidth(device: torch.device | str, nbytes: int = 1 << 30) -> dict:
     t = time_fn(lambda: dst.copy_(src), warmup=5, reps=30, flush_l2=False, device=device)
     gbps = 2 * nbytes / (t.median_ms * 1e-3) / 1e9
     return {"bytes": nbytes, "median_ms": t.median_ms, "GBps": gbps, "method": t.method}
-
-
-def gpu_name(device: torch.device | str = "cuda") -> str:
-    return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "cpu"
-
-
-def slug(text: str) -> str:
-    out = "".join(c.lower() if c.isalnum() else "-" for c in text)
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-") or "unknown"
 
 
 def _get_ahead(cycles: int = 200_000) -> None:

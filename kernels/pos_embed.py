@@ -10,6 +10,8 @@ Archs: sm_80+ on GPU (Triton), and CPU tensors under ``TRITON_INTERPRET=1`` (how
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import triton
@@ -31,7 +33,9 @@ def _round_to_bf16(x):
     return rounded.to(tl.bfloat16, bitcast=True)
 
 
-@triton.jit
+# Only D's divisibility matters for vector loads; not specialising the other sizes keeps the
+# number of compiled variants (and the first-call latency per new resolution) small.
+@triton.jit(do_not_specialize=["n_rows", "w", "G"])
 def _pos_embed_kernel(
     table_ptr,  # (G, G, D) fp32, contiguous
     out_ptr,  # (n_rows, D) = (h*w, D), fp32 | fp16 | bf16, contiguous
@@ -69,12 +73,15 @@ def _pos_embed_kernel(
 
     # Table offsets stay in int32 (G*G*D < 2**31 is checked by the launcher); output offsets
     # are int64 because h*w*D can pass 2**31 at very large resolutions.
+    # Taps with zero weight are not read (masks are per row, so loads stay vectorised along D).
     d = cols[None, :]
     mask = row_ok[:, None] & col_ok[None, :]
+    need_x1 = (lx1 != 0.0)[:, None]
+    need_y1 = (ly1 != 0.0)[:, None]
     t00 = tl.load(table_ptr + ((y0 * G + x0) * D)[:, None] + d, mask=mask, other=0.0)
-    t01 = tl.load(table_ptr + ((y0 * G + x1) * D)[:, None] + d, mask=mask, other=0.0)
-    t10 = tl.load(table_ptr + ((y1 * G + x0) * D)[:, None] + d, mask=mask, other=0.0)
-    t11 = tl.load(table_ptr + ((y1 * G + x1) * D)[:, None] + d, mask=mask, other=0.0)
+    t01 = tl.load(table_ptr + ((y0 * G + x1) * D)[:, None] + d, mask=mask & need_x1, other=0.0)
+    t10 = tl.load(table_ptr + ((y1 * G + x0) * D)[:, None] + d, mask=mask & need_y1, other=0.0)
+    t11 = tl.load(table_ptr + ((y1 * G + x1) * D)[:, None] + d, mask=mask & need_x1 & need_y1, other=0.0)
 
     # torch's association: (1-ly)*((1-lx)*t00 + lx*t01) + ly*((1-lx)*t10 + lx*t11). A zero weight
     # drops its taps (bit-identical for finite tables), so (h, w) = (G, G) is an exact copy even
@@ -101,9 +108,11 @@ def is_interpreted() -> bool:
 
 
 def launch_config(n_rows: int, d: int) -> dict[str, int]:
-    """Deterministic tile sizes: 256 columns (every C-RADIOv2 width is a multiple) and ~4K
-    elements per program, so each thread streams 16-byte vectors along D with 8 rows in flight."""
-    block_d = min(256, max(16, triton.next_power_of_2(d)))
+    """Deterministic tile sizes: ~4K elements per program, 128 columns (every C-RADIOv2 width is
+    a multiple; a warp streams one row as 16-byte vectors) by 32 consecutive output rows, which
+    share most of their source taps when up-sampling, so repeats hit L1. Grid axis 0 (fastest)
+    walks rows, so the table slice of one column block (128 x 128 x 128 x 4 B = 8 MiB) stays in L2."""
+    block_d = min(128, max(16, triton.next_power_of_2(d)))
     block_n = max(1, min(256, 4096 // block_d, triton.next_power_of_2(n_rows)))
     return {"BLOCK_N": block_n, "BLOCK_D": block_d, "num_warps": 4}
 
@@ -141,10 +150,16 @@ def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype,
     interpreted = is_interpreted()
     cfg = launch_config(n_rows, d)
     grid = (triton.cdiv(n_rows, cfg["BLOCK_N"]), triton.cdiv(d, cfg["BLOCK_D"]))
-    wrap_triton(_pos_embed_kernel)[grid](
-        table, out, n_rows, w, g, d, _fp32_scale(g, max(h, w)),
-        BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
-        SOFT_BF16=interpreted and out_dtype == torch.bfloat16,
-        num_warps=cfg["num_warps"],
-    )
+    # wrap_triton makes the launch visible to torch.compile (triton_op); the interpreter's kernel
+    # is launched directly (older torch refuses to wrap it, and there is nothing to trace).
+    kernel = _pos_embed_kernel if interpreted else wrap_triton(_pos_embed_kernel)
+    # Triton launches on the current device and its current stream: make that the table's.
+    on_device = torch.cuda.device(table.device) if table.device.type == "cuda" else contextlib.nullcontext()
+    with on_device:
+        kernel[grid](
+            table, out, n_rows, w, g, d, _fp32_scale(g, max(h, w)),
+            BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
+            SOFT_BF16=interpreted and out_dtype == torch.bfloat16,
+            num_warps=cfg["num_warps"],
+        )
     return out

@@ -1,19 +1,22 @@
 """pos_embed, one op test for every backend (reference, triton, cuda) on every device.
 
-(a) the spec facts (c-radiov2.md §3) checked independently of torch: a float64 NumPy version of
-    the exact formula with an fp32 source coordinate; align_corners=False, a centre crop and an
-    fp64 source coordinate all give measurably different numbers, so the tolerances catch them;
+(a) the spec facts (c-radiov2.md §3), checked independently of F.interpolate: a float64 oracle of
+    the exact formula (NumPy fp32 source coordinates, explicit gathers) equals the reference;
+    align_corners=False, a centre crop and an fp64 source coordinate all give measurably
+    different numbers, so the tolerances below would catch each of those bugs;
 (b) every backend against that oracle: fp32 tight, fp16/bf16 within 2x the error of the
     reference's own cast (the precision floor, DESIGN §7), on awkward shapes;
 (c) wrong inputs are rejected; (d) FakeTensor shapes and torch.compile(fullgraph=True).
 
 A backend that cannot run here is skipped with the dispatcher's reason. On CPU the Triton kernel
-runs only under TRITON_INTERPRET=1; big shapes run only on a GPU.
+runs only under TRITON_INTERPRET=1; big shapes run only on a GPU. Tables are drawn per case from
+a fixed seed; set FASTRADIO_TEST_SEED to draw different ones.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import zlib
 
 import numpy as np
@@ -27,6 +30,10 @@ BACKENDS = ("reference", "triton", "cuda")
 DEVICES = ("cpu", "cuda")
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FP32_TOL = 1e-6  # relative L2 and max-abs relative to max |oracle|; an fp64 src gives ~5e-6
+# torch's CUDA upsample computes lam = scale*i - i0, which nvcc may contract into one fma (an
+# unrounded src, the same size of error as an fp64 src). The reference is the oracle on CPU only;
+# on GPU it is the benchmark peer and gets this bound. Our kernels keep FP32_TOL everywhere.
+FP32_TOL_TORCH_CUDA = 2e-5
 
 # (G, h, w, D). h or w > G up-samples; (G, G) is the identity; (1, 1) is the single patch.
 CASES = [
@@ -76,7 +83,7 @@ def _table(g: int, d: int, seed: int) -> torch.Tensor:
 
 
 def _seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode())
+    return zlib.crc32(repr((os.environ.get("FASTRADIO_TEST_SEED", "0"),) + parts).encode())
 
 
 def _taps(g: int, m: int, n: int, src_fp64: bool = False):
@@ -94,32 +101,34 @@ def _taps(g: int, m: int, n: int, src_fp64: bool = False):
     return i0, i1, (src - i0).astype(np.float64)  # src - floor(src) is exact in fp32
 
 
-def _oracle_np(table: np.ndarray, h: int, w: int, src_fp64: bool = False) -> np.ndarray:
-    """(h*w, D) float64: the spec's formula, written independently of torch."""
+def _oracle(table: torch.Tensor, h: int, w: int, src_fp64: bool = False) -> torch.Tensor:
+    """(h*w, D) float64 on table's device: the spec's formula, written independently of
+    F.interpolate (NumPy source coordinates, explicit gathers)."""
     g = table.shape[0]
     m = max(h, w)
-    y0, y1, ly = _taps(g, m, h, src_fp64)
-    x0, x1, lx = _taps(g, m, w, src_fp64)
+    t = table.double()
+    (y0, y1, ly), (x0, x1, lx) = [
+        [torch.as_tensor(a, device=table.device) for a in _taps(g, m, n, src_fp64)] for n in (h, w)]
     ly = ly[:, None, None]
     lx = lx[None, :, None]
-    top = (1 - lx) * table[y0][:, x0] + lx * table[y0][:, x1]
-    bot = (1 - lx) * table[y1][:, x0] + lx * table[y1][:, x1]
+    top = (1 - lx) * t[y0][:, x0] + lx * t[y0][:, x1]
+    bot = (1 - lx) * t[y1][:, x0] + lx * t[y1][:, x1]
     return ((1 - ly) * top + ly * bot).reshape(h * w, -1)
 
 
-@functools.lru_cache(maxsize=4)
-def _case_data(case):
+@functools.lru_cache(maxsize=16)
+def _case_data(case, device: str = "cpu"):
+    """(fp32 table, float64 oracle) on ``device``; cached because every backend and dtype reuses it."""
     g, h, w, d = case
-    table = _table(g, d, _seed(case))
-    return table, _oracle_np(table.double().numpy(), h, w)
+    table = _table(g, d, _seed(case)).to(device)
+    return table, _oracle(table, h, w)
 
 
-def _err(x, oracle: np.ndarray) -> tuple[float, float]:
+def _err(x: torch.Tensor, oracle: torch.Tensor) -> tuple[float, float]:
     """(relative L2, max-abs / max|oracle|) of x against the float64 oracle."""
-    x = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
-    e = x - oracle
-    scale = max(np.abs(oracle).max(), 1e-30)
-    return float(np.linalg.norm(e) / max(np.linalg.norm(oracle), 1e-30)), float(np.abs(e).max() / scale)
+    e = x.to(oracle.device).double() - oracle
+    return ((e.norm() / oracle.norm().clamp_min(1e-30)).item(),
+            (e.abs().max() / oracle.abs().max().clamp_min(1e-30)).item())
 
 
 def _poison_allocator(shape, dtype, device):
@@ -160,7 +169,7 @@ def test_reference_is_torch_interpolate_of_nchw_then_top_left_crop(case):
 def test_the_tolerance_catches_an_fp64_source_coordinate():
     case = (128, 131, 131, 4)
     table, oracle = _case_data(case)
-    wrong = _oracle_np(table.double().numpy(), 131, 131, src_fp64=True)
+    wrong = _oracle(table, 131, 131, src_fp64=True)
     rel, mx = _err(wrong, oracle)
     assert rel > 2 * FP32_TOL, rel  # ~5e-6: an fp64 src would fail the fp32 checks below
 
@@ -182,18 +191,18 @@ def test_top_left_crop_not_centre(case):
     table, oracle = _case_data(case)
     g, h, w, d = case
     m = max(h, w)
-    full = _oracle_np(table.double().numpy(), m, m).reshape(m, m, d)
+    full = _oracle(table, m, m).reshape(m, m, d)
     top_left = full[:h, :w].reshape(h * w, d)
     r0, c0 = (m - h) // 2, (m - w) // 2
     centre = full[r0:r0 + h, c0:c0 + w].reshape(h * w, d)
-    np.testing.assert_array_equal(top_left, oracle)
+    assert torch.equal(top_left, oracle)
     assert _err(centre, oracle)[0] > 1e-2
 
 
 def test_identity_and_single_patch_by_formula():
     table, _ = _case_data((16, 16, 16, 64))
-    np.testing.assert_array_equal(_oracle_np(table.double().numpy(), 16, 16), table.double().reshape(256, 64).numpy())
-    np.testing.assert_array_equal(_oracle_np(table.double().numpy(), 1, 1), table[0, 0].double()[None].numpy())
+    assert torch.equal(_oracle(table, 16, 16), table.double().reshape(256, 64))
+    assert torch.equal(_oracle(table, 1, 1), table[0, 0].double()[None])
 
 
 # -- (b) every backend against the oracle -----------------------------------------------------------
@@ -213,9 +222,8 @@ def test_against_oracle(backend, device, case, dtype):
     if case in GPU_CASES and device == "cpu":
         pytest.skip("large shape: GPU only (interpreter and fp64 oracle time on CPU)")
     mod = _backend_or_skip(backend, device, dtype)
-    table, oracle = _case_data(case)
+    table, oracle = _case_data(case, device)
     g, h, w, d = case
-    table = table.to(device)
     _poison_allocator((h * w, d), dtype, device)
     out = mod.pos_embed(table, h, w, dtype)
     assert out.shape == (h * w, d) and out.dtype == dtype and out.device == table.device
@@ -226,8 +234,9 @@ def test_against_oracle(backend, device, case, dtype):
         expect = table.reshape(g * g, d) if (h, w) == (g, g) else table[0, 0][None]
         torch.testing.assert_close(out, expect.to(dtype), rtol=0, atol=0)  # exact, any dtype
     if dtype == torch.float32:
+        tol = FP32_TOL_TORCH_CUDA if (backend, device) == ("reference", "cuda") else FP32_TOL
         rel, mx = _err(out, oracle)
-        assert rel <= FP32_TOL and mx <= FP32_TOL, f"fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
+        assert rel <= tol and mx <= tol, f"fp32 error rel L2 {rel:.3g}, max {mx:.3g} (bound {tol:g})"
         return
     floor = backends.get("reference").pos_embed(table.cpu(), h, w, torch.float32).to(dtype)
     rel, mx = _err(out, oracle)

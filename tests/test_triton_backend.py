@@ -5,6 +5,7 @@ custom-op registration, and the refusal reasons. The op itself is tested in test
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -120,3 +121,55 @@ def test_other_refusals_name_the_reason():
     mod = backends.get("triton")
     assert any("dtype" in r for r in mod.supports("pos_embed", torch.device("cpu"), torch.int8))
     assert any("device type" in r for r in mod.supports("pos_embed", torch.device("meta"), torch.float32))
+
+
+_COMPILE_CHECK = r"""
+import json, os, subprocess, sys, tempfile
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from fastradio.kernels import pos_embed as k
+
+arch = int(sys.argv[1])
+sig = {"table_ptr": "*fp32", "out_ptr": "*bf16", "n_rows": "i32", "w": "i32", "G": "i32", "D": "i32",
+       "scale": "fp32", "BLOCK_N": "constexpr", "BLOCK_D": "constexpr", "SOFT_BF16": "constexpr"}
+cfg = k.launch_config(48 * 48, 1024)
+src = ASTSource(fn=k._pos_embed_kernel, signature=sig,
+                constexprs={"BLOCK_N": cfg["BLOCK_N"], "BLOCK_D": cfg["BLOCK_D"], "SOFT_BF16": False},
+                attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]], (5,): [["tt.divisibility", 16]]})
+try:
+    ptx = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": cfg["num_warps"]}).asm["ptx"]
+except Exception as e:
+    print(json.dumps({"skip": f"{type(e).__name__}: {e}"[:300]})); sys.exit(0)
+import re
+res = {"vector_loads": "ld.global.v4.b32" in ptx,
+       "rounded_src": len(re.findall(r"fma\.rn\.f32\s+%r\d+, %r\d+, %r\d+, 0f00000000;", ptx)) >= 2}
+ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+if os.path.exists(ptxas):
+    target = next(l.split()[1] for l in ptx.splitlines() if l.startswith(".target"))
+    with tempfile.TemporaryDirectory() as d:
+        open(os.path.join(d, "k.ptx"), "w").write(ptx)
+        p = subprocess.run([ptxas, f"-arch={target}", "-v", os.path.join(d, "k.ptx"), "-o", os.path.join(d, "k.cubin")],
+                           capture_output=True, text=True)
+    res["ptxas"] = p.stderr[-2000:]
+    res["no_spills"] = p.returncode == 0 and "0 bytes spill stores" in p.stderr
+print(json.dumps(res))
+"""
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_compiles_for_the_gpu_without_a_gpu(arch):
+    # Triton compiles for a named target with no device (in a process without the interpreter):
+    # the sm_80/sm_90 code has 16-byte loads along D, a rounded fp32 source coordinate
+    # (fma(scale, i, 0), which ptxas cannot contract), and, with the bundled ptxas, no spills.
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK, str(arch)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(f"cannot compile for sm_{arch} here: {out['skip']}")
+    assert out["vector_loads"] and out["rounded_src"], out
+    if "no_spills" in out:
+        assert out["no_spills"], out["ptxas"]

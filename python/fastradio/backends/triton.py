@@ -50,7 +50,10 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
                 f"before fastradio.kernels is imported; it is {env!r}); Triton kernels run on CPU "
                 "only in the interpreter")
     elif device.type == "cuda":
-        if not torch.cuda.is_available():
+        if _kernels_interpreted():
+            reasons.append("the Triton kernels were imported with TRITON_INTERPRET=1 (the CPU "
+                           "interpreter); unset it to run them on the GPU")
+        elif not torch.cuda.is_available():
             reasons.append("device is cuda but torch.cuda.is_available() is False")
         else:
             cap = torch.cuda.get_device_capability(device)
@@ -87,6 +90,10 @@ def _check_pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype
                          "(set TRITON_INTERPRET=1 before importing fastradio, or move table to cuda)")
     if dev.type not in ("cpu", "cuda", "meta"):
         raise ValueError(f"pos_embed: table must be on cuda (or cpu under TRITON_INTERPRET=1), got {dev}")
+    if dev.type == "cuda" and not _kernels_interpreted() and torch.cuda.is_available():
+        cap = torch.cuda.get_device_capability(dev)
+        if cap < _MIN_CAPABILITY:
+            raise ValueError(f"pos_embed: the Triton kernels need compute capability 8.0+, {dev} has {cap[0]}.{cap[1]}")
 
 
 def _pos_embed_impl(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
