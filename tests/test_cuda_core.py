@@ -279,3 +279,21 @@ def test_gpu_cuda_graph_capture():
     g.replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(out, reference.pos_embed(table, 9, 11, torch.float16), rtol=0, atol=1e-3)
+
+
+def test_device_source_coordinate_is_rounded_before_use():
+    """spec §3: src = scale*i rounded to fp32, then lambda = src - i0. Left alone, the compiler
+    fuses the two into one fma on the unrounded product (~5e-6 off torch), so the kernel must
+    keep an explicitly rounded multiply in its PTX."""
+    import pathlib
+    import shutil
+    import subprocess
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda-13.0/bin/nvcc"
+    if not pathlib.Path(nvcc).exists():
+        pytest.skip("nvcc not found")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run([nvcc, "-std=c++17", f"-I{root / 'csrc'}", "-arch=sm_90", "-ptx",
+                          str(root / "csrc/pos_embed/pos_embed.cu"), "-o", "-"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"mul\.rn\.f32", out.stdout), "no rounded fp32 multiply for the source coordinate"

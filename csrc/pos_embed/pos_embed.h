@@ -41,7 +41,13 @@ FASTRADIO_HD float pos_embed_scale(int64_t grid, int64_t m) {
 }
 
 FASTRADIO_HD PosEmbedTap pos_embed_tap(int64_t i, float scale, int64_t grid) {
+  // src must be the fp32-rounded product (spec §3): __fmul_rn keeps the compiler from fusing
+  // it into the `src - i0` below as one fma, which would use the unrounded product (~5e-6 off).
+#ifdef __CUDA_ARCH__
+  const float src = __fmul_rn(scale, static_cast<float>(i));
+#else
   const float src = scale * static_cast<float>(i);
+#endif
   int64_t i0 = static_cast<int64_t>(src);  // src >= 0: truncation is floor
   if (i0 > grid - 1) i0 = grid - 1;
   const int64_t i1 = i0 + 1 < grid ? i0 + 1 : grid - 1;
