@@ -80,11 +80,12 @@ import importlib.metadata
 import json
 import os
 import platform
-import secrets
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from fastradio._io import atomic_path
 
 __all__ = ["main", "build_parser", "collect_info", "format_info", "embed_images", "write_embeddings",
            "read_embeddings", "UsageError", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -467,18 +468,9 @@ def write_embeddings(path: str | os.PathLike, tensors: dict, metadata: dict[str,
 
     path = Path(path)
     meta = {str(k): (v if isinstance(v, str) else json.dumps(_jsonable(v))) for k, v in metadata.items()}
-    # A unique name in the same folder, so that the final rename is atomic.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
         os.chmod(tmp, 0o666 & ~_umask())  # save_file creates it 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _umask() -> int:

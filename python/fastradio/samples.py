@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from fastradio._io import atomic_path
 
 __all__ = ["SAMPLES", "sample_arrays", "sample_images", "cache_dir"]
 
@@ -191,19 +192,9 @@ def _write_all(folder: Path) -> list[Path]:
         if not p.is_file():
             if arrays is None:
                 arrays = sample_arrays()
-            # Write to a unique temporary name, then rename: concurrent callers never see a
-            # half-written file.
-            tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            try:
-                with open(tmp, "xb") as f:
-                    Image.fromarray(arrays[name]).save(f, format="PNG")
-                os.replace(tmp, p)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            # Concurrent callers never see a half-written file.
+            with atomic_path(p) as tmp, open(tmp, "xb") as f:
+                Image.fromarray(arrays[name]).save(f, format="PNG")
         paths.append(p)
     return paths
 

@@ -22,7 +22,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "get", "select", "refusals", "ENV_VAR"]
+__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "get", "select", "refusals", "op_setting", "ENV_VAR"]
 
 #: All backends, by name.
 BACKENDS: tuple[str, ...] = ("reference", "cuda", "triton")
@@ -58,8 +58,10 @@ def refusals(name: str, op: str, device: torch.device, dtype: torch.dtype, **fac
     return list(mod.supports(op, torch.device(device), dtype, **facts))
 
 
-def _env_choice(op: str) -> str | None:
-    raw = os.environ.get(ENV_VAR, "").strip()
+def op_setting(var: str, op: str) -> str | None:
+    """The value an environment variable gives ``op``: ``VAR=value`` applies to every op,
+    ``VAR=op1:value1,op2:value2`` per op; None when unset or not given for this op."""
+    raw = os.environ.get(var, "").strip()
     if not raw:
         return None
     if ":" not in raw:
@@ -67,7 +69,7 @@ def _env_choice(op: str) -> str | None:
     for item in raw.split(","):
         key, _, val = item.partition(":")
         if key.strip() == op:
-            return val.strip()
+            return val.strip() or None
     return None
 
 
@@ -79,7 +81,7 @@ def select(op: str, choice: str, device: torch.device, dtype: torch.dtype, **fac
     backend's reasons when nothing can run the op.
     """
     if choice == "auto":
-        choice = _env_choice(op) or "auto"
+        choice = op_setting(ENV_VAR, op) or "auto"
     if choice != "auto":
         reasons = refusals(choice, op, device, dtype, **facts)
         if reasons:

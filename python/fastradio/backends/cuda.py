@@ -22,6 +22,8 @@ import os
 
 import torch
 
+from fastradio.backends import op_setting
+
 try:
     from fastradio import _C
 except ImportError as e:  # the dispatcher reports this as the backend's refusal
@@ -51,16 +53,7 @@ def build_info() -> dict:
 # --- tiers ------------------------------------------------------------------------------------------
 
 def _forced_tier(op: str) -> str | None:
-    raw = os.environ.get(TIER_ENV, "").strip()
-    if not raw:
-        return None
-    if ":" not in raw:
-        return raw
-    for item in raw.split(","):
-        key, _, val = item.partition(":")
-        if key.strip() == op:
-            return val.strip() or None
-    return None
+    return op_setting(TIER_ENV, op)
 
 
 _CAPABILITY: dict[int, tuple[int, int]] = {}
