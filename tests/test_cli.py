@@ -33,7 +33,7 @@ class _Out(NamedTuple):
 
 
 class _Plan:
-    names = {"pos_embed": "reference", "patch_embed": "reference", "layer_norm": "reference",
+    names = {"pos_embed": "reference", "patch_embed": "reference", "add_layer_norm": "reference",
              "linear": "reference", "attention": "reference"}
 
 

@@ -182,7 +182,7 @@ def test_tier_argument_and_environment(monkeypatch):
     monkeypatch.setenv(cuda.TIER_ENV, "attention:mma_sm80, pos_embed:cuda_core")
     assert cuda._forced_tier("pos_embed") == "cuda_core"
     assert cuda._forced_tier("attention") == "mma_sm80"
-    assert cuda._forced_tier("layer_norm") is None
+    assert cuda._forced_tier("add_layer_norm") is None
 
 
 def test_resolve_tier(monkeypatch):

@@ -43,7 +43,7 @@ def test_env_override(monkeypatch):
     assert backends.select("pos_embed", "auto", torch.device("cpu"), torch.float32) == "reference"
     monkeypatch.setenv(backends.ENV_VAR, "cuda")
     with pytest.raises(backends.BackendUnavailable, match="backend 'cuda' cannot run"):
-        backends.select("layer_norm", "auto", torch.device("cpu"), torch.float32)
+        backends.select("add_layer_norm", "auto", torch.device("cpu"), torch.float32)
 
 
 def test_reference_refuses_unsupported_dtype():

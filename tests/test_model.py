@@ -275,3 +275,12 @@ def test_list_models():
 def test_empty_batch_gives_empty_outputs(tiny):
     s, f = tiny(torch.rand(0, 3, 32, 48))
     assert s.shape == (0, tiny.summary_dim) and f.shape == (0, 6, tiny.embed_dim)
+
+
+def test_residual_stream_dtype(tiny):
+    """fp16 mode keeps the residual stream in fp32 (outlier activations exceed fp16's range)."""
+    assert tiny.residual_dtype == torch.float32
+    with torch.device("meta"):
+        m = fastradio.RadioModel(tiny.config)
+    assert m.to(torch.float16).residual_dtype == torch.float32
+    assert m.to(torch.bfloat16).residual_dtype == torch.bfloat16

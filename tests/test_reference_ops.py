@@ -108,9 +108,21 @@ def test_layer_norm_eps_matters():
     """eps 1e-6 (spec §1): a near-constant row separates eps=1e-6 from timm's default 1e-5."""
     x = torch.full((1, 64), 3.0) + torch.randn(1, 64, generator=_gen(5)) * 1e-3
     w, b = torch.ones(64), torch.zeros(64)
-    a = ref.layer_norm(x, w, b, 1e-6)
-    c = ref.layer_norm(x, w, b, 1e-5)
+    _, a = ref.add_layer_norm(x, None, w, b, 1e-6)
+    _, c = ref.add_layer_norm(x, None, w, b, 1e-5)
     assert (a - c).abs().max() > 1e-2
+
+
+def test_add_layer_norm_adds_then_normalises_in_the_residual_dtype():
+    g = _gen(6)
+    x = torch.randn(5, 32, generator=g, dtype=torch.float64).float() * 30
+    delta = torch.randn(5, 32, generator=g).half()
+    w, b = torch.randn(32, generator=g).half(), torch.randn(32, generator=g).half()
+    x2, a = ref.add_layer_norm(x, delta, w, b, 1e-6)
+    assert x2.dtype == torch.float32 and a.dtype == torch.float16
+    torch.testing.assert_close(x2, x + delta.float())
+    expect = F.layer_norm(x2.double(), (32,), w.double(), b.double(), 1e-6)
+    torch.testing.assert_close(a.double(), expect, rtol=2e-3, atol=2e-3)
 
 
 def test_ops_free_functions_dispatch_to_reference_on_cpu():

@@ -316,26 +316,39 @@ class RadioModel(nn.Module):
         pg = self.model.patch_generator
         return self.plan.patch_embed(x, pg.embedder.weight, self._pos_table(h, w), pg.cls_token.token)
 
+    @property
+    def residual_dtype(self) -> torch.dtype:
+        """dtype of the residual stream: fp32 in fp16 mode (trained ViTs carry outlier activations
+        beyond fp16's range), else the compute dtype (bf16 has fp32's range)."""
+        return torch.float32 if self.dtype == torch.float16 else self.dtype
+
     def _blocks(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                 stop: int | None = None) -> list[torch.Tensor]:
-        """Run blocks 0..stop-1 on packed tokens (N, D); returns every block's output."""
+        """Run blocks 0..stop-1 on packed tokens (N, D); returns every block's output (N, D) in
+        the compute dtype.
+
+        Each residual add is fused into the LayerNorm that follows it (``add_layer_norm``:
+        ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
+        stay in its own dtype."""
         cfg, p = self.config, self.plan
+        x = x.to(self.residual_dtype)
+        delta = None
         outs = []
         for i, blk in enumerate(self.model.blocks[:stop]):
             s = self._ln_scale[i]
-            a = p.layer_norm(x, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
+            x, a = p.add_layer_norm(x, delta, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
             if s != 1.0:
                 a = a * s
             qkv = p.linear(a, blk.attn.qkv.weight, blk.attn.qkv.bias, "none", None)
             o = p.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
-            x = p.linear(o, blk.attn.proj.weight, blk.attn.proj.bias, "none", x)
-            a = p.layer_norm(x, blk.norm2.weight, blk.norm2.bias, cfg.ln_eps)
+            delta = p.linear(o, blk.attn.proj.weight, blk.attn.proj.bias, "none", None)
+            x, a = p.add_layer_norm(x, delta, blk.norm2.weight, blk.norm2.bias, cfg.ln_eps)
             if s != 1.0:
                 a = a * s
             hid = p.linear(a, blk.mlp.fc1.weight, blk.mlp.fc1.bias, "gelu", None)
-            x = p.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias, "none", x)
-            outs.append(x)
-        return outs
+            delta = p.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias, "none", None)
+            outs.append(x + delta.to(x.dtype))
+        return [o.to(self.dtype) for o in outs]
 
     def _outputs(self, y: torch.Tensor, h: int, w: int, feature_fmt: str,
                  final: bool = True) -> RadioOutput:

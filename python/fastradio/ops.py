@@ -13,7 +13,9 @@ Ops (shapes: B images, N packed tokens, D width, P prefix tokens, G position gri
   table to (m, m), m = max(h, w), align_corners=True, fp32 math, top-left h x w crop, cast.
 - ``patch_embed(x, weight, pos, prefix) -> (B, P + h*w, D)``: im2patch of (B, 3, H, W), times
   ``weight`` (D, 3*16*16)ᵀ, plus ``pos`` (h*w, D), behind the ``prefix`` (P, D) tokens.
-- ``layer_norm(x, weight, bias, eps) -> (N, D)``.
+- ``add_layer_norm(x, delta, weight, bias, eps) -> (x + delta, LN(x + delta))``: the residual add
+  fused with the LayerNorm after it; x (N, D) in the residual dtype, delta (N, D) in the compute
+  dtype or None (no add), the normalised output in the dtype of ``weight``; fp32 statistics.
 - ``linear(x, weight, bias, activation, residual) -> (N, M)``: act(x·Wᵀ + b) + residual with
   activation "none" or "gelu" (exact erf).
 - ``attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> (N, num_heads*head_dim)``:
@@ -30,9 +32,9 @@ import torch
 
 from . import backends
 
-__all__ = ["OPS", "Plan", "plan", "pos_embed", "patch_embed", "layer_norm", "linear", "attention"]
+__all__ = ["OPS", "Plan", "plan", "pos_embed", "patch_embed", "add_layer_norm", "linear", "attention"]
 
-OPS: tuple[str, ...] = ("pos_embed", "patch_embed", "layer_norm", "linear", "attention")
+OPS: tuple[str, ...] = ("pos_embed", "patch_embed", "add_layer_norm", "linear", "attention")
 
 
 @dataclass
@@ -89,7 +91,7 @@ def patch_embed(x, weight, pos, prefix, *, backend: str = "auto") -> torch.Tenso
 
 def layer_norm(x, weight, bias, eps: float, *, backend: str = "auto") -> torch.Tensor:
     """LayerNorm over the last dim of x (N, D) with fp32 statistics."""
-    return _call("layer_norm", backend, x.device, x.dtype, {}, x, weight, bias, eps)
+    return _call("add_layer_norm", backend, x.device, x.dtype, {}, x, weight, bias, eps)
 
 
 def linear(x, weight, bias=None, activation: str = "none", residual=None, *, backend: str = "auto") -> torch.Tensor:

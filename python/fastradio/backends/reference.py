@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["supports", "pos_embed", "patch_embed", "layer_norm", "linear", "attention"]
+__all__ = ["supports", "pos_embed", "patch_embed", "add_layer_norm", "linear", "attention"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -46,8 +46,13 @@ def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix
     return torch.cat([prefix.unsqueeze(0).expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, D) residual dtype, delta (N, D) or None → (x + delta, LN(x + delta) in weight's dtype)."""
+    if delta is not None:
+        x = x + delta.to(x.dtype)
+    a = F.layer_norm(x, (x.shape[-1],), weight.to(x.dtype), bias.to(x.dtype), eps)
+    return x, a.to(weight.dtype)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
