@@ -318,6 +318,7 @@ def format_info(info: dict) -> str:
     if not info["cuda"]["available"]:
         lines.append(f"  cuda      unavailable: {info['cuda']['reason']}")
     ops_order = list(dict.fromkeys(r["op"] for r in info["backends"]))
+    op_width = max((len(op) for op in ops_order), default=0)
     for dev in dict.fromkeys(r["device"] for r in info["backends"]):
         lines.append("")
         lines.append(f"backends on {dev}")
@@ -331,7 +332,7 @@ def format_info(info: dict) -> str:
             else:
                 lines.append(f"  {b}")
                 for op, txt in texts.items():
-                    lines.append(f"    {op:<12} {txt}")
+                    lines.append(f"    {op:<{op_width}} {txt}")
         autos = [a for a in info["auto"] if a["device"] == dev]
         by_text: dict[str, list[str]] = {}
         for dt in dict.fromkeys(a["dtype"] for a in autos):
