@@ -18,6 +18,7 @@ build that runs on the device. ``supports`` refuses a forced tier that cannot ru
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -31,13 +32,13 @@ except ImportError as e:  # the dispatcher reports this as the backend's refusal
         f"fastradio._C, the compiled C++/CUDA extension, is not importable ({e}); build it with "
         "`pip install --no-build-isolation .` and a CUDA compiler (see csrc/README.md)") from e
 
-__all__ = ["supports", "pos_embed", "resolve_tier", "build_info", "OP_NAMES", "TIER_ENV"]
+__all__ = ["supports", "pos_embed", "add_layer_norm", "resolve_tier", "build_info", "OP_NAMES", "TIER_ENV"]
 
 #: Environment variable forcing a tier, for every op ("cuda_core") or per op ("pos_embed:cuda_core").
 TIER_ENV = "FASTRADIO_TIER"
 
 #: The torch.library names of the ops this backend registers, by op.
-OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::cuda_pos_embed"}
+OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::cuda_pos_embed", "add_layer_norm": "fastradio::cuda_add_layer_norm"}
 
 _BUILD: dict = _C.build_info()
 _TIER_CODES: dict[str, int] = dict(_C.tiers())
@@ -139,6 +140,10 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
             reasons.append(str(e))
     if dtype not in _DTYPE_CODES:
         reasons.append(f"dtype {dtype} is not one of {', '.join(str(d) for d in _DTYPE_CODES)}")
+    residual = facts.get("residual_dtype")
+    if op == "add_layer_norm" and residual is not None and (residual, dtype) not in ADD_LAYER_NORM_DTYPES:
+        reasons.append(f"add_layer_norm takes (residual, compute) dtypes {_pairs(ADD_LAYER_NORM_DTYPES)}, "
+                       f"got ({_name(residual)}, {_name(dtype)})")
     return reasons
 
 
@@ -206,3 +211,93 @@ def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, *, ti
     """
     _check_pos_embed(table, h, w, out_dtype)
     return _pos_embed_op(table, h, w, out_dtype, _tier_arg("pos_embed", tier))
+
+
+# --- add_layer_norm -------------------------------------------------------------------------------
+
+#: (residual dtype, compute dtype) pairs the kernel takes: equal, or an fp32 residual stream under
+#: fp16/bf16 compute (DESIGN.md decision 12).
+ADD_LAYER_NORM_DTYPES: tuple[tuple[torch.dtype, torch.dtype], ...] = (
+    (torch.float32, torch.float32), (torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16),
+    (torch.float32, torch.float16), (torch.float32, torch.bfloat16))
+
+
+def _name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _pairs(pairs) -> str:
+    return ", ".join(f"({_name(a)}, {_name(b)})" for a, b in pairs)
+
+
+def _check_add_layer_norm(x, delta, weight, bias, eps) -> None:
+    fn = "add_layer_norm"
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if (x.dtype, weight.dtype) not in ADD_LAYER_NORM_DTYPES:
+        raise TypeError(f"{fn}: (x.dtype, weight.dtype) must be one of {_pairs(ADD_LAYER_NORM_DTYPES)}, "
+                        f"got ({_name(x.dtype)}, {_name(weight.dtype)})")
+    _expect_tensor(fn, "x", x, dtype=x.dtype, ndim=2)
+    n, d = x.shape
+    if d < 1:
+        raise ValueError(f"{fn}: x must have shape (N, D) with D >= 1, got {tuple(x.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        _expect_tensor(fn, name, t, dtype=weight.dtype, ndim=1)
+        if t.shape[0] != d:
+            raise ValueError(f"{fn}: {name} must have shape ({d},) to match x {tuple(x.shape)}, got {tuple(t.shape)}")
+    if delta is not None:
+        if not isinstance(delta, torch.Tensor):
+            raise TypeError(f"{fn}: delta must be a torch.Tensor or None, got {type(delta).__name__}")
+        _expect_tensor(fn, "delta", delta, dtype=weight.dtype, ndim=2)
+        if delta.shape != x.shape:
+            raise ValueError(f"{fn}: delta must have x's shape {tuple(x.shape)}, got {tuple(delta.shape)}")
+    for name, t in (("weight", weight), ("bias", bias), ("delta", delta)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{fn}: {name} must be on x's device {x.device}, got {t.device}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{fn}: eps must be a finite number >= 0, got {eps!r}")
+
+
+@torch.library.custom_op(OP_NAMES["add_layer_norm"], mutates_args=(), device_types="cuda")
+def _add_layer_norm_op(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float, tier: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Outputs may not alias inputs: without delta, x_new is an empty (0, D) placeholder and the
+    # wrapper returns x itself.
+    n, d = x.shape
+    x_new = torch.empty_like(x) if delta is not None else x.new_empty((0, d))
+    out = torch.empty((n, d), dtype=weight.dtype, device=x.device)
+    if n == 0:
+        return x_new, out
+    code = _tier_code("add_layer_norm", x.device, tier)
+    with torch.cuda.device(x.device):
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        _C.add_layer_norm_fwd(x.data_ptr(), 0 if delta is None else delta.data_ptr(), weight.data_ptr(),
+                              bias.data_ptr(), 0 if delta is None else x_new.data_ptr(), out.data_ptr(), n, d, eps,
+                              _DTYPE_CODES[x.dtype], _DTYPE_CODES[weight.dtype], code, stream)
+    return x_new, out
+
+
+@_add_layer_norm_op.register_fake
+def _add_layer_norm_fake(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                         eps: float, tier: int) -> tuple[torch.Tensor, torch.Tensor]:
+    n, d = x.shape
+    x_new = torch.empty_like(x) if delta is not None else x.new_empty((0, d))
+    return x_new, x.new_empty((n, d), dtype=weight.dtype)
+
+
+def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float, *, tier: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add fused with LayerNorm: ``(x_new, a)`` with ``x_new = x + delta`` and
+    ``a = LayerNorm(x_new) * weight + bias``.
+
+    x (N, D) in the residual dtype; delta (N, D) in the compute dtype, or None (no add: ``x_new``
+    is ``x`` itself); weight, bias (D,) in the compute dtype; all contiguous on one CUDA device.
+    (residual, compute) dtypes: ``ADD_LAYER_NORM_DTYPES``. ``x_new`` is one fp32 add rounded to
+    x's dtype; ``a`` (N, D) in weight's dtype uses fp32 statistics (biased variance, ``eps``
+    added). Same contract as ``fastradio.backends.reference.add_layer_norm``. ``tier``: see the
+    module docstring.
+    """
+    _check_add_layer_norm(x, delta, weight, bias, eps)
+    x_new, a = _add_layer_norm_op(x, delta, weight, bias, float(eps), _tier_arg("add_layer_norm", tier))
+    return (x if delta is None else x_new), a

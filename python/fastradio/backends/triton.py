@@ -17,13 +17,19 @@ import os
 
 import torch
 
-__all__ = ["supports", "pos_embed", "OP_NAMES"]
+__all__ = ["supports", "pos_embed", "add_layer_norm", "patch_embed", "OP_NAMES"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MIN_CAPABILITY = (8, 0)
 
 #: The torch.library names of the ops this backend registers, by op.
-OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::triton_pos_embed"}
+OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::triton_pos_embed",
+                            "add_layer_norm": "fastradio::triton_add_layer_norm",
+                            "patch_embed": "fastradio::triton_patch_embed"}
+
+#: Per-op refusals on top of the shared ones below (e.g. that op's kernel failed to import):
+#: op -> fn(device, dtype, **facts) -> list of reasons. Each op's section registers its own.
+_OP_REFUSALS: dict = {}
 
 try:
     import triton  # noqa: F401  (the import is the availability check)
@@ -65,6 +71,8 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
                        "under TRITON_INTERPRET=1)")
     if dtype not in _DTYPES:
         reasons.append(f"dtype {dtype} is not one of float32, float16, bfloat16")
+    if op in _OP_REFUSALS:
+        reasons.extend(_OP_REFUSALS[op](device, dtype, **facts))
     return reasons
 
 
@@ -125,3 +133,219 @@ def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> to
         raise RuntimeError(f"the triton backend is unavailable: {_IMPORT_ERROR}")
     _check_pos_embed(table, h, w, out_dtype)
     return _pos_embed_op(table, h, w, out_dtype)
+
+
+# --- add_layer_norm -------------------------------------------------------------------------------
+# x_new = x + delta; a = LayerNorm(x_new) (DESIGN.md decision 11). x_new is always a new tensor,
+# also when delta is None (then a copy of x written in the same pass): a custom op's outputs may
+# not alias its inputs, and the copy costs one N x D write once per forward (block 0's norm1).
+
+_ADD_LAYER_NORM_IMPORT_ERROR: str | None = None
+if _IMPORT_ERROR is None:
+    try:
+        from fastradio.kernels.add_layer_norm import MAX_D as _ADD_LAYER_NORM_MAX_D
+        from fastradio.kernels.add_layer_norm import add_layer_norm as _launch_add_layer_norm
+    except Exception as e:  # a broken kernel file must not take the other ops down
+        _ADD_LAYER_NORM_IMPORT_ERROR = f"kernels/add_layer_norm.py failed to import ({type(e).__name__}: {e})"
+
+
+def _add_layer_norm_refusals(device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
+    if _ADD_LAYER_NORM_IMPORT_ERROR is not None:
+        return [_ADD_LAYER_NORM_IMPORT_ERROR]
+    width = facts.get("width")
+    if width is not None and width > _ADD_LAYER_NORM_MAX_D:
+        return [f"width {width} is above {_ADD_LAYER_NORM_MAX_D} (add_layer_norm keeps a whole row in registers)"]
+    return []
+
+
+_OP_REFUSALS["add_layer_norm"] = _add_layer_norm_refusals
+
+
+def _check_kernel_device(op: str, what: str, dev: torch.device) -> None:
+    """Device rules shared by the kernels of the add_layer_norm and patch_embed sections."""
+    if dev.type == "cpu" and not _kernels_interpreted():
+        raise ValueError(f"{op}: {what} is on cpu but the Triton interpreter is off "
+                         f"(set TRITON_INTERPRET=1 before importing fastradio, or move {what} to cuda)")
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"{op}: {what} must be on cuda (or cpu under TRITON_INTERPRET=1), got {dev}")
+    if dev.type == "cuda" and not _kernels_interpreted() and torch.cuda.is_available():
+        cap = torch.cuda.get_device_capability(dev)
+        if cap < _MIN_CAPABILITY:
+            raise ValueError(f"{op}: the Triton kernels need compute capability 8.0+, {dev} has {cap[0]}.{cap[1]}")
+
+
+def _check_same_device(op: str, ref_name: str, ref: torch.Tensor, others) -> None:
+    for name, t in others:
+        if t.device != ref.device:
+            raise ValueError(f"{op}: {name} must be on {ref_name}'s device {ref.device}, got {t.device}")
+
+
+def _check_contiguous(op: str, named) -> None:
+    for name, t in named:
+        if not t.is_contiguous():
+            raise ValueError(f"{op}: {name} must be contiguous, got strides {t.stride()} for shape "
+                             f"{tuple(t.shape)} (call .contiguous())")
+
+
+def _check_add_layer_norm(x, delta, weight, bias, eps) -> None:
+    # Everything the kernel's raw pointers rely on, with what was expected and what came.
+    op = "add_layer_norm"
+    named = [("x", x), ("weight", weight), ("bias", bias)] + ([("delta", delta)] if delta is not None else [])
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor{' or None' if name == 'delta' else ''}, "
+                            f"got {type(t).__name__}")
+    if x.dim() != 2 or x.shape[1] < 1:
+        raise ValueError(f"{op}: x must have shape (N, D) with D >= 1, got {tuple(x.shape)}")
+    n, d = x.shape
+    for name, t in (("weight", weight), ("bias", bias)):
+        if tuple(t.shape) != (d,):
+            raise ValueError(f"{op}: {name} must have shape (D,) = ({d},) with D from x, got {tuple(t.shape)}")
+    if delta is not None and tuple(delta.shape) != (n, d):
+        raise ValueError(f"{op}: delta must have x's shape {(n, d)}, got {tuple(delta.shape)}")
+    if d > _ADD_LAYER_NORM_MAX_D:
+        raise ValueError(f"{op}: D must be at most {_ADD_LAYER_NORM_MAX_D} (a whole row is kept in "
+                         f"registers), got {d}")
+    if weight.dtype not in _DTYPES:
+        raise TypeError(f"{op}: weight (the compute dtype) must be float32, float16 or bfloat16, got {weight.dtype}")
+    if bias.dtype != weight.dtype:
+        raise TypeError(f"{op}: bias must have weight's dtype {weight.dtype}, got {bias.dtype}")
+    if delta is not None and delta.dtype != weight.dtype:
+        raise TypeError(f"{op}: delta must be in the compute dtype (weight's) {weight.dtype}, got {delta.dtype}")
+    if x.dtype not in (weight.dtype, torch.float32):
+        raise TypeError(f"{op}: x (the residual stream) must be float32 or weight's dtype {weight.dtype}, "
+                        f"got {x.dtype}")
+    if isinstance(eps, bool) or not isinstance(eps, (float, int)) or not 0.0 <= eps < float("inf"):
+        raise ValueError(f"{op}: eps must be a finite float >= 0, got {eps!r}")
+    _check_contiguous(op, named)
+    _check_same_device(op, "x", x, named[1:])
+    _check_kernel_device(op, "x", x.device)
+
+
+def _add_layer_norm_impl(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_add_layer_norm(x, delta, weight, bias, eps)
+    return _launch_add_layer_norm(x, delta, weight, bias, eps)
+
+
+def _add_layer_norm_fake(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_add_layer_norm(x, delta, weight, bias, eps)
+    return torch.empty_like(x), x.new_empty(x.shape, dtype=weight.dtype)
+
+
+_add_layer_norm_op = None
+if _IMPORT_ERROR is None and _ADD_LAYER_NORM_IMPORT_ERROR is None:
+    if _kernels_interpreted():
+        _add_layer_norm_op = torch.library.custom_op(OP_NAMES["add_layer_norm"], _add_layer_norm_impl,
+                                                     mutates_args=())
+        _add_layer_norm_op.register_fake(_add_layer_norm_fake)
+    else:
+        _add_layer_norm_op = torch.library.triton_op(OP_NAMES["add_layer_norm"], _add_layer_norm_impl,
+                                                     mutates_args=())
+
+
+def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + delta, LayerNorm(x + delta)) with fp32 statistics (ops.add_layer_norm).
+
+    x (N, D) in the residual dtype (float32, or weight's dtype); delta (N, D) in weight's dtype or
+    None; weight, bias (D,) in the compute dtype. Returns x_new (N, D) in x's dtype, a new tensor
+    (a copy of x when delta is None), and a (N, D) in weight's dtype. Same contract as
+    ``fastradio.backends.reference.add_layer_norm``.
+    """
+    if _add_layer_norm_op is None:
+        raise RuntimeError("the triton backend cannot run add_layer_norm: "
+                           f"{_IMPORT_ERROR or _ADD_LAYER_NORM_IMPORT_ERROR}")
+    _check_add_layer_norm(x, delta, weight, bias, eps)
+    return _add_layer_norm_op(x, delta, weight, bias, float(eps))
+
+# --- end add_layer_norm ---------------------------------------------------------------------------
+
+
+# --- patch_embed ----------------------------------------------------------------------------------
+# tokens (B, P + h*w, D) = [prefix; im2patch(x) . W^T + pos] in one launch (spec §3). Uses the
+# device/contiguity helpers of the add_layer_norm section above.
+
+_PATCH_EMBED_IMPORT_ERROR: str | None = None
+if _IMPORT_ERROR is None:
+    try:
+        from fastradio.kernels.patch_embed import K as _PATCH_EMBED_K
+        from fastradio.kernels.patch_embed import PATCH as _PATCH_EMBED_PATCH
+        from fastradio.kernels.patch_embed import patch_embed as _launch_patch_embed
+    except Exception as e:  # a broken kernel file must not take the other ops down
+        _PATCH_EMBED_IMPORT_ERROR = f"kernels/patch_embed.py failed to import ({type(e).__name__}: {e})"
+
+
+def _patch_embed_refusals(device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
+    return [] if _PATCH_EMBED_IMPORT_ERROR is None else [_PATCH_EMBED_IMPORT_ERROR]
+
+
+_OP_REFUSALS["patch_embed"] = _patch_embed_refusals
+
+
+def _check_patch_embed(x, weight, pos, prefix) -> None:
+    # Everything the kernel's raw pointers rely on, with what was expected and what came.
+    op = "patch_embed"
+    named = [("x", x), ("weight", weight), ("pos", pos), ("prefix", prefix)]
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    p = _PATCH_EMBED_PATCH
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{op}: x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+    hh, ww = x.shape[2], x.shape[3]
+    if hh < p or ww < p or hh % p or ww % p:
+        raise ValueError(f"{op}: H and W must be positive multiples of {p}, got H={hh}, W={ww}")
+    h, w = hh // p, ww // p
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"{op}: x must be float32, float16 or bfloat16 (the compute dtype), got {x.dtype}")
+    if weight.dim() != 2 or weight.shape[1] != _PATCH_EMBED_K or weight.shape[0] < 1:
+        raise ValueError(f"{op}: weight must have shape (D, {_PATCH_EMBED_K}) with D >= 1 (features "
+                         f"ch*256 + dy*16 + dx), got {tuple(weight.shape)}")
+    d = weight.shape[0]
+    if tuple(pos.shape) != (h * w, d):
+        raise ValueError(f"{op}: pos must have shape (h*w, D) = ({h * w}, {d}) for a {hh}x{ww} image "
+                         f"and D from weight, got {tuple(pos.shape)}")
+    if prefix.dim() != 2 or prefix.shape[1] != d:
+        raise ValueError(f"{op}: prefix must have shape (P, D) = (P, {d}) with D from weight, got {tuple(prefix.shape)}")
+    for name, t in named[1:]:
+        if t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
+    _check_contiguous(op, named)
+    _check_same_device(op, "x", x, named[1:])
+    _check_kernel_device(op, "x", x.device)
+
+
+def _patch_embed_impl(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+    _check_patch_embed(x, weight, pos, prefix)
+    return _launch_patch_embed(x, weight, pos, prefix)
+
+
+def _patch_embed_fake(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+    _check_patch_embed(x, weight, pos, prefix)
+    p = _PATCH_EMBED_PATCH
+    return x.new_empty((x.shape[0], prefix.shape[0] + (x.shape[2] // p) * (x.shape[3] // p), weight.shape[0]))
+
+
+_patch_embed_op = None
+if _IMPORT_ERROR is None and _PATCH_EMBED_IMPORT_ERROR is None:
+    if _kernels_interpreted():
+        _patch_embed_op = torch.library.custom_op(OP_NAMES["patch_embed"], _patch_embed_impl, mutates_args=())
+        _patch_embed_op.register_fake(_patch_embed_fake)
+    else:
+        _patch_embed_op = torch.library.triton_op(OP_NAMES["patch_embed"], _patch_embed_impl, mutates_args=())
+
+
+def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+    """Tokens (B, P + h*w, D) in x's dtype of images x (B, 3, H, W) (ops.patch_embed, spec §3).
+
+    weight (D, 768), pos (h*w, D), prefix (P, D), all contiguous and in x's (the compute) dtype;
+    H and W multiples of 16. Same contract as ``fastradio.backends.reference.patch_embed``.
+    """
+    if _patch_embed_op is None:
+        raise RuntimeError(f"the triton backend cannot run patch_embed: {_IMPORT_ERROR or _PATCH_EMBED_IMPORT_ERROR}")
+    _check_patch_embed(x, weight, pos, prefix)
+    return _patch_embed_op(x, weight, pos, prefix)
+
+# --- end patch_embed ------------------------------------------------------------------------------

@@ -1,0 +1,369 @@
+"""The block GEMMs with fused epilogues (qkv, proj, fc1, fc2) as one tiled Triton kernel.
+
+Computes out = act(x @ weight.T + bias) + residual for x (N, K) row-major and weight (M, K)
+row-major exactly as nn.Linear stores it: the kernel reads weight's tiles as the (K, M) operand
+Wᵀ in place (no transpose copy). act is "none" or the exact erf GELU 0.5·y·(1 + erf(y/√2)).
+bias (M,) and residual (N, M) are optional. Accumulation in fp32; the whole epilogue (bias,
+GELU, residual) in fp32 on the accumulator, then one rounding to x's dtype. fp32 inputs use
+IEEE fp32 products (input_precision="ieee", never TF32), so fp32 matches an fp32 reference.
+Mirrors ``fastradio.backends.reference.linear`` (one rounding instead of one per step).
+
+Letters follow the op, not the usual GEMM naming: N token rows, M output features, K the
+reduction. The output is cut into BLOCK_N x BLOCK_M tiles, one program each, visited in groups
+of GROUP_N row tiles (all column tiles of a group before the next group) so that a wave of
+programs shares the same few x row panels and weight column panels in L2.
+
+Tile configs: a deterministic per-arch heuristic (``launch_config``), or Triton's autotuner over a
+short per-arch list keyed on (M, K, N bucket) on GPU (``FASTRADIO_LINEAR_CONFIG``, see
+``linear``). Archs: sm_80+ on GPU (mma.sync on sm_8x, wgmma on sm_90), and CPU tensors under
+``TRITON_INTERPRET=1`` (how CI runs it). The interpreter's bf16 is handled in software (exact):
+bf16 operands are widened to fp32 before tl.dot (every bf16 x bf16 product is exact in fp32)
+and the output is rounded to nearest-even on the bits, because Triton 3.7's interpreter
+multiplies bf16 bit patterns as integers and truncates fp32 -> bf16 casts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+__all__ = ["linear", "launch_config", "autotune_configs", "is_interpreted", "DTYPES", "ACTIVATIONS",
+           "CONFIG_ENV"]
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+ACTIVATIONS = ("none", "gelu")
+#: "autotune" (default on GPU), "heuristic" (deterministic), or an explicit tile config such as
+#: "BLOCK_N=128,BLOCK_M=256,BLOCK_K=64,GROUP_N=8,num_warps=8,num_stages=3".
+CONFIG_ENV = "FASTRADIO_LINEAR_CONFIG"
+
+_CONFIG_KEYS = ("BLOCK_N", "BLOCK_M", "BLOCK_K", "GROUP_N", "num_warps", "num_stages")
+_MAX_BLOCK_K = 64  # every BLOCK_K divides this, so K % 64 == 0 means "no K tail" for any config
+
+
+@triton.jit
+def _bf16_rne(v):
+    # fp32 -> bf16, round to nearest even on the bit pattern (interpreter only; its own cast
+    # truncates). Adding 0x7FFF plus the kept LSB carries exactly when the dropped half is > 1/2
+    # ulp, or == 1/2 ulp with an odd kept part; overflow carries into inf as it should.
+    u = v.to(tl.uint32, bitcast=True)
+    kept_lsb = (u >> 16) & 1
+    hi = ((u + 0x7FFF + kept_lsb) >> 16).to(tl.uint16)
+    hi = tl.where(v != v, 0x7FC0, hi)  # any NaN -> the canonical quiet NaN
+    return hi.to(tl.bfloat16, bitcast=True)
+
+
+# N (tokens) changes with every batch size and resolution: not specialising it (nor the autotune
+# bucket) keeps one compiled variant per (M, K) divisibility and epilogue.
+@triton.jit(do_not_specialize=["N", "N_BUCKET"])
+def _linear_kernel(
+    x_ptr,  # (N, K) row-major, fp32 | fp16 | bf16
+    w_ptr,  # (M, K) row-major (nn.Linear layout), x's dtype; tiles read as the (K, M) operand Wᵀ
+    b_ptr,  # (M,) x's dtype; any valid pointer when HAS_BIAS is False (not read)
+    r_ptr,  # (N, M) row-major, x's dtype; any valid pointer when HAS_RESIDUAL is False (not read)
+    out_ptr,  # (N, M) row-major, x's dtype
+    N,  # token rows
+    M,  # output features
+    K,  # reduction length (input features)
+    N_BUCKET,  # power-of-two bucket of N: an autotune key only, unused in the body
+    HAS_BIAS: tl.constexpr,
+    GELU: tl.constexpr,  # exact erf GELU after the bias, before the residual
+    HAS_RESIDUAL: tl.constexpr,
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no masked K tail
+    DOT_PRECISION: tl.constexpr,  # "ieee" for fp32 (no TF32), "tf32" (ignored) for fp16/bf16
+    SOFT_BF16: tl.constexpr,  # bf16 under the interpreter: widen operands, round output in software
+    BLOCK_N: tl.constexpr,  # token rows per tile
+    BLOCK_M: tl.constexpr,  # output features per tile
+    BLOCK_K: tl.constexpr,  # reduction step
+    GROUP_N: tl.constexpr,  # row tiles per group of the swizzled tile order
+):
+    # Grouped tile order: program ids walk the column tiles of GROUP_N row tiles (column-major
+    # inside the group), then the next group; the last group may have fewer rows.
+    pid = tl.program_id(0)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    per_group = GROUP_N * tiles_m
+    group = pid // per_group
+    first_n = group * GROUP_N
+    rows_in_group = tl.minimum(tiles_n - first_n, GROUP_N)
+    in_group = pid - group * per_group
+    pid_n = first_n + in_group % rows_in_group
+    pid_m = in_group // rows_in_group
+
+    # Operand rows wrap around (mod N, mod M) instead of being masked: the loads stay unmasked
+    # and vectorised along K, and the rows past the edge are computed but never stored.
+    # Offsets are int64: N*K and N*M pass 2**31 at large batches.
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ks = tl.arange(0, BLOCK_K)
+    a_rows = (rows % N).to(tl.int64)
+    b_cols = (cols % M).to(tl.int64)
+    a_ptrs = x_ptr + (a_rows * K)[:, None] + ks[None, :]  # (BLOCK_N, BLOCK_K) of x
+    b_ptrs = w_ptr + (b_cols * K)[None, :] + ks[:, None]  # (BLOCK_K, BLOCK_M) of Wᵀ
+
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            k_ok = ks < K - k0
+            a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None], other=0.0)
+        if SOFT_BF16:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+        a_ptrs += BLOCK_K
+        b_ptrs += BLOCK_K
+
+    # Epilogue in fp32 on the accumulator, one rounding at the store.
+    col_ok = cols < M
+    y = acc
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        y = y + bias[None, :]
+    if GELU:
+        y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
+    mask = (rows < N)[:, None] & col_ok[None, :]
+    out_offs = rows.to(tl.int64)[:, None] * M + cols[None, :]
+    if HAS_RESIDUAL:
+        y = y + tl.load(r_ptr + out_offs, mask=mask, other=0.0).to(tl.float32)
+    if SOFT_BF16:
+        res = _bf16_rne(y)
+    else:
+        res = y.to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + out_offs, res, mask=mask)
+
+
+def is_interpreted() -> bool:
+    """True when this module's kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1 at import)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(_linear_kernel, InterpretedFunction)
+
+
+# -- tile configs -----------------------------------------------------------------------------------
+
+def _cfg(bn, bm, bk, group, warps, stages) -> dict[str, int]:
+    return dict(zip(_CONFIG_KEYS, (bn, bm, bk, group, warps, stages)))
+
+
+# Per arch family and operand width. 16-bit configs feed the tensor cores (mma.sync on sm_8x,
+# wgmma on sm_90: BLOCK_N a multiple of 64 per warpgroup); smem per stage is
+# (BLOCK_N + BLOCK_M) * BLOCK_K * 2 bytes, e.g. 48 KiB for 128x256x64, so 3 stages = 144 KiB fit
+# both sm_80 (163 KiB) and sm_90 (227 KiB), 4 stages only sm_90. fp32 runs IEEE FMAs on the CUDA
+# cores (no tensor cores without TF32): smaller tiles, 32-wide K steps.
+_CONFIGS: dict[tuple[str, str], list[dict[str, int]]] = {
+    ("sm90", "16bit"): [
+        _cfg(128, 256, 64, 8, 8, 3),  # the big-GEMM tile: 2 warpgroups x 64 rows, 256-wide wgmma
+        _cfg(128, 256, 64, 8, 8, 4),
+        _cfg(256, 128, 64, 8, 8, 3),
+        _cfg(128, 128, 64, 8, 4, 4),  # mid-size grids (batch 1-4): more programs than SMs
+        _cfg(128, 128, 64, 8, 8, 4),
+        _cfg(64, 128, 64, 8, 4, 4),  # small N: fill 132 SMs
+    ],
+    ("sm80", "16bit"): [
+        _cfg(128, 256, 64, 8, 8, 3),  # 144 KiB smem: sm_80 only (sm_86/89 have 99 KiB)
+        _cfg(256, 128, 64, 8, 8, 3),
+        _cfg(128, 256, 32, 8, 8, 3),  # 72 KiB: fits every sm_8x
+        _cfg(128, 128, 32, 8, 4, 4),
+        _cfg(128, 128, 64, 8, 4, 3),
+        _cfg(64, 128, 32, 8, 4, 4),
+    ],
+    ("sm90", "fp32"): [
+        _cfg(128, 128, 32, 8, 8, 3),
+        _cfg(64, 128, 32, 8, 4, 3),
+        _cfg(64, 64, 32, 8, 4, 3),
+    ],
+    ("sm80", "fp32"): [
+        _cfg(128, 128, 32, 8, 8, 3),
+        _cfg(64, 128, 32, 8, 4, 3),
+        _cfg(64, 64, 32, 8, 4, 3),
+    ],
+}
+
+
+def _family(capability: tuple[int, int]) -> str:
+    return "sm90" if capability[0] >= 9 else "sm80"
+
+
+def autotune_configs(capability: tuple[int, int], dtype: torch.dtype) -> list[dict[str, int]]:
+    """The configs the GPU autotuner tries for this arch and dtype."""
+    width = "fp32" if dtype == torch.float32 else "16bit"
+    configs = _CONFIGS[(_family(capability), width)]
+    if capability[0] == 8 and capability != (8, 0):  # sm_86/87/89: 99 KiB of smem per block
+        item = 4 if width == "fp32" else 2
+        configs = [c for c in configs
+                   if (c["BLOCK_N"] + c["BLOCK_M"]) * c["BLOCK_K"] * item * c["num_stages"] <= 96 * 1024]
+    return [dict(c) for c in configs]
+
+
+def _n_tiles(n: int, m: int, cfg: dict[str, int]) -> int:
+    return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, cfg["BLOCK_M"])
+
+
+def launch_config(n: int, m: int, k: int, dtype: torch.dtype,
+                  capability: tuple[int, int] | None = None, num_sms: int = 132) -> dict[str, int]:
+    """Deterministic tile config for an (n, m, k) GEMM; ``capability`` None means the interpreter.
+
+    On GPU: the largest tile of the arch's list that still gives at least one full wave of
+    programs (``num_sms``), else the smallest tile (batch-1 GEMMs are latency-bound; more
+    programs beat bigger tiles). Under the interpreter every program costs Python time whatever
+    its size, so the tiles are as large as the problem (capped) to run few programs.
+    """
+    if capability is None:
+        return _cfg(max(16, min(128, triton.next_power_of_2(n))), max(16, min(128, triton.next_power_of_2(m))),
+                    max(16, min(64, triton.next_power_of_2(k))), 8, 4, 1)
+    configs = autotune_configs(capability, dtype)
+    # Candidates in order of preference (first entries are the big-GEMM tiles).
+    for cfg in configs:
+        if cfg["num_stages"] == 4 and cfg["BLOCK_M"] == 256:
+            continue  # the autotuner's alternative, not the default
+        if _n_tiles(n, m, cfg) >= num_sms:
+            return cfg
+    return min(configs, key=lambda c: (c["BLOCK_N"] * c["BLOCK_M"], -c["num_stages"]))
+
+
+def _parse_config(text: str) -> dict[str, int]:
+    try:
+        cfg = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
+    except ValueError:
+        cfg = {}
+    if set(cfg) != set(_CONFIG_KEYS):
+        raise ValueError(f"{CONFIG_ENV} must be 'autotune', 'heuristic' or "
+                         f"'{'=..,'.join(_CONFIG_KEYS)}=..', got {text!r}")
+    return cfg
+
+
+def _check_config(cfg: dict[str, int]) -> dict[str, int]:
+    if set(cfg) != set(_CONFIG_KEYS):
+        raise ValueError(f"config must have exactly the keys {_CONFIG_KEYS}, got {sorted(cfg)}")
+    for key in ("BLOCK_N", "BLOCK_M", "BLOCK_K"):
+        v = cfg[key]
+        if v < 16 or v & (v - 1):
+            raise ValueError(f"config {key} must be a power of two >= 16, got {v}")
+    if cfg["BLOCK_K"] > _MAX_BLOCK_K:
+        raise ValueError(f"config BLOCK_K must be <= {_MAX_BLOCK_K}, got {cfg['BLOCK_K']}")
+    if cfg["GROUP_N"] < 1 or cfg["num_warps"] < 1 or cfg["num_stages"] < 1:
+        raise ValueError(f"config GROUP_N, num_warps and num_stages must be >= 1, got {cfg}")
+    return dict(cfg)
+
+
+def _n_bucket(n: int) -> int:
+    # Power-of-two buckets, clamped: below 128 rows every GEMM is a tiny one, and above 32768 the
+    # grid is many waves deep for every tile size, so the best config stops changing.
+    return min(32768, max(128, triton.next_power_of_2(n)))
+
+
+_AUTOTUNED: dict[tuple[str, str], object] = {}
+
+
+def _autotuned_kernel(capability: tuple[int, int], dtype: torch.dtype):
+    width = "fp32" if dtype == torch.float32 else "16bit"
+    key = (f"sm{capability[0]}{capability[1]}", width)
+    if key not in _AUTOTUNED:
+        configs = [
+            triton.Config({k: c[k] for k in ("BLOCK_N", "BLOCK_M", "BLOCK_K", "GROUP_N")},
+                          num_warps=c["num_warps"], num_stages=c["num_stages"])
+            for c in autotune_configs(capability, dtype)
+        ]
+        # Keyed on the weight's shape and the N bucket (arg dtypes are part of Triton's key too).
+        _AUTOTUNED[key] = triton.autotune(configs=configs, key=["M", "K", "N_BUCKET"])(_linear_kernel)
+    return _AUTOTUNED[key]
+
+
+# -- launcher ---------------------------------------------------------------------------------------
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           activation: str = "none", residual: torch.Tensor | None = None,
+           out: torch.Tensor | None = None, config: dict[str, int] | str | None = None) -> torch.Tensor:
+    """act(x @ weight.T + bias) + residual → (N, M) in x's dtype.
+
+    x (N, K), weight (M, K), bias (M,) or None, residual (N, M) or None, all contiguous, one
+    dtype (fp32, fp16 or bf16), one device; activation "none" or "gelu" (exact erf). Writes into
+    ``out`` ((N, M), x's dtype, contiguous, on x's device) when given.
+
+    ``config``: a dict of tile sizes (keys BLOCK_N, BLOCK_M, BLOCK_K, GROUP_N, num_warps,
+    num_stages), "heuristic" (``launch_config``) or "autotune"; None reads ``FASTRADIO_LINEAR_CONFIG``
+    (same values, or a "KEY=v,..." config), defaulting to "autotune" on GPU. The interpreter and
+    CUDA-graph capture (no benchmarking inside a capture) use "heuristic" instead of "autotune".
+
+    Checks only what protects memory; argument validation with full messages is the backend's
+    job (``fastradio.backends.triton``).
+    """
+    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x must be (N, K) and weight (M, K), got {tuple(x.shape)} and {tuple(weight.shape)}")
+    n, k = x.shape
+    m = weight.shape[0]
+    if x.dtype not in DTYPES:
+        raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    for name, t, shape in (("x", x, (n, k)), ("weight", weight, (m, k)), ("bias", bias, (m,)),
+                           ("residual", residual, (n, m))):
+        if t is None:
+            continue
+        if (tuple(t.shape) != shape or t.dtype != x.dtype or not t.is_contiguous()
+                or t.device != x.device):
+            raise ValueError(f"{name} must be a contiguous {shape} {x.dtype} tensor on {x.device}, got "
+                             f"{tuple(t.shape)} {t.dtype} contiguous={t.is_contiguous()} on {t.device}")
+    if out is None:
+        out = torch.empty((n, m), dtype=x.dtype, device=x.device)
+    elif (tuple(out.shape) != (n, m) or out.dtype != x.dtype or not out.is_contiguous()
+          or out.device != x.device):
+        raise ValueError(f"out must be a contiguous ({n}, {m}) {x.dtype} tensor on {x.device}, "
+                         f"got {tuple(out.shape)} {out.dtype} on {out.device}")
+    if x.device.type == "meta" or n == 0 or m == 0:
+        return out  # shape-only call, or nothing to compute
+    if k == 0:
+        raise ValueError("K must be >= 1 (x and weight have no columns)")
+
+    interpreted = is_interpreted()
+    on_gpu = x.device.type == "cuda" and not interpreted
+    capability = torch.cuda.get_device_capability(x.device) if on_gpu else None
+    if config is None:
+        config = os.environ.get(CONFIG_ENV, "").strip() or "autotune"
+    if isinstance(config, str):
+        if config == "autotune" and (not on_gpu or torch.cuda.is_current_stream_capturing()):
+            config = "heuristic"
+        if config == "heuristic":
+            sms = torch.cuda.get_device_properties(x.device).multi_processor_count if on_gpu else 132
+            config = launch_config(n, m, k, x.dtype, capability, sms)
+        elif config != "autotune":
+            config = _parse_config(config)
+    if isinstance(config, dict):
+        config = _check_config(config)
+
+    # Unused pointers must still be valid tensors for the launch: x stands in for them.
+    args = (x, weight, bias if bias is not None else x, residual if residual is not None else x, out,
+            n, m, k, _n_bucket(n))
+    consts = dict(
+        HAS_BIAS=bias is not None, GELU=activation == "gelu", HAS_RESIDUAL=residual is not None,
+        EVEN_K=k % _MAX_BLOCK_K == 0 if config == "autotune" else k % config["BLOCK_K"] == 0,
+        DOT_PRECISION="ieee" if (x.dtype == torch.float32 or interpreted) else "tf32",
+        SOFT_BF16=interpreted and x.dtype == torch.bfloat16,
+    )
+
+    def grid(meta):
+        return (triton.cdiv(n, meta["BLOCK_N"]) * triton.cdiv(m, meta["BLOCK_M"]),)
+
+    # Triton launches on the current device and its current stream: make that x's.
+    on_device = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+    with on_device:
+        if config == "autotune":
+            # wrap_triton makes the launch visible to torch.compile (triton_op).
+            wrap_triton(_autotuned_kernel(capability, x.dtype))[grid](*args, **consts)
+        else:
+            # The interpreter's kernel is launched directly (nothing to trace; older torch
+            # refuses to wrap it).
+            kernel = _linear_kernel if interpreted else wrap_triton(_linear_kernel)
+            kernel[grid](*args, **consts,
+                         BLOCK_N=config["BLOCK_N"], BLOCK_M=config["BLOCK_M"], BLOCK_K=config["BLOCK_K"],
+                         GROUP_N=config["GROUP_N"], num_warps=config["num_warps"],
+                         num_stages=config["num_stages"])
+    return out
