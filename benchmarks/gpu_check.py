@@ -337,8 +337,12 @@ def _sanitizer() -> Step:
     return Step("memcheck", 150, command, env=env, after=after)
 
 
-def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = False) -> Step:
-    """A script that takes --json PATH [--quick] and writes its results there."""
+def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = False,
+                 budget_flag: bool = False) -> Step:
+    """A script that takes --json PATH [--quick] and writes its results there. With budget_flag
+    it also gets --budget-s: the time it may plan for (its limit less a margin for start-up and
+    writing results). A ``<name>.npz`` it writes next to the JSON is copied to the result folder
+    as ``<date>-<gpu>-<name>.npz``."""
     out = f"{name}.json"
 
     def command(ctx: Ctx) -> Command:
@@ -353,6 +357,9 @@ def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = Fals
             argv.append("--quick")
         if ctx.args.dry_run:
             argv.append("--dry-run")
+        if budget_flag:
+            limit = min(timeout_s, ctx.deadline - time.monotonic() - 5)
+            argv += ["--budget-s", str(max(10, int(limit - 15)))]
         return argv
 
     def after(ctx: Ctx, rec: dict, log: Path) -> None:
@@ -360,6 +367,14 @@ def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = Fals
             ctx.results[name] = json.loads((ctx.tmp / out).read_text())
         except (OSError, ValueError) as e:
             rec["results_error"] = f"no results file: {e}"
+        npz = ctx.tmp / f"{name}.npz"
+        if npz.exists():
+            out_dir = Path(ctx.args.out) if ctx.args.out else (ctx.tmp if ctx.args.dry_run else REPO / "benchmarks" / "results")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+            dest = out_dir / f"{day}-{_slug(ctx.info.get('gpu_name') or 'cpu')}-{name}.npz"
+            shutil.copyfile(npz, dest)
+            rec["npz"] = str(dest)
 
     return Step(name, timeout_s, command, needs_gpu=(name != "bench-ops"), env=_gpu_env_or_plain, after=after)
 
@@ -376,8 +391,8 @@ STEPS: list = [
     _json_script("bench-ops", "benchmarks/bench_ops.py", 120),
     _tier_steps,
     _sanitizer(),
-    _json_script("model-parity", "benchmarks/model_parity.py", 120, needs_load=True),
-    _json_script("bench-model", "benchmarks/bench_model.py", 120, needs_load=True),
+    _json_script("model-parity", "benchmarks/model_parity.py", 120, needs_load=True, budget_flag=True),
+    _json_script("bench-model", "benchmarks/bench_model.py", 120, needs_load=True, budget_flag=True),
 ]
 
 

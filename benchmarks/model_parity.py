@@ -61,6 +61,12 @@ LOW_RATIO = 1.5          # low-precision error <= 1.5 x the reference's in that 
 COS_MIN = 0.999          # per-image summary cosine in low precision
 NAN_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-3, torch.float16: 1e-3}  # neighbours vs clean run
 BACKENDS = ("auto", "cuda", "triton")
+#: Kernel settings read from the environment (recorded in the JSON). Parity checks the
+#: deterministic GEMM tiles unless the caller chose otherwise: autotuning every GEMM shape of
+#: five models in three dtypes would not fit the step's 120 s.
+KERNEL_ENV = ("FASTRADIO_BACKEND", "FASTRADIO_TIER", "FASTRADIO_LINEAR_CONFIG", "FASTRADIO_ATTENTION_AUTOTUNE",
+              "TRITON_INTERPRET")
+PARITY_ENV_DEFAULTS = {"FASTRADIO_LINEAR_CONFIG": "heuristic"}
 LOW_DTYPES = (torch.bfloat16, torch.float16)
 
 
@@ -157,8 +163,9 @@ class Checkpoints:
             self.procs[name] = (proc, log, time.monotonic())
 
     def ready(self, name: str) -> bool:
+        """Can ``wait(name)`` return at once (a test model generated in-process counts: < 1 s)?"""
         if name not in self.procs:
-            return _complete(checkpoint_folder(name, self.seed, storage_dtype(name)))
+            return name.startswith("test-") or _complete(checkpoint_folder(name, self.seed, storage_dtype(name)))
         return self.procs[name][0].poll() is not None
 
     def wait(self, name: str, timeout: float) -> Path:
@@ -216,8 +223,7 @@ def environment(device: torch.device) -> dict:
         env["triton"] = triton.__version__
     except Exception as e:  # noqa: BLE001
         env["triton"] = f"unavailable: {type(e).__name__}"
-    env["TRITON_INTERPRET"] = os.environ.get("TRITON_INTERPRET")
-    env["FASTRADIO_BACKEND"] = os.environ.get("FASTRADIO_BACKEND")
+    env["kernel_env"] = {k: os.environ.get(k) for k in KERNEL_ENV}
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         env.update(gpu_name=p.name, capability=list(torch.cuda.get_device_capability(device)),
@@ -245,9 +251,16 @@ def disable_tf32() -> dict:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
-    return {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    state = {}
+    for key, read in (("matmul_allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
+                      ("cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32),
+                      ("float32_matmul_precision", torch.get_float32_matmul_precision),
+                      ("matmul_fp32_precision", lambda: getattr(torch.backends.cuda.matmul, "fp32_precision", None))):
+        try:
+            state[key] = read()
+        except Exception as e:  # noqa: BLE001 - a torch that objects to reading a legacy flag
+            state[key] = f"unreadable: {type(e).__name__}: {e}"
+    return state
 
 
 def flops_per_image(cfg, h: int, w: int) -> float:
@@ -304,11 +317,13 @@ def groups_for(name: str, mode: str) -> list[Group]:
 
 
 def models_for(mode: str) -> list[str]:
+    """Priority order (B first: the real architecture matters most; a model whose checkpoint is
+    still being generated is passed over for one that is ready)."""
     if mode == "dry-run":
         return ["test-d128", "test-d160"]
     if mode == "quick":
-        return ["test-d128", "C-RADIOv2-B", "C-RADIOv2-L"]
-    return ["test-d128", "C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g"]
+        return ["C-RADIOv2-B", "test-d128", "C-RADIOv2-L"]
+    return ["C-RADIOv2-B", "test-d128", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g"]
 
 
 def dry_groups(name: str) -> list[Group]:
@@ -392,6 +407,14 @@ class Runner:
     npz_meta: dict = field(default_factory=dict)
     input_seed: int = 0
     rate: dict = field(default_factory=dict)   # FLOP/s seen so far, per dtype name
+    npz_full_tag: str | None = None
+    jit_allowance: float = 0.0    # seconds the first resolution of a model took beyond its compute
+
+    def model_allowance(self, name: str) -> float:
+        """Seconds to load a model and check its first resolution, JIT included (a guess)."""
+        from fastradio.synthetic import model_config
+
+        return 4.0 + model_config(name).param_count() / 3e8 + self.jit_allowance
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -417,7 +440,7 @@ class Runner:
         return runs_fp32 * fl / r32 + runs_low * fl / rlow + (0.05 if gpu else 0.01) * (runs_fp32 + runs_low)
 
     def note_rate(self, key: str, flops: float, secs: float) -> None:
-        if secs > 0.05:
+        if secs > 0.2:   # shorter runs measure launch overhead, not the FLOP rate
             r = flops / secs
             self.rate[key] = r if key not in self.rate else 0.5 * (self.rate[key] + r)
 
@@ -448,15 +471,18 @@ class Runner:
                              dtype=dtype_name(dt), backend=b, status="skip", reason=reason)
             m.set_backend("reference")
             info["plans"][dtype_name(dt)]["reference"] = dict(m.plan.names)
-        for group in groups:
+        for gi, group in enumerate(groups):
             n32 = 1 + len(runnable[torch.float32]) + (1 if len(group.sizes) > 1 else 0)
             nlow = sum(1 + len(runnable[dt]) for dt in LOW_DTYPES) * (2 if group.kind.startswith("nan") else 1)
             est = self.estimate(cfg, group, n32 * (2 if group.kind.startswith("nan") else 1), nlow)
+            if gi == 0:   # a new width: the Triton kernels compile again (seen on the models before)
+                est += self.jit_allowance
             if self.left() < est + 3:
                 self.row(model=name, storage_dtype=storage, kind=group.kind, resolution=group.label,
                          status="skip", reason=f"time budget: ~{est:.0f} s needed, {self.left():.0f} s left")
                 continue
             self.input_seed += 1
+            t_group = time.monotonic()
             try:
                 if group.kind.startswith("nan"):
                     self.nan_group(name, storage, m32, lows, runnable, group)
@@ -467,6 +493,10 @@ class Runner:
                 torch.cuda.empty_cache()
                 self.row(model=name, storage_dtype=storage, kind=group.kind, resolution=group.label,
                          status="skip", reason=f"out of GPU memory: {str(e)[:300]}")
+            if gi == 0:
+                overhead = time.monotonic() - t_group - (est - self.jit_allowance)
+                self.jit_allowance = max(self.jit_allowance, min(overhead, 30.0))
+                info["first_group_s"] = round(time.monotonic() - t_group, 2)
         info["checks_s"] = round(time.monotonic() - t0 - info["load_s"], 2)
         del m32, lows
         if self.device.type == "cuda":
@@ -573,11 +603,16 @@ class Runner:
     def save_npz(self, tag, name, storage, group, u8, oracle, keep, m32, lows) -> None:
         """Inputs + oracle + auto outputs. For the real-size model only the first image, so the
         file stays small; the test model keeps the whole batch."""
-        n = 1 if not name.startswith("test-") else len(oracle)
+        full = tag == self.npz_full_tag  # the test model: whole batch, every dtype
+        n = len(oracle) if full else 1
         self.npz[f"{tag}.input_u8"] = u8[0][:n]
         stack = lambda outs, i: np.stack([o[i].detach().cpu().numpy().astype(np.float32) for o in outs[:n]])  # noqa: E731
         self.npz[f"{tag}.oracle_float32.summary"] = stack(oracle, 0)
         self.npz[f"{tag}.oracle_float32.features"] = stack(oracle, 1).reshape(n, -1, m32.embed_dim)
+        if not full:   # the small real-size model: first image, default low dtype only (small file)
+            low = "bfloat16" if self.device.type != "cuda" or torch.cuda.get_device_capability(self.device)[0] >= 8 \
+                else "float16"
+            keep = {k: v for k, v in keep.items() if k == f"auto_{low}"}
         for key, outs in keep.items():
             self.npz[f"{tag}.{key}.summary"] = stack(outs, 0)
             self.npz[f"{tag}.{key}.features"] = stack(outs, 1).reshape(n, -1, m32.embed_dim)
@@ -626,23 +661,28 @@ def main(argv: list[str] | None = None) -> int:
     mode = "dry-run" if args.dry_run else ("quick" if args.quick else "default")
     if args.dry_run:
         device = torch.device("cpu")
+        torch.set_num_threads(1)   # tiny shapes: threads only add overhead (and fight the children)
     elif torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
     else:
         print("model_parity: no CUDA GPU; use --dry-run for the CPU self-check", file=sys.stderr)
         return 2
     budget = args.budget_s if args.budget_s is not None else 100.0
+    for k, v in PARITY_ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
     tf32 = disable_tf32()
     models = args.models.split(",") if args.models else models_for(mode)
     npz_models = [m for m in models if m.startswith("test-")][:1] + [m for m in models if not m.startswith("test-")][:1]
     if mode == "dry-run":
-        npz_models = models[:2]
+        npz_models = models[:2]   # test-d160 stands in for the small real model
     json_path = Path(args.json) if args.json else None
     npz_path = json_path.with_suffix(".npz") if json_path else None
 
     ckpts = Checkpoints(args.seed, spawn_small=tuple(models[1:]) if mode == "dry-run" else ())
     ckpts.prefetch(models)
     runner = Runner(device=device, seed=args.seed, mode=mode, deadline=t_start + budget)
+    tag_of = lambda m: m.replace("C-RADIOv2-", "")  # noqa: E731
+    runner.npz_full_tag = tag_of(npz_models[0]) if npz_models else None
     result = {
         "schema": 1, "script": "model_parity", "mode": mode, "budget_s": budget, "seed": args.seed,
         "environment": environment(device), "tf32": tf32,
@@ -661,11 +701,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result["ok"] else 1
 
     try:
-        for name in models:
+        pending = list(models)
+        while pending:
+            # Priority order, except that a model whose checkpoint is still being generated waits
+            # while a later one that is ready runs.
+            name = next((m for m in pending if ckpts.ready(m)), pending[0])
+            pending.remove(name)
             entry = ckpts.info(name)
             result["models"].append(entry)
             groups = dry_groups(name) if mode == "dry-run" else groups_for(name, mode)
             left = runner.left()
+            need = runner.model_allowance(name)
+            if left < need:
+                entry.update(status="skip", reason=f"time budget: ~{need:.0f} s needed to load and check "
+                                                   f"the first resolution, {left:.0f} s left")
+                runner.row(model=name, storage_dtype=entry["storage_dtype"], kind="model", status="skip",
+                           reason=entry["reason"])
+                continue
             if left < 8:
                 entry.update(status="skip", reason=f"time budget: {left:.0f} s left")
                 runner.row(model=name, storage_dtype=entry["storage_dtype"], kind="model", status="skip",
@@ -679,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                            status=entry["status"], reason=str(e)[:2000])
                 continue
             entry["generate_s"] = ckpts.gen_s.get(name)
-            tag = name.replace("C-RADIOv2-", "") if name in npz_models else None
+            tag = tag_of(name) if name in npz_models else None
             try:
                 entry.update(runner.run_model(name, folder, entry["storage_dtype"], groups, tag))
                 entry["status"] = "done"

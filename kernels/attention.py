@@ -269,25 +269,30 @@ def _attention_kernel(
 # Launch configuration
 # ---------------------------------------------------------------------------------------------
 
-#: GPU configs for fp16/bf16, by (arch family, head dim): (long sequences, short/undersubscribed).
-#: Reasoned, not measured yet (no GPU has run this kernel); the budget per program is registers:
-#: acc (BM x Dh fp32) + s (BM x BN fp32) + p (BM x BN 16-bit) spread over num_warps * 32 threads.
-#: - sm_90 (H100/H200; wgmma works on 64-row warpgroups): 8 warps = 2 warpgroups x 64 query rows.
-#:   Dh 64: BN 128 (s 64 regs/thread, acc 32); Dh 80: BN 64 (acc 40, s 32), 3 stages of K+V
-#:   (3 x 20 KB) + Q (20 KB) in shared memory.
-#: - sm_80/86/89 (mma.sync m16n8k16, 16 rows per warp): Dh 64: BM 128 / BN 64 / 4 warps (acc 64,
-#:   s 64, p 32 regs/thread: the classic A100 point); Dh 80: 8 warps so acc (40) + s (32) fit with
-#:   room for the pipelined loads; 3 stages = 60 KB + Q 20 KB < 99 KB (sm_86/89 shared memory).
+#: GPU configs (BLOCK_M, BLOCK_N, num_warps, num_stages) for fp16/bf16, by (arch family, head dim):
+#: (long sequences, short/undersubscribed). Reasoned, and checked for registers with the bundled
+#: ptxas (tests/test_op_attention.py compiles them for sm_80 and sm_90), not yet timed on a GPU.
+#: The budget per thread is registers: acc (BM x Dh fp32) + s (BM x BN fp32) + p (BM x BN 16-bit)
+#: over num_warps * 32 threads, plus the pipelined K/V tiles in shared memory.
+#: - sm_90/sm_100 (wgmma on 64-row warpgroups, 228 KB shared memory): 8 warps = 2 warpgroups x 64
+#:   query rows. Dh 64: BN 128 (172 regs, 112 KB for 3 stages of K+V and Q: 2 CTAs/SM);
+#:   Dh 80: BN 64 (138 regs, 80 KB).
+#: - sm_80/86/89 and anything else (mma.sync, 16 rows per warp; 99 KB shared memory on sm_86/89/120):
+#:   BM 128 / BN 64 / 8 warps for both head dims (174 / 227 regs, 48 / 60 KB). 4 warps at Dh 64 (the
+#:   classic A100 point) sits at 255 registers with a small spill in Triton, so 8 it is.
 #: - short: max_seqlen <= 256 (224 px images) or fewer than 2 programs per SM at BM 128: BM 64,
-#:   4 warps, so small batches still fill the GPU.
+#:   4 warps (120-236 regs, no spills), so small batches still fill the GPU.
 _GPU_CONFIGS = {
     (9, 64): ((128, 128, 8, 3), (64, 64, 4, 3)),
     (9, 80): ((128, 64, 8, 3), (64, 64, 4, 3)),
-    (8, 64): ((128, 64, 4, 3), (64, 64, 4, 3)),
+    (8, 64): ((128, 64, 8, 3), (64, 64, 4, 3)),
     (8, 80): ((128, 64, 8, 3), (64, 64, 4, 3)),
 }
-#: fp32 on GPU: the dots run as exact fp32 FMAs ("ieee", no TF32), register-bound: small tiles.
-_GPU_FP32_CONFIG = (64, 32, 4, 2)
+#: fp32 on GPU: the dots run as exact fp32 FMAs ("ieee": no TF32, DESIGN §7's 1e-5 needs it). The
+#: FMA dot holds whole K-rows of its operands per thread, so larger tiles spill; this is the largest
+#: spill-free shape found for both head dims on sm_80 and sm_90 (228-255 regs). fp32 is the
+#: exactness mode, not the fast one.
+_GPU_FP32_CONFIG = (16, 64, 8, 2)
 #: Under the interpreter: fewer, larger numpy ops are faster; tests pass their own ``config``.
 _INTERPRETER_CONFIG = (32, 32, 4, 1)
 
@@ -335,7 +340,7 @@ def launch_config(head_dim: int, dtype: torch.dtype, max_seqlen: int, num_seqs: 
         return _as_config(_INTERPRETER_CONFIG)
     if dtype == torch.float32:
         return _as_config(_GPU_FP32_CONFIG)
-    family = 9 if capability[0] >= 9 else 8
+    family = 9 if capability[0] in (9, 10) else 8  # 228 KB shared memory vs <= 164 KB
     long_cfg, short_cfg = _GPU_CONFIGS[(family, head_dim)]
     programs_at_bm = num_seqs * triton.cdiv(max_seqlen, long_cfg[0]) * num_heads
     short = max_seqlen <= 256 or (sm_count is not None and programs_at_bm < 2 * sm_count)

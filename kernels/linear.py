@@ -121,23 +121,46 @@ def _linear_kernel(
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
 
-    # Epilogue in fp32 on the accumulator, one rounding at the store.
+    # The epilogue runs on the two column halves of the tile one after the other: the exact GELU
+    # (libdevice erff) on a whole 128 x 256 accumulator needs more than 255 registers per thread
+    # and spills; per half it does not, and the split costs no shared memory (ptxas, sm_80/sm_90).
+    halves = tl.permute(tl.reshape(acc, (BLOCK_N, 2, BLOCK_M // 2)), (0, 2, 1))
+    left, right = tl.split(halves)
+    _epilogue(left, rows, pid_m * BLOCK_M, N, M, b_ptr, r_ptr, out_ptr,
+              HAS_BIAS, GELU, HAS_RESIDUAL, SOFT_BF16, BLOCK_M // 2)
+    _epilogue(right, rows, pid_m * BLOCK_M + BLOCK_M // 2, N, M, b_ptr, r_ptr, out_ptr,
+              HAS_BIAS, GELU, HAS_RESIDUAL, SOFT_BF16, BLOCK_M // 2)
+
+
+@triton.jit
+def _epilogue(
+    y,  # (BLOCK_N, WIDTH) fp32 accumulator of x·Wᵀ for output rows `rows`, columns col0 + [0, WIDTH)
+    rows,  # (BLOCK_N,) int32 output rows (may run past N: masked)
+    col0,  # first output column
+    N, M,
+    b_ptr,  # (M,)
+    r_ptr,  # (N, M) row-major
+    out_ptr,  # (N, M) row-major
+    HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, SOFT_BF16: tl.constexpr,
+    WIDTH: tl.constexpr,
+):
+    # fp32 throughout (bias, GELU, residual), one rounding at the store.
+    cols = col0 + tl.arange(0, WIDTH)
     col_ok = cols < M
-    y = acc
     if HAS_BIAS:
         bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
         y = y + bias[None, :]
     if GELU:
         y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
     mask = (rows < N)[:, None] & col_ok[None, :]
-    out_offs = rows.to(tl.int64)[:, None] * M + cols[None, :]
+    offs = rows.to(tl.int64)[:, None] * M + cols[None, :]
     if HAS_RESIDUAL:
-        y = y + tl.load(r_ptr + out_offs, mask=mask, other=0.0).to(tl.float32)
+        y = y + tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if SOFT_BF16:
         res = _bf16_rne(y)
     else:
         res = y.to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + out_offs, res, mask=mask)
+    tl.store(out_ptr + offs, res, mask=mask)
 
 
 def is_interpreted() -> bool:
@@ -153,54 +176,61 @@ def _cfg(bn, bm, bk, group, warps, stages) -> dict[str, int]:
     return dict(zip(_CONFIG_KEYS, (bn, bm, bk, group, warps, stages)))
 
 
-# Per arch family and operand width. 16-bit configs feed the tensor cores (mma.sync on sm_8x,
-# wgmma on sm_90: BLOCK_N a multiple of 64 per warpgroup); smem per stage is
-# (BLOCK_N + BLOCK_M) * BLOCK_K * 2 bytes, e.g. 48 KiB for 128x256x64, so 3 stages = 144 KiB fit
-# both sm_80 (163 KiB) and sm_90 (227 KiB), 4 stages only sm_90. fp32 runs IEEE FMAs on the CUDA
-# cores (no tensor cores without TF32): smaller tiles, 32-wide K steps.
+# Per arch family and operand width: the configs the autotuner tries, and the heuristic's three
+# (big, mid, small) in order of preference. 16-bit configs feed the tensor cores (mma.sync on
+# sm_8x; wgmma on sm_90, 64 rows per warpgroup). A stage holds (BLOCK_N + BLOCK_M) * BLOCK_K
+# elements, 48 KiB for 128x256x64 in 16 bits; Triton keeps num_stages stages in smem on sm_90
+# (3 -> 144 KiB of 227) and num_stages - 1 on sm_8x (3 -> 96 KiB, within even sm_86/89's 99 KiB).
+# fp32 runs IEEE FMAs on the CUDA cores (TF32 would break the fp32 accuracy contract): smaller
+# tiles, 32-wide K steps. All of them compile without spills (tests/test_op_linear.py).
+_BIG16_90 = _cfg(128, 256, 64, 8, 8, 3)  # 2 warpgroups x (64 x 256) wgmma, the large-batch tile
+_MID16_90 = _cfg(128, 128, 64, 8, 4, 4)
+_SMALL16_90 = _cfg(64, 128, 64, 8, 4, 4)  # batch ~1: more programs than 132 SMs
+_BIG16_80 = _cfg(128, 256, 64, 8, 8, 3)
+_MID16_80 = _cfg(128, 128, 32, 8, 4, 4)
+_SMALL16_80 = _cfg(64, 128, 32, 8, 4, 4)
+_BIG32 = _cfg(128, 128, 32, 8, 8, 3)
+_MID32 = _cfg(64, 128, 32, 8, 4, 3)
+_SMALL32 = _cfg(64, 64, 32, 8, 4, 3)
+
+_HEURISTIC: dict[tuple[str, str], tuple[dict[str, int], ...]] = {
+    ("sm90", "16bit"): (_BIG16_90, _MID16_90, _SMALL16_90),
+    ("sm80", "16bit"): (_BIG16_80, _MID16_80, _SMALL16_80),
+    ("sm90", "fp32"): (_BIG32, _MID32, _SMALL32),
+    ("sm80", "fp32"): (_BIG32, _MID32, _SMALL32),
+}
 _CONFIGS: dict[tuple[str, str], list[dict[str, int]]] = {
-    ("sm90", "16bit"): [
-        _cfg(128, 256, 64, 8, 8, 3),  # the big-GEMM tile: 2 warpgroups x 64 rows, 256-wide wgmma
-        _cfg(128, 256, 64, 8, 8, 4),
-        _cfg(256, 128, 64, 8, 8, 3),
-        _cfg(128, 128, 64, 8, 4, 4),  # mid-size grids (batch 1-4): more programs than SMs
-        _cfg(128, 128, 64, 8, 8, 4),
-        _cfg(64, 128, 64, 8, 4, 4),  # small N: fill 132 SMs
-    ],
-    ("sm80", "16bit"): [
-        _cfg(128, 256, 64, 8, 8, 3),  # 144 KiB smem: sm_80 only (sm_86/89 have 99 KiB)
-        _cfg(256, 128, 64, 8, 8, 3),
-        _cfg(128, 256, 32, 8, 8, 3),  # 72 KiB: fits every sm_8x
-        _cfg(128, 128, 32, 8, 4, 4),
-        _cfg(128, 128, 64, 8, 4, 3),
-        _cfg(64, 128, 32, 8, 4, 4),
-    ],
-    ("sm90", "fp32"): [
-        _cfg(128, 128, 32, 8, 8, 3),
-        _cfg(64, 128, 32, 8, 4, 3),
-        _cfg(64, 64, 32, 8, 4, 3),
-    ],
-    ("sm80", "fp32"): [
-        _cfg(128, 128, 32, 8, 8, 3),
-        _cfg(64, 128, 32, 8, 4, 3),
-        _cfg(64, 64, 32, 8, 4, 3),
-    ],
+    ("sm90", "16bit"): [_BIG16_90, _cfg(128, 256, 64, 8, 8, 4), _cfg(256, 128, 64, 8, 8, 3), _MID16_90,
+                        _cfg(128, 128, 64, 8, 8, 4), _SMALL16_90],
+    ("sm80", "16bit"): [_BIG16_80, _cfg(256, 128, 64, 8, 8, 3), _cfg(128, 256, 32, 8, 8, 3), _MID16_80,
+                        _cfg(128, 128, 64, 8, 4, 3), _SMALL16_80],
+    ("sm90", "fp32"): [_BIG32, _MID32, _SMALL32],
+    ("sm80", "fp32"): [_BIG32, _MID32, _SMALL32],
 }
 
 
 def _family(capability: tuple[int, int]) -> str:
-    return "sm90" if capability[0] >= 9 else "sm80"
+    return "sm90" if capability[0] in (9, 10) else "sm80"  # sm_100 has sm_90's smem; sm_120 does not
+
+
+def _width(dtype: torch.dtype) -> str:
+    return "fp32" if dtype == torch.float32 else "16bit"
+
+
+def _fits(cfg: dict[str, int], capability: tuple[int, int], dtype: torch.dtype) -> bool:
+    if capability == (8, 0) or capability[0] in (9, 10):
+        return True
+    # sm_86/87/89 (and sm_120): 99 KiB of shared memory per block. sm_8x holds num_stages - 1
+    # stages; other archs are assumed to hold all of them.
+    item = 4 if dtype == torch.float32 else 2
+    stage = (cfg["BLOCK_N"] + cfg["BLOCK_M"]) * cfg["BLOCK_K"] * item
+    resident = cfg["num_stages"] - 1 if capability[0] == 8 else cfg["num_stages"]
+    return resident * stage <= 96 * 1024
 
 
 def autotune_configs(capability: tuple[int, int], dtype: torch.dtype) -> list[dict[str, int]]:
     """The configs the GPU autotuner tries for this arch and dtype."""
-    width = "fp32" if dtype == torch.float32 else "16bit"
-    configs = _CONFIGS[(_family(capability), width)]
-    if capability[0] == 8 and capability != (8, 0):  # sm_86/87/89: 99 KiB of smem per block
-        item = 4 if width == "fp32" else 2
-        configs = [c for c in configs
-                   if (c["BLOCK_N"] + c["BLOCK_M"]) * c["BLOCK_K"] * item * c["num_stages"] <= 96 * 1024]
-    return [dict(c) for c in configs]
+    return [dict(c) for c in _CONFIGS[(_family(capability), _width(dtype))] if _fits(c, capability, dtype)]
 
 
 def _n_tiles(n: int, m: int, cfg: dict[str, int]) -> int:
@@ -219,14 +249,11 @@ def launch_config(n: int, m: int, k: int, dtype: torch.dtype,
     if capability is None:
         return _cfg(max(16, min(128, triton.next_power_of_2(n))), max(16, min(128, triton.next_power_of_2(m))),
                     max(16, min(64, triton.next_power_of_2(k))), 8, 4, 1)
-    configs = autotune_configs(capability, dtype)
-    # Candidates in order of preference (first entries are the big-GEMM tiles).
-    for cfg in configs:
-        if cfg["num_stages"] == 4 and cfg["BLOCK_M"] == 256:
-            continue  # the autotuner's alternative, not the default
+    candidates = [c for c in _HEURISTIC[(_family(capability), _width(dtype))] if _fits(c, capability, dtype)]
+    for cfg in candidates:
         if _n_tiles(n, m, cfg) >= num_sms:
-            return cfg
-    return min(configs, key=lambda c: (c["BLOCK_N"] * c["BLOCK_M"], -c["num_stages"]))
+            return dict(cfg)
+    return dict(candidates[-1])
 
 
 def _parse_config(text: str) -> dict[str, int]:
@@ -264,8 +291,7 @@ _AUTOTUNED: dict[tuple[str, str], object] = {}
 
 
 def _autotuned_kernel(capability: tuple[int, int], dtype: torch.dtype):
-    width = "fp32" if dtype == torch.float32 else "16bit"
-    key = (f"sm{capability[0]}{capability[1]}", width)
+    key = (f"sm{capability[0]}{capability[1]}", _width(dtype))
     if key not in _AUTOTUNED:
         configs = [
             triton.Config({k: c[k] for k in ("BLOCK_N", "BLOCK_M", "BLOCK_K", "GROUP_N")},

@@ -110,9 +110,10 @@ def _patch_embed_kernel(
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) by (arch major, dtype class). Unmeasured
 # starting points, fixed (no autotuning) so results are deterministic. 16-bit: tensor-core tiles
-# (mma.sync on sm_80, wgmma on sm_90), 8 warps so the 128x128 fp32 accumulator needs ~128
-# registers a thread, 3 stages of cp.async = 64 KB of shared memory (two programs per SM on both
-# archs). fp32: IEEE FMA tiles (no TF32), smaller so the accumulator stays in registers.
+# of 128 x 128 with 8 warps and 3 cp.async stages. sm_90 (wgmma): 128 registers a thread and
+# 96 KB of shared memory, two programs per SM. sm_80 (mma.sync): 178 registers and 64 KB, one
+# program per SM; BLOCK_K = 32 would fit two at 128 registers but spills in fp16 (ptxas, Triton
+# 3.7). fp32: IEEE FMA tiles (no TF32), smaller so the accumulator stays in registers.
 _CONFIGS = {
     (8, "16bit"): (128, 128, 64, 8, 3),
     (9, "16bit"): (128, 128, 64, 8, 3),

@@ -19,13 +19,13 @@
 namespace fastradio {
 namespace {
 
-constexpr int kMaxThreads = 512;  // per block: leaves >= 128 registers per thread
+constexpr int kMaxThreads = 256;  // per block: leaves >= 128 registers per thread on every arch (sm_62: 32K per SM)
 constexpr int kTargetThreads = 256;
 constexpr int kMaxWarps = kMaxThreads / 32;
-constexpr int kItemsVec = 4;      // vectors per thread, vectorised path: 16-32 fp32 registers
-constexpr int kItemsScalar = 8;   // elements per thread, scalar path
+constexpr int kCacheFloats = 16;  // row elements one thread holds (fp32 registers), vectorised path
+constexpr int kItemsScalar = 4;   // elements per thread, scalar path
 
-// kN contiguous elements of dtype kT at p + e (aligned to their size): loads into fp32, stores from
+// kN contiguous elements of dtype kT at p (aligned to their size): loads into fp32, stores from
 // fp32 (with RNE rounding) or from bits. 16/8/4/2-byte accesses.
 template <DType kT, int kN>
 struct VecIO {
@@ -49,8 +49,7 @@ struct VecIO {
   // The raw words of the vector. kNc: read-only for the whole kernel (ld.global.nc); else a plain,
   // coherent load.
   template <bool kNc = true>
-  static __device__ __forceinline__ void load_raw(const void* base, int64_t e, uint32_t (&w)[kWords]) {
-    const Bits* p = static_cast<const Bits*>(base) + e;
+  static __device__ __forceinline__ void load_raw(const Bits* p, uint32_t (&w)[kWords]) {
     if constexpr (kBytes == 16) {
       const uint4 r = kNc ? __ldg(reinterpret_cast<const uint4*>(p)) : *reinterpret_cast<const uint4*>(p);
       w[0] = r.x, w[1] = r.y, w[2] = r.z, w[3] = r.w;
@@ -65,14 +64,13 @@ struct VecIO {
   }
 
   template <bool kNc = true>
-  static __device__ __forceinline__ void load(const void* base, int64_t e, float (&out)[kN]) {
+  static __device__ __forceinline__ void load(const Bits* p, float (&out)[kN]) {
     uint32_t w[kWords];
-    load_raw<kNc>(base, e, w);
+    load_raw<kNc>(p, w);
     unpack(w, out);
   }
 
-  static __device__ __forceinline__ void store_bits(void* base, int64_t e, const Bits (&b)[kN]) {
-    Bits* p = static_cast<Bits*>(base) + e;
+  static __device__ __forceinline__ void store_bits(Bits* p, const Bits (&b)[kN]) {
     uint32_t w[kWords];
 #pragma unroll
     for (int i = 0; i < kWords; ++i) w[i] = 0;
@@ -95,11 +93,11 @@ struct VecIO {
     }
   }
 
-  static __device__ __forceinline__ void store(void* base, int64_t e, const float (&v)[kN]) {
+  static __device__ __forceinline__ void store(Bits* p, const float (&v)[kN]) {
     Bits b[kN];
 #pragma unroll
     for (int k = 0; k < kN; ++k) b[k] = Elem<kT>::from_float(v[k]);
-    store_bits(base, e, b);
+    store_bits(p, b);
   }
 };
 
@@ -132,25 +130,32 @@ __device__ __forceinline__ void row_group_sum(float (&v)[kN], float (&smem)[kN][
 }
 
 // The row in registers. Thread tx of a group holds vectors j = tx + i*G, i < kItems, of kVec
-// elements; the launcher picks G with G*kItems*kVec >= D. kVec > 1 needs D % kVec == 0.
+// elements; the launcher picks G with G*kItems*kVec >= D. kVec > 1 needs D % kVec == 0. Offsets
+// inside a row are 32-bit (D <= kMaxThreads*kItems*kVec here), row offsets 64-bit.
 template <DType kX, DType kW, int kVec, int kItems>
-__global__ void __launch_bounds__(kMaxThreads) add_layer_norm_kernel(AddLayerNormParams p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) add_layer_norm_kernel(AddLayerNormParams p) {
 #if FASTRADIO_DEVICE_ARCH >= 600
   using XIO = VecIO<kX, kVec>;
   using WIO = VecIO<kW, kVec>;
   using XBits = typename Elem<kX>::Bits;
+  using WBits = typename Elem<kW>::Bits;
   __shared__ float sum_smem[1][kMaxWarps];
   __shared__ float dev_smem[2][kMaxWarps];
+  const XBits* __restrict__ x = static_cast<const XBits*>(p.x);          // (rows, dim)
+  const WBits* __restrict__ delta = static_cast<const WBits*>(p.delta);  // (rows, dim) or null
+  const WBits* __restrict__ weight = static_cast<const WBits*>(p.weight);  // (dim,)
+  const WBits* __restrict__ bias = static_cast<const WBits*>(p.bias);      // (dim,)
+  XBits* __restrict__ x_new = static_cast<XBits*>(p.x_new);              // (rows, dim) or null
+  WBits* __restrict__ out = static_cast<WBits*>(p.out);                  // (rows, dim)
   const int g = blockDim.x;
   const int tx = threadIdx.x;
-  const int64_t dim = p.dim;
-  const int vecs = static_cast<int>(dim / kVec);
-  const bool has_delta = p.delta != nullptr;
+  const int vecs = static_cast<int>(p.dim / kVec);
+  const bool has_delta = delta != nullptr;
   const int64_t step = int64_t(gridDim.x) * blockDim.y;
   for (int64_t base = int64_t(blockIdx.x) * blockDim.y; base < p.rows; base += step) {
     const int64_t n = base + threadIdx.y;
     const bool live = n < p.rows;
-    const int64_t row = n * dim;  // element offset of row n
+    const int64_t row = n * p.dim;  // element offset of row n
     // Every load of the row is issued before any of them is used (the loads of one item do not
     // wait for the previous item's arithmetic).
     uint32_t xw[kItems][XIO::kWords], dw[kItems][WIO::kWords];
@@ -158,9 +163,8 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_kernel(AddLayerNor
     for (int i = 0; i < kItems; ++i) {
       const int j = tx + i * g;
       if (live && j < vecs) {
-        const int64_t e = row + int64_t(j) * kVec;
-        XIO::load_raw(p.x, e, xw[i]);
-        if (has_delta) WIO::load_raw(p.delta, e, dw[i]);
+        XIO::load_raw(x + row + j * kVec, xw[i]);
+        if (has_delta) WIO::load_raw(delta + row + j * kVec, dw[i]);
       }
     }
     float v[kItems][kVec];
@@ -191,12 +195,12 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_kernel(AddLayerNor
           XBits b[kVec];
 #pragma unroll
           for (int k = 0; k < kVec; ++k) b[k] = Elem<kX>::from_float(v[i][k]);
-          XIO::store_bits(p.x_new, row + int64_t(j) * kVec, b);
+          XIO::store_bits(x_new + row + j * kVec, b);
         }
       }
     }
     row_group_sum(sum, sum_smem);
-    const float shift = add_layer_norm_shift(sum[0], dim);
+    const float shift = add_layer_norm_shift(sum[0], p.dim);
     float dev[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
@@ -210,18 +214,17 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_kernel(AddLayerNor
       }
     }
     row_group_sum(dev, dev_smem);
-    const LayerNormStats s = add_layer_norm_stats(shift, dev[0], dev[1], dim, p.eps);
+    const LayerNormStats s = add_layer_norm_stats(shift, dev[0], dev[1], p.dim, p.eps);
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       const int j = tx + i * g;
       if (live && j < vecs) {
-        const int64_t c = int64_t(j) * kVec;
         float w[kVec], b[kVec], o[kVec];
-        WIO::load(p.weight, c, w);
-        WIO::load(p.bias, c, b);
+        WIO::load(weight + j * kVec, w);
+        WIO::load(bias + j * kVec, b);
 #pragma unroll
         for (int k = 0; k < kVec; ++k) o[k] = add_layer_norm_apply(v[i][k], s, w[k], b[k]);
-        WIO::store(p.out, row + c, o);
+        WIO::store(out + row + j * kVec, o);
       }
     }
   }
@@ -234,27 +237,35 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_kernel(AddLayerNor
 // x_new; passes 2 and 3 read back the elements this same thread wrote (plain loads: the .nc path
 // may not see writes of the running kernel), which mostly hit L1/L2.
 template <DType kX, DType kW>
-__global__ void __launch_bounds__(kMaxThreads) add_layer_norm_wide_kernel(AddLayerNormParams p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) add_layer_norm_wide_kernel(AddLayerNormParams p) {
 #if FASTRADIO_DEVICE_ARCH >= 600
   using XIO = VecIO<kX, 1>;
   using WIO = VecIO<kW, 1>;
+  using XBits = typename Elem<kX>::Bits;
+  using WBits = typename Elem<kW>::Bits;
   __shared__ float sum_smem[1][kMaxWarps];
   __shared__ float dev_smem[2][kMaxWarps];
+  const XBits* x = static_cast<const XBits*>(p.x);          // (rows, dim)
+  const WBits* delta = static_cast<const WBits*>(p.delta);  // (rows, dim) or null
+  const WBits* __restrict__ weight = static_cast<const WBits*>(p.weight);  // (dim,)
+  const WBits* __restrict__ bias = static_cast<const WBits*>(p.bias);      // (dim,)
+  XBits* x_new = static_cast<XBits*>(p.x_new);              // (rows, dim) or null
+  WBits* __restrict__ out = static_cast<WBits*>(p.out);     // (rows, dim)
   const int64_t g = blockDim.x;
   const int64_t dim = p.dim;
-  const bool has_delta = p.delta != nullptr;
-  const void* src = has_delta ? p.x_new : p.x;  // what passes 2 and 3 normalise
+  const bool has_delta = delta != nullptr;
+  const XBits* src = has_delta ? x_new : x;  // what passes 2 and 3 normalise
   for (int64_t n = blockIdx.x; n < p.rows; n += gridDim.x) {  // blockDim.y == 1: uniform
     const int64_t row = n * dim;
     float sum[1] = {0.0f};
     for (int64_t d = threadIdx.x; d < dim; d += g) {
       float v[1];
-      XIO::load(p.x, row + d, v);
+      XIO::load(x + row + d, v);
       if (has_delta) {
         float dl[1];
-        WIO::load(p.delta, row + d, dl);
-        const typename Elem<kX>::Bits b[1] = {add_layer_norm_residual<kX>(v[0], dl[0])};
-        XIO::store_bits(p.x_new, row + d, b);
+        WIO::load(delta + row + d, dl);
+        const XBits b[1] = {add_layer_norm_residual<kX>(v[0], dl[0])};
+        XIO::store_bits(x_new + row + d, b);
         v[0] = Elem<kX>::to_float(b[0]);
       }
       sum[0] += v[0];
@@ -264,7 +275,7 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_wide_kernel(AddLay
     float dev[2] = {0.0f, 0.0f};
     for (int64_t d = threadIdx.x; d < dim; d += g) {
       float v[1];
-      XIO::template load<false>(src, row + d, v);
+      XIO::template load<false>(src + row + d, v);
       const float t = v[0] - shift;
       dev[0] += t;
       dev[1] += t * t;
@@ -273,11 +284,11 @@ __global__ void __launch_bounds__(kMaxThreads) add_layer_norm_wide_kernel(AddLay
     const LayerNormStats s = add_layer_norm_stats(shift, dev[0], dev[1], dim, p.eps);
     for (int64_t d = threadIdx.x; d < dim; d += g) {
       float v[1], w[1], b[1];
-      XIO::template load<false>(src, row + d, v);
-      WIO::load(p.weight, d, w);
-      WIO::load(p.bias, d, b);
+      XIO::template load<false>(src + row + d, v);
+      WIO::load(weight + d, w);
+      WIO::load(bias + d, b);
       const float o[1] = {add_layer_norm_apply(v[0], s, w[0], b[0])};
-      WIO::store(p.out, row + d, o);
+      WIO::store(out + row + d, o);
     }
   }
 #else
@@ -314,8 +325,8 @@ Status launch(const AddLayerNormParams& p, cudaStream_t stream) {
   const bool vec = p.dim % kVec == 0 && aligned(p.x, 16) && (p.x_new == nullptr || aligned(p.x_new, 16)) &&
                    (p.delta == nullptr || aligned(p.delta, kWBytes)) && aligned(p.weight, kWBytes) &&
                    aligned(p.bias, kWBytes) && aligned(p.out, kWBytes);
-  if (vec && p.dim <= int64_t(kMaxThreads) * kItemsVec * kVec)
-    return launch_cached<kX, kW, kVec, kItemsVec>(p, stream);
+  if (vec && p.dim <= int64_t(kMaxThreads) * kCacheFloats)
+    return launch_cached<kX, kW, kVec, kCacheFloats / kVec>(p, stream);
   if (p.dim <= int64_t(kMaxThreads) * kItemsScalar) return launch_cached<kX, kW, 1, kItemsScalar>(p, stream);
   add_layer_norm_wide_kernel<kX, kW><<<dim3(unsigned(grid_blocks(p.rows, 1))), dim3(kMaxThreads), 0, stream>>>(p);
   FASTRADIO_CUDA_TRY(cudaGetLastError());

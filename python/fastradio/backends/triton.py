@@ -17,7 +17,7 @@ import os
 
 import torch
 
-__all__ = ["supports", "pos_embed", "add_layer_norm", "patch_embed", "OP_NAMES"]
+__all__ = ["supports", "pos_embed", "add_layer_norm", "patch_embed", "attention", "linear", "OP_NAMES"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MIN_CAPABILITY = (8, 0)
@@ -25,7 +25,9 @@ _MIN_CAPABILITY = (8, 0)
 #: The torch.library names of the ops this backend registers, by op.
 OP_NAMES: dict[str, str] = {"pos_embed": "fastradio::triton_pos_embed",
                             "add_layer_norm": "fastradio::triton_add_layer_norm",
-                            "patch_embed": "fastradio::triton_patch_embed"}
+                            "patch_embed": "fastradio::triton_patch_embed",
+                            "attention": "fastradio::triton_attention",
+                            "linear": "fastradio::triton_linear"}
 
 #: Per-op refusals on top of the shared ones below (e.g. that op's kernel failed to import):
 #: op -> fn(device, dtype, **facts) -> list of reasons. Each op's section registers its own.
@@ -308,7 +310,8 @@ def _check_patch_embed(x, weight, pos, prefix) -> None:
         raise ValueError(f"{op}: pos must have shape (h*w, D) = ({h * w}, {d}) for a {hh}x{ww} image "
                          f"and D from weight, got {tuple(pos.shape)}")
     if prefix.dim() != 2 or prefix.shape[1] != d:
-        raise ValueError(f"{op}: prefix must have shape (P, D) = (P, {d}) with D from weight, got {tuple(prefix.shape)}")
+        raise ValueError(f"{op}: prefix must have shape (P, D) = (P, {d}) with D from weight, "
+                         f"got {tuple(prefix.shape)}")
     for name, t in named[1:]:
         if t.dtype != x.dtype:
             raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
@@ -349,3 +352,246 @@ def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix
     return _patch_embed_op(x, weight, pos, prefix)
 
 # --- end patch_embed ------------------------------------------------------------------------------
+
+
+# --- attention ------------------------------------------------------------------------------------
+# Variable-length non-causal attention over packed images (ops.attention; kernels/attention.py).
+# Structural checks always; cu_seqlens' values (start 0, non-decreasing, end N, lengths <=
+# max_seqlen) need them on the host: free on CPU, one sync on GPU, so there they are checked once
+# per cu_seqlens tensor (the model passes the same one to every block) and skipped while tracing
+# (torch.compile, FakeTensor) or capturing a CUDA graph. The kernel clamps every bound to [0, N], so
+# an unchecked, malformed cu_seqlens can give wrong numbers but never touches memory outside qkv/out.
+
+import weakref as _weakref  # noqa: E402
+
+_ATTENTION_IMPORT_ERROR: str | None = None
+if _IMPORT_ERROR is None:
+    try:
+        from fastradio.kernels.attention import HEAD_DIMS as _ATTENTION_HEAD_DIMS
+        from fastradio.kernels.attention import attention as _launch_attention
+    except Exception as e:  # a broken kernel file must not take the other ops down
+        _ATTENTION_IMPORT_ERROR = f"kernels/attention.py failed to import ({type(e).__name__}: {e})"
+_ATTENTION_HEAD_DIMS_TEXT = "64 or 80"
+
+
+def _attention_refusals(device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
+    if _ATTENTION_IMPORT_ERROR is not None:
+        return [_ATTENTION_IMPORT_ERROR]
+    head_dim = facts.get("head_dim")
+    if head_dim is not None and head_dim not in _ATTENTION_HEAD_DIMS:
+        return [f"head_dim {head_dim} is not {_ATTENTION_HEAD_DIMS_TEXT} (the head dims the attention kernel "
+                "is built and tuned for: C-RADIOv2-B/L/g use 64, -H uses 80)"]
+    return []
+
+
+_OP_REFUSALS["attention"] = _attention_refusals
+
+#: (weakref to the last cu_seqlens whose values passed, its _version, N, max_seqlen).
+_ATTENTION_CHECKED: list = [None]
+
+
+def _is_int(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, torch.SymInt))
+
+
+def _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> None:
+    # Everything the kernel's raw pointers rely on, with what was expected and what came.
+    op = "attention"
+    for name, t in (("qkv", qkv), ("cu_seqlens", cu_seqlens)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if not _is_int(num_heads) or num_heads < 1:
+        raise ValueError(f"{op}: num_heads must be an int >= 1, got {num_heads!r}")
+    if not _is_int(head_dim) or head_dim not in _ATTENTION_HEAD_DIMS:
+        raise ValueError(f"{op}: head_dim must be {_ATTENTION_HEAD_DIMS_TEXT} (the head dims the kernel is built "
+                         f"for), got {head_dim!r}")
+    if not _is_int(max_seqlen) or max_seqlen < 1:
+        raise ValueError(f"{op}: max_seqlen must be an int >= 1, got {max_seqlen!r}")
+    if qkv.dtype not in _DTYPES:
+        raise TypeError(f"{op}: qkv must be float32, float16 or bfloat16, got {qkv.dtype}")
+    width = 3 * num_heads * head_dim
+    if qkv.dim() != 2 or qkv.shape[1] != width:
+        raise ValueError(f"{op}: qkv must have shape (N, 3*num_heads*head_dim) = (N, {width}) for "
+                         f"{num_heads} heads of {head_dim}, got {tuple(qkv.shape)}")
+    if not qkv.is_contiguous():
+        raise ValueError(f"{op}: qkv must be contiguous, got strides {qkv.stride()} for shape "
+                         f"{tuple(qkv.shape)} (call .contiguous())")
+    if cu_seqlens.dtype != torch.int32:
+        raise TypeError(f"{op}: cu_seqlens must be int32, got {cu_seqlens.dtype}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1:
+        raise ValueError(f"{op}: cu_seqlens must have shape (S+1,) with S >= 0 images, got {tuple(cu_seqlens.shape)}")
+    if not cu_seqlens.is_contiguous():
+        raise ValueError(f"{op}: cu_seqlens must be contiguous, got stride {cu_seqlens.stride()}")
+    if cu_seqlens.device != qkv.device:
+        raise ValueError(f"{op}: cu_seqlens must be on qkv's device {qkv.device}, got {cu_seqlens.device}")
+    dev = qkv.device
+    if dev.type == "cpu" and not _kernels_interpreted():
+        raise ValueError(f"{op}: qkv is on cpu but the Triton interpreter is off "
+                         "(set TRITON_INTERPRET=1 before importing fastradio, or move qkv to cuda)")
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"{op}: qkv must be on cuda (or cpu under TRITON_INTERPRET=1), got {dev}")
+    if dev.type == "cuda" and not _kernels_interpreted() and torch.cuda.is_available():
+        cap = torch.cuda.get_device_capability(dev)
+        if cap < _MIN_CAPABILITY:
+            raise ValueError(f"{op}: the Triton kernels need compute capability 8.0+, {dev} has {cap[0]}.{cap[1]}")
+
+
+def _check_attention_values(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> None:
+    """cu_seqlens' values against N and max_seqlen, where that costs no tracing break (see above)."""
+    if (type(cu_seqlens) is not torch.Tensor or type(qkv) is not torch.Tensor or torch.compiler.is_compiling()
+            or cu_seqlens.device.type == "meta"):
+        return  # FakeTensor / FunctionalTensor / tracing: values unknown
+    n = qkv.shape[0]
+    last = _ATTENTION_CHECKED[0]
+    if (last is not None and last[0]() is cu_seqlens and last[1:] == (cu_seqlens._version, n, max_seqlen)):
+        return
+    if cu_seqlens.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return
+    cu = cu_seqlens.tolist()
+    op = "attention"
+    if cu[0] != 0:
+        raise ValueError(f"{op}: cu_seqlens must start at 0, got {cu[0]}")
+    for i in range(1, len(cu)):
+        if cu[i] < cu[i - 1]:
+            raise ValueError(f"{op}: cu_seqlens must be non-decreasing, got {cu[i]} after {cu[i - 1]} at index {i}")
+    if cu[-1] != n:
+        raise ValueError(f"{op}: cu_seqlens must end at N = qkv.shape[0] = {n}, got {cu[-1]}")
+    longest = max((b - a for a, b in zip(cu, cu[1:])), default=0)
+    if longest > max_seqlen:
+        raise ValueError(f"{op}: max_seqlen must be >= the longest image ({longest} tokens), got {max_seqlen}")
+    _ATTENTION_CHECKED[0] = (_weakref.ref(cu_seqlens), cu_seqlens._version, n, max_seqlen)
+
+
+def _attention_impl(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int,
+                    head_dim: int) -> torch.Tensor:
+    _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
+    _check_attention_values(qkv, cu_seqlens, max_seqlen)
+    return _launch_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
+
+
+def _attention_fake(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int,
+                    head_dim: int) -> torch.Tensor:
+    _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
+    return qkv.new_empty((qkv.shape[0], num_heads * head_dim))
+
+
+_attention_op = None
+if _IMPORT_ERROR is None and _ATTENTION_IMPORT_ERROR is None:
+    if _kernels_interpreted():
+        _attention_op = torch.library.custom_op(OP_NAMES["attention"], _attention_impl, mutates_args=())
+        _attention_op.register_fake(_attention_fake)
+    else:
+        _attention_op = torch.library.triton_op(OP_NAMES["attention"], _attention_impl, mutates_args=())
+
+
+def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int,
+              head_dim: int) -> torch.Tensor:
+    """Variable-length non-causal attention (ops.attention): qkv (N, 3*H*Dh) → (N, H*Dh) in qkv's dtype.
+
+    qkv holds the q, k and v thirds of each packed token, heads contiguous inside each third;
+    cu_seqlens (S+1,) int32 on qkv's device delimits the images (0 = cu[0] <= ... <= cu[S] = N);
+    max_seqlen >= every image's length; head_dim 64 or 80; scale head_dim^-0.5. Each token attends
+    to its own image only. Same contract as ``fastradio.backends.reference.attention``.
+    """
+    if _attention_op is None:
+        raise RuntimeError(f"the triton backend cannot run attention: {_IMPORT_ERROR or _ATTENTION_IMPORT_ERROR}")
+    _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
+    _check_attention_values(qkv, cu_seqlens, max_seqlen)
+    return _attention_op(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
+
+# --- end attention --------------------------------------------------------------------------------
+
+
+# --- linear ---------------------------------------------------------------------------------------
+# The block GEMMs with fused epilogues (ops.linear; kernels/linear.py): act(x·Wᵀ + b) + residual,
+# weight in nn.Linear's (M, K) layout, activation "none" or exact-erf "gelu", fp32 accumulation and
+# epilogue, one rounding. Uses the device/contiguity helpers of the add_layer_norm section above.
+
+_LINEAR_IMPORT_ERROR: str | None = None
+if _IMPORT_ERROR is None:
+    try:
+        from fastradio.kernels.linear import ACTIVATIONS as _LINEAR_ACTIVATIONS
+        from fastradio.kernels.linear import linear as _launch_linear
+    except Exception as e:  # a broken kernel file must not take the other ops down
+        _LINEAR_IMPORT_ERROR = f"kernels/linear.py failed to import ({type(e).__name__}: {e})"
+
+
+def _linear_refusals(device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
+    return [] if _LINEAR_IMPORT_ERROR is None else [_LINEAR_IMPORT_ERROR]
+
+
+_OP_REFUSALS["linear"] = _linear_refusals
+
+
+def _check_linear(x, weight, bias, activation, residual) -> None:
+    # Everything the kernel's raw pointers rely on, with what was expected and what came.
+    op = "linear"
+    named = [("x", x), ("weight", weight), ("bias", bias), ("residual", residual)]
+    for name, t in named:
+        optional = name in ("bias", "residual")
+        if not isinstance(t, torch.Tensor) and not (optional and t is None):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor{' or None' if optional else ''}, "
+                            f"got {type(t).__name__}")
+    named = [(name, t) for name, t in named if t is not None]
+    if x.dim() != 2 or x.shape[1] < 1:
+        raise ValueError(f"{op}: x must have shape (N, K) with K >= 1, got {tuple(x.shape)}")
+    n, k = x.shape
+    if weight.dim() != 2 or weight.shape[0] < 1:
+        raise ValueError(f"{op}: weight must have shape (M, K) with M >= 1 (nn.Linear layout), "
+                         f"got {tuple(weight.shape)}")
+    m = weight.shape[0]
+    if weight.shape[1] != k:
+        raise ValueError(f"{op}: weight must have shape (M, K) = (M, {k}) with K from x {tuple(x.shape)}, "
+                         f"got {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (m,):
+        raise ValueError(f"{op}: bias must have shape (M,) = ({m},) with M from weight, got {tuple(bias.shape)}")
+    if residual is not None and tuple(residual.shape) != (n, m):
+        raise ValueError(f"{op}: residual must have shape (N, M) = ({n}, {m}), got {tuple(residual.shape)}")
+    if not isinstance(activation, str) or activation not in _LINEAR_ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be 'none' or 'gelu' (exact erf), got {activation!r}")
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"{op}: x must be float32, float16 or bfloat16, got {x.dtype}")
+    for name, t in named[1:]:
+        if t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
+    _check_contiguous(op, named)
+    _check_same_device(op, "x", x, named[1:])
+    _check_kernel_device(op, "x", x.device)
+
+
+def _linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str,
+                 residual: torch.Tensor | None) -> torch.Tensor:
+    _check_linear(x, weight, bias, activation, residual)
+    return _launch_linear(x, weight, bias, activation, residual)
+
+
+def _linear_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str,
+                 residual: torch.Tensor | None) -> torch.Tensor:
+    _check_linear(x, weight, bias, activation, residual)
+    return x.new_empty((x.shape[0], weight.shape[0]))
+
+
+_linear_op = None
+if _IMPORT_ERROR is None and _LINEAR_IMPORT_ERROR is None:
+    if _kernels_interpreted():
+        _linear_op = torch.library.custom_op(OP_NAMES["linear"], _linear_impl, mutates_args=())
+        _linear_op.register_fake(_linear_fake)
+    else:
+        _linear_op = torch.library.triton_op(OP_NAMES["linear"], _linear_impl, mutates_args=())
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str = "none",
+           residual: torch.Tensor | None = None) -> torch.Tensor:
+    """act(x·Wᵀ + bias) + residual (ops.linear) → (N, M) in x's dtype.
+
+    x (N, K), weight (M, K) as nn.Linear stores it, bias (M,) or None, residual (N, M) or None, all
+    contiguous, in x's dtype (float32, float16 or bfloat16) and on x's device; activation "none" or
+    "gelu" (exact erf). fp32 accumulation (IEEE fp32 products for fp32 inputs, no TF32) and fp32
+    epilogue, one rounding. Same contract as ``fastradio.backends.reference.linear``.
+    """
+    if _linear_op is None:
+        raise RuntimeError(f"the triton backend cannot run linear: {_IMPORT_ERROR or _LINEAR_IMPORT_ERROR}")
+    _check_linear(x, weight, bias, activation, residual)
+    return _linear_op(x, weight, bias, activation, residual)
+
+# --- end linear -----------------------------------------------------------------------------------
