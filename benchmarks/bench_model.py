@@ -19,7 +19,9 @@ reason, and so is one that would not fit in GPU memory or runs out of it):
 
 - default (~100 s): L@512 b32 and b1 with torch.compile; B, H, g @512 b32 and b1 without.
 - --quick: L@512 b32 (compiled) and b1 (eager, graphs); B@512 b32 and b1. No H, no g.
-- --full (no 120 s limit; minutes): B/L/H/g x 224/512/768/1024 px x b32/b1, all compiled.
+- --full (no 120 s limit; tens of minutes): B/L/H/g x 224/512/768/1024 px x b32/b1, all compiled
+  (L's compile overlaps the eager timings; the other models' compiled peers run one after another
+  at the end, one child process per model).
 - --dry-run: CPU, tiny test models, wall clock, torch.compile(backend="eager"): checks the code.
 
 Checkpoints: the synthetic ones of ``model_parity.py`` (same cache, same seed; generated in
@@ -154,7 +156,8 @@ def measure(fn, xs: list, cfg_model, c: Config, pace: Pace, device: torch.device
         row["first_call_s"] = round(time.perf_counter() - t0, 3)
         t = common.time_fn(fn, args, warmup=p["warmup"], reps=p["reps"], device=device)
         row.update(median_ms=t.median_ms, p10_ms=t.p10_ms, p90_ms=t.p90_ms, reps=t.reps, method=t.method)
-        pace.learn(flops, t.median_ms / 1e3)
+        if c.batch > 1:   # batch 1 measures launch latency as much as FLOP rate
+            pace.learn(flops, t.median_ms / 1e3)
         if c.batch == 1:
             row["events_latency_ms"] = t.median_ms
             g = None
@@ -185,7 +188,10 @@ def _capture_error(fn, args: tuple) -> str:
         del graph
         return "unknown (a plain capture of one call works)"
     except Exception as e:  # noqa: BLE001
-        torch.cuda.synchronize()
+        try:
+            torch.cuda.synchronize()
+        except Exception:  # noqa: BLE001
+            pass
         return f"{type(e).__name__}: {str(e)[:300]}"
 
 
@@ -326,7 +332,9 @@ def compile_worker_main(spec_path: str) -> int:
         br = base_row(c, model.config, spec["seed"], spec["storage"])
         br.update(impl="reference-compile", backend="reference", plan=dict(model.plan.names),
                   compile_backend=spec["backend"], compile_options={"dynamic": False, "mode": "default"})
-        guess = 1.2 * last_compile if last_compile else 0.0
+        # A later shape recompiles the whole graph: assume it takes as long again, with a margin,
+        # so that a compile never runs into the parent's deadline (which would lose every result).
+        guess = 1.5 * last_compile + 5 if last_compile else 0.0
         if time.time() + guess > deadline:
             rows.append({**br, "status": "skip", "reason": f"no time left to compile (the last compile took "
                                                             f"{last_compile:.0f} s)"})
@@ -343,7 +351,8 @@ def compile_worker_main(spec_path: str) -> int:
             done[c] = (br, xs, last_compile)
             ready.append({"config": c.key, "compile_s": round(last_compile, 1)})
         except Exception as e:  # noqa: BLE001 - a compile failure is a result
-            rows.append({**br, "status": "error", "reason": f"torch.compile failed: {type(e).__name__}: {str(e)[:1500]}"})
+            rows.append({**br, "status": "error",
+                         "reason": f"torch.compile failed: {type(e).__name__}: {str(e)[:1500]}"})
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     print("READY " + json.dumps({"load_s": round(load_s, 1), "compiled": ready,
@@ -355,7 +364,8 @@ def compile_worker_main(spec_path: str) -> int:
                 r = measure(compiled, xs, model.config, c, pace, device)
                 rows.append({**br, **r, "compile_s": cs, "status": "ok"})
             except Exception as e:  # noqa: BLE001
-                rows.append({**br, "compile_s": cs, "status": "error", "reason": f"{type(e).__name__}: {str(e)[:1500]}"})
+                rows.append({**br, "compile_s": cs, "status": "error",
+                             "reason": f"{type(e).__name__}: {str(e)[:1500]}"})
     Path(spec["out"]).write_text(json.dumps(rows, default=str))
     print("DONE {}", flush=True)
     return 0
@@ -422,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                         "reference-compile": f"torch.compile(reference model, backend={compile_backend!r}, "
                                              f"dynamic=False), bf16"},
               "not_in_this_mode": DROPPED[mode],
-              "kernel_env": {k: os.environ.get(k) for k in mp.KERNEL_ENV}, "goals": GOALS, "rows": rows, "dropped": dropped, "models": []}
+              "kernel_env": {k: os.environ.get(k) for k in mp.KERNEL_ENV}, "goals": GOALS,
+              "rows": rows, "dropped": dropped, "models": []}
 
     def save(partial: bool) -> None:
         if json_path:
@@ -433,26 +444,50 @@ def main(argv: list[str] | None = None) -> int:
     ckpts.prefetch(models)
     worker = None
     try:
-        # The compiled peer: one model (the first with compile configs), started first.
-        ccfgs = [c for c in configs if c.compile] if not args.no_compile else []
+        # The compiled peer, one worker per model. The first starts now and compiles while the
+        # eager configs are timed; others (--full) run one after another at the end.
+        groups: dict[str, list[Config]] = {}
+        for c in configs:
+            if c.compile and not args.no_compile:
+                groups.setdefault(c.model, []).append(c)
         if args.no_compile:
             dropped.append({"config": "reference-compile (all)", "reason": "--no-compile"})
-        if ccfgs:
-            cmodel = ccfgs[0].model
-            other = [c for c in ccfgs if c.model != cmodel]
-            ccfgs = [c for c in ccfgs if c.model == cmodel]
-            for c in other:  # full mode: one compiled model per run of the worker keeps memory and time bounded
-                dropped.append({"config": c.key + " reference-compile",
-                                "reason": "the compile worker compiles one model per run"})
+        result["compile_workers"] = {}
+
+        def start_worker(model: str) -> CompileWorker | None:
             try:
-                folder = ckpts.wait(cmodel, timeout=min(60.0, left() - 20))
-                spec = {"device": str(device), "folder": str(folder), "mode": mode, "seed": args.seed,
-                        "storage": mp.storage_dtype(cmodel), "backend": compile_backend,
-                        "deadline_epoch": time.time() + left() - (15 if device.type == "cuda" else 5),
-                        "configs": [dataclasses.asdict(c) for c in ccfgs]}
-                worker = CompileWorker(spec, logdir)
+                folder = ckpts.wait(model, timeout=max(0.0, min(120.0, left() - 20)))
             except (TimeoutError, RuntimeError) as e:
-                dropped.append({"config": f"{cmodel} reference-compile", "reason": str(e)[:500]})
+                for c in groups[model]:
+                    dropped.append({"config": c.key + " reference-compile", "reason": str(e)[:500]})
+                return None
+            spec = {"device": str(device), "folder": str(folder), "mode": mode, "seed": args.seed,
+                    "storage": mp.storage_dtype(model), "backend": compile_backend,
+                    "deadline_epoch": time.time() + left() - (15 if device.type == "cuda" else 5),
+                    "configs": [dataclasses.asdict(c) for c in groups[model]]}
+            wdir = logdir / model
+            wdir.mkdir()
+            return CompileWorker(spec, wdir)
+
+        def collect(model: str, w: CompileWorker) -> None:
+            cc = groups[model]
+            run_s = max(5.0, 1.5 * sum(pace.cost_s(mp.flops_per_image(_cfg(c), c.h // 16, c.w // 16) * c.batch,
+                                                   c.batch, 1) for c in cc) + 5)
+            crow, info = w.run(wait_ready_s=max(0.0, left() - run_s - 3), run_s=run_s)
+            result["compile_workers"][model] = info
+            for r in crow:
+                rows.append(r)
+                _print(r)
+            for c in cc:
+                if not any(r.get("impl") == "reference-compile" and _key(r) == (c.model, f"{c.h}x{c.w}", c.batch)
+                           for r in crow):
+                    dropped.append({"config": c.key + " reference-compile",
+                                    "reason": "compile worker: " + info.get("error", "no result")})
+            save(True)
+
+        pending_workers = list(groups)
+        first = pending_workers.pop(0) if pending_workers else None
+        worker = start_worker(first) if first else None
 
         if device.type == "cuda":
             result["gemm_peak"] = gemm_peak(device, False)
@@ -523,18 +558,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
 
         if worker is not None:
-            run_s = max(5.0, sum(pace.cost_s(mp.flops_per_image(_cfg(c), c.h // 16, c.w // 16) * c.batch, c.batch, 1)
-                                 for c in ccfgs) * 1.5 + 5)
-            crow, info = worker.run(wait_ready_s=max(0.0, left() - run_s - 3), run_s=run_s)
-            result["compile_worker"] = info
-            for r in crow:
-                rows.append(r)
-                _print(r)
-            for c in ccfgs:
-                if not any(r.get("impl") == "reference-compile" and _key(r) == (c.model, f"{c.h}x{c.w}", c.batch)
-                           for r in rows):
-                    dropped.append({"config": c.key + " reference-compile",
-                                    "reason": "compile worker: " + info.get("error", "no result")})
+            collect(first, worker)
+            worker.stop()
+        for model in pending_workers:   # --full: the other models' compiled peers, one at a time
+            worker = start_worker(model)
+            if worker is not None:
+                collect(model, worker)
+                worker.stop()
     finally:
         if worker is not None:
             worker.stop()

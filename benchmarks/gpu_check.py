@@ -369,7 +369,8 @@ def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = Fals
             rec["results_error"] = f"no results file: {e}"
         npz = ctx.tmp / f"{name}.npz"
         if npz.exists():
-            out_dir = Path(ctx.args.out) if ctx.args.out else (ctx.tmp if ctx.args.dry_run else REPO / "benchmarks" / "results")
+            out_dir = (Path(ctx.args.out) if ctx.args.out
+                       else ctx.tmp if ctx.args.dry_run else REPO / "benchmarks" / "results")
             out_dir.mkdir(parents=True, exist_ok=True)
             day = dt.datetime.now(dt.timezone.utc).date().isoformat()
             dest = out_dir / f"{day}-{_slug(ctx.info.get('gpu_name') or 'cpu')}-{name}.npz"

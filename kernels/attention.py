@@ -48,6 +48,13 @@ The launcher picks the schedule with fewer programs (dense on ties: no search), 
 
 All segment bounds are clamped to [0, N] in the kernel, so even an unchecked, malformed
 cu_seqlens cannot make it read or write outside qkv and out (row offsets are 64-bit).
+
+Numerics by dtype: fp16/bf16 use tensor-core dots with fp32 accumulation, fp32 softmax state and
+one rounding of the output. fp32 runs both dots as exact fp32 FMAs (``input_precision="ieee"``: no
+TF32, which would miss DESIGN §7's 1e-5). Under the interpreter (Triton 3.7), whose bf16 tl.dot
+and fp32 -> bf16 cast are wrong, bf16 is emulated (EMULATE_BF16): bf16 loads are widened to fp32
+(exact), the dots run in fp32 on those bf16-exact values (bf16 x bf16 products are exact in fp32,
+as on a tensor core), and p and the output are rounded to bf16 to nearest-even on the bits.
 """
 
 from __future__ import annotations
@@ -195,7 +202,7 @@ def _attention_kernel(
     start = tl.minimum(tl.maximum(tl.load(cu_seqlens_ptr + seq), 0), end)
     seqlen = end - start
     m_start = m_tile * BLOCK_M
-    if m_start >= seqlen:
+    if (m_start >= seqlen) | (m_start < 0):  # past the image (or, malformed cu_seqlens, before it)
         return
 
     # ---- pointers: 64-bit row bases, small in-tile offsets ----
@@ -427,6 +434,11 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
     num_seqs = cu_seqlens.numel() - 1
     if qkv.device.type == "meta" or n == 0 or num_seqs == 0:
         return out  # shape-only call, or nothing to compute
+    # No image is longer than N; max_seqlen only sizes the dense schedule. Clamping keeps the
+    # kernel's int32 program arithmetic in range, and where even that could overflow (S x tiles of
+    # max_seqlen >= 2**31 at the smallest tile) the packed schedule (N // BLOCK_M + S) is forced.
+    max_seqlen = min(int(max_seqlen), n)
+    force_packed = num_seqs * triton.cdiv(max_seqlen, 16) >= 2**31
 
     interpreted = is_interpreted()
     on_gpu = qkv.device.type == "cuda" and not interpreted
@@ -440,10 +452,11 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
                 and os.environ.get(AUTOTUNE_ENV, "") not in ("", "0") and _env_config() is None)
     if autotune:
         kernel = _autotuned_kernel()
-        launch_kw = dict(SCHEDULE=0)
+        schedule = "packed" if force_packed else "auto"
+        launch_kw = dict(SCHEDULE=_SCHEDULES[schedule])
 
         def grid(meta):
-            return (_programs_per_head(n, num_seqs, max_seqlen, meta["BLOCK_M"], "auto") * num_heads,)
+            return (_programs_per_head(n, num_seqs, max_seqlen, meta["BLOCK_M"], schedule) * num_heads,)
     else:
         if config is not None:
             cfg = _check_config(dict(config))
@@ -451,6 +464,8 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
             cap = torch.cuda.get_device_capability(qkv.device) if on_gpu else None
             cfg = _check_config(launch_config(head_dim, qkv.dtype, max_seqlen, num_seqs, num_heads, cap,
                                               _sm_count(qkv.device) if on_gpu else None))
+        if force_packed:
+            cfg["schedule"] = "packed"
         kernel = _attention_kernel
         launch_kw = dict(BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], SCHEDULE=_SCHEDULES[cfg["schedule"]],
                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])

@@ -104,7 +104,7 @@ def test_parity_verdicts_follow_from_errors_and_thresholds(runs):
         ok = (e["finite"] and e["summary_rel_l2"] <= t["summary_rel_l2_max"]
               and e["features_rel_l2"] <= t["features_rel_l2_max"]
               and e["summary_cos_min"] >= t.get("summary_cos_min", -1.0))
-        assert ok == (c["status"] == "pass"), c
+        assert ok == (c["status"] == "pass") == c["pass"], c
         if c["kind"].startswith("nan"):
             assert c["poisoned_image"] == 1 and c["poisoned_outputs_nonfinite"] is True
             continue
@@ -166,7 +166,8 @@ def test_bench_result_file(runs):
     assert d["gemm_peak"]["tflops"] > 0
     assert [m["model"] for m in d["models"]] == ["test-d128", "test-d160"]
     assert all(m["was_cached"] for m in d["models"]), "bench_model must reuse model_parity's checkpoints"
-    w = d["compile_worker"]
+    assert set(d["compile_workers"]) == {"test-d128"}
+    w = d["compile_workers"]["test-d128"]
     assert "error" not in w, w
     assert [c["config"] for c in w["compiled"]] == ["test-d128@64x64 b4", "test-d128@64x64 b1"]
 

@@ -199,7 +199,7 @@ def test_supports_explains_refusals():
     assert "not a CUDA device" in cuda.supports("add_layer_norm", torch.device("cpu"), F32)[0]
     assert any("float64" in r for r in cuda.supports("add_layer_norm", torch.device("cuda"), torch.float64))
     reasons = cuda.supports("add_layer_norm", torch.device("cuda"), F16, residual_dtype=BF16)
-    assert any("(residual, compute) dtypes" in r and "got (bfloat16, float16)" in r for r in reasons)
+    assert any("(residual, compute) dtypes" in r and "got (torch.bfloat16, torch.float16)" in r for r in reasons)
     for x, w in PAIRS:
         assert not any("(residual, compute)" in r
                        for r in cuda.supports("add_layer_norm", torch.device("cuda"), w, residual_dtype=x))
@@ -219,14 +219,15 @@ def _cu(*shape, dtype=F32, **kw):
 
 @pytest.mark.parametrize("make,exc,msg", [
     (lambda: (_cu(4, 8, dtype=torch.float64), None, _cu(8), _cu(8), EPS), TypeError,
-     "(x.dtype, weight.dtype) must be one of (float32, float32), (float16, float16), (bfloat16, bfloat16), "
-     "(float32, float16), (float32, bfloat16), got (float64, float32)"),
+     "(x.dtype, weight.dtype) = (residual, compute) dtypes must be one of (torch.float32, torch.float32), "
+     "(torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16), (torch.float32, torch.float16), "
+     "(torch.float32, torch.bfloat16), got (torch.float64, torch.float32)"),
     (lambda: (_cu(4, 8, dtype=BF16), None, _cu(8, dtype=F16), _cu(8, dtype=F16), EPS), TypeError,
-     "got (bfloat16, float16)"),
-    (lambda: (_cu(4, 8, dtype=F16), None, _cu(8), _cu(8), EPS), TypeError, "got (float16, float32)"),
-    (lambda: (_cu(4, 8, dtype=torch.int32), None, _cu(8), _cu(8), EPS), TypeError, "got (int32, float32)"),
-    (lambda: (_cu(32), None, _cu(8), _cu(8), EPS), ValueError, "x must have 2 dims, got shape (32,)"),
-    (lambda: (_cu(2, 4, 8), None, _cu(8), _cu(8), EPS), ValueError, "x must have 2 dims, got shape (2, 4, 8)"),
+     "got (torch.bfloat16, torch.float16)"),
+    (lambda: (_cu(4, 8, dtype=F16), None, _cu(8), _cu(8), EPS), TypeError, "got (torch.float16, torch.float32)"),
+    (lambda: (_cu(4, 8, dtype=torch.int32), None, _cu(8), _cu(8), EPS), TypeError, "got (torch.int32, torch.float32)"),
+    (lambda: (_cu(32), None, _cu(8), _cu(8), EPS), ValueError, "x must have shape (N, D), got shape (32,)"),
+    (lambda: (_cu(2, 4, 8), None, _cu(8), _cu(8), EPS), ValueError, "x must have shape (N, D), got shape (2, 4, 8)"),
     (lambda: (_cu(4, 0), None, _cu(0), _cu(0), EPS), ValueError, "x must have shape (N, D) with D >= 1, got (4, 0)"),
     (lambda: (_cu(8, 4).t(), None, _cu(8), _cu(8), EPS), ValueError, "x must be contiguous"),
     (lambda: (_cu(4, 8), None, _cu(7), _cu(8), EPS), ValueError, "weight must have shape (8,) to match x (4, 8), got (7,)"),
@@ -424,10 +425,12 @@ def test_gpu_kernel_against_oracle(pair, d, n):
 
 @needs_gpu
 @pytest.mark.parametrize("pair", PAIRS, ids=_pair_id)
-@pytest.mark.parametrize("d", [768, 1536, 4097, 16392, 20000])
+@pytest.mark.parametrize("d", [768, 1000, 1025, 4096, 4104, 20000])
 def test_gpu_wide_and_unaligned_rows(pair, d):
-    """Storage offset by one element: the scalar path. D > 4096 (scalar) or > 8192/16384
-    (vectorised): the streaming kernel."""
+    """The launcher's three paths: registers with 16-byte accesses (D % (16 / x's element size) == 0
+    and aligned pointers, D <= 4096), registers with scalar accesses (D <= 1024, e.g. storage
+    offset by one element), and the streaming kernel for the rest (here 1025, 4104, 20000, and
+    every unaligned D > 1024)."""
     x, delta, w, b = _inputs(5, d, pair, _seed("wide", pair, d), device="cuda")
     x_new, a = _launch(x, delta, w, b)
     _check_against_oracle(x_new, a, x, delta, w, b)

@@ -12,7 +12,8 @@ def test_auto_takes_the_first_backend_that_does_not_refuse(monkeypatch):
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     cpu = torch.device("cpu")
     for op in ops.OPS:
-        order = backends.AUTO_ORDER.get(op, backends._DEFAULT_ORDER)
+        order = backends.auto_order(op, cpu)
+        assert order == ("reference",)  # the Triton interpreter runs only when named
         expected = next(n for n in order if not backends.refusals(n, op, cpu, torch.float32, head_dim=64))
         assert backends.select(op, "auto", cpu, torch.float32, head_dim=64) == expected
     real = backends.refusals
@@ -20,8 +21,13 @@ def test_auto_takes_the_first_backend_that_does_not_refuse(monkeypatch):
                         lambda name, *a, **k: [] if name == "reference" else ["refused for the test"])
     assert backends.select("pos_embed", "auto", cpu, torch.float32) == "reference"
     monkeypatch.setattr(backends, "refusals", lambda name, *a, **k: ["refused for the test"])
-    with pytest.raises(backends.BackendUnavailable, match="cuda: refused for the test | triton: refused"):
+    with pytest.raises(backends.BackendUnavailable, match="no backend can run 'pos_embed'.*reference: refused"):
         backends.select("pos_embed", "auto", cpu, torch.float32)
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(backends, "refusals",
+                        lambda name, *a, **k: [] if name == "reference" else ["refused for the test"])
+    assert backends.auto_order("linear", gpu)[0] != "reference"
+    assert backends.select("linear", "auto", gpu, torch.bfloat16) == "reference"
     assert real is not backends.refusals
 
 
@@ -56,6 +62,7 @@ def test_plan_falls_back_for_unimplemented_ops(monkeypatch):
     reasons = backends.refusals("triton", "pos_embed", torch.device("cpu"), torch.float32)
     if reasons:
         pytest.skip("; ".join(reasons))
+    monkeypatch.delattr(backends.get("triton"), "attention")  # as if it had no attention kernel yet
     p = ops.plan("triton", "cpu", torch.float32, head_dim=64)
     assert p.names["pos_embed"] == "triton"
-    assert p.names["attention"] == "reference"  # not implemented in this backend yet
+    assert p.names["attention"] == "reference"

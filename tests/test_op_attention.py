@@ -43,7 +43,7 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 80)
 FP32_TOL = 2e-6  # relative L2 against the fp64 oracle (the kernels give ~2e-7)
 FP32_MAX_TOL = 1e-5  # max-abs error / max |oracle|
-SLACK = 1e-4  # absolute slack of the precision-floor rule (relative-L2 units)
+SLACK = 1e-5  # absolute slack of the precision-floor rule (relative-L2 units; the fp16 floor is ~2e-4)
 
 # name -> (lengths, max_seqlen or None for max(lengths), heads)
 CASES = {
@@ -144,7 +144,9 @@ def _check_against_oracle(out, qkv, cu, max_seqlen, heads, head_dim, oracle, dty
     assert torch.isfinite(out).all(), "NaN/inf in the output: unwritten or garbage rows"
     rel, mx = _err(out, oracle)
     if dtype == torch.float32:
-        assert rel <= FP32_TOL and mx <= FP32_MAX_TOL, f"fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
+        # The reference on a GPU is torch's SDPA, the benchmark peer: it gets DESIGN §7's 1e-5.
+        tol, max_tol = (1e-5, 1e-4) if (backend, device) == ("reference", "cuda") else (FP32_TOL, FP32_MAX_TOL)
+        assert rel <= tol and mx <= max_tol, f"{backend} fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
         return rel
     floor = backends.get("reference").attention(qkv, cu, max_seqlen, heads, head_dim)
     frel, fmx = _err(floor, oracle)
@@ -529,7 +531,7 @@ def test_gpu_autotune_opt_in(monkeypatch):
     k = _gpu_kernel_or_skip()
     monkeypatch.setenv(k.AUTOTUNE_ENV, "1")
     monkeypatch.delenv(k.CONFIG_ENV, raising=False)
-    for hd in HEAD_DIMS:
+    for hd in (80,):  # each new key benchmarks 7 configs: one head dim keeps the GPU run short
         qkv, cu, max_seqlen, heads, lengths, oracle = _case_data("mixed-large", hd, torch.bfloat16, "cuda")
         out = k.attention(qkv, cu, max_seqlen, heads, hd)
         _check_against_oracle(out, qkv, cu, max_seqlen, heads, hd, oracle, torch.bfloat16, "cuda")
@@ -603,13 +605,20 @@ print(json.dumps(res))
 
 @pytest.fixture(scope="module")
 def compiled_for_gpu():
-    """{arch: [per-kernel report]} from one subprocess (without the interpreter) for both archs."""
+    """{arch: [per-kernel report]}: one subprocess (without the interpreter) per arch, in parallel."""
     pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK, "80", "90"], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    procs = [subprocess.Popen([sys.executable, "-c", _COMPILE_CHECK, arch], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for arch in ("80", "90")]
+    merged = {}
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        res = json.loads(out.strip().splitlines()[-1])
+        if "skip" in res:
+            return res
+        merged.update(res)
+    return merged
 
 
 @pytest.mark.parametrize("arch", [80, 90])

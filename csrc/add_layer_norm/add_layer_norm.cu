@@ -7,11 +7,11 @@
 // A row group of G = blockDim.x threads owns one row (G <= 32, a power of two: several rows per
 // warp, shuffles only; G > 32, a multiple of 32: one or more warps per row, plus shared memory),
 // blockDim.y rows per block, grid-stride over rows. The row is loaded once into registers as fp32
-// (kItems vectors of kVec elements per thread: 16-byte loads of x when D and the pointers allow,
-// else scalar), so the statistics are two passes over registers: the sum gives a shift, then
+// (up to 16 elements per thread as 16-byte loads of x when D and the pointers allow, else 4
+// scalars), so the statistics are two passes over registers: the sum gives a shift, then
 // sum(v - shift) and sum((v - shift)^2) give the mean correction and the variance (no
-// E[x^2] - E[x]^2). Rows too wide for the registers of a 512-thread group take a streaming kernel
-// that re-reads its own x_new (three passes; D > 4096 scalar or > 8192-16384 vectorised).
+// E[x^2] - E[x]^2). Rows too wide for the registers of a 256-thread group (D > 4096 vectorised,
+// D > 1024 scalar) take a streaming kernel that re-reads its own x_new (three passes).
 #include "add_layer_norm/add_layer_norm.h"
 
 #include <algorithm>
@@ -19,7 +19,7 @@
 namespace fastradio {
 namespace {
 
-constexpr int kMaxThreads = 256;  // per block: leaves >= 128 registers per thread on every arch (sm_62: 32K per SM)
+constexpr int kMaxThreads = 256;  // per block: >= 128 registers per thread on every arch (sm_62 has 32K per SM)
 constexpr int kTargetThreads = 256;
 constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr int kCacheFloats = 16;  // row elements one thread holds (fp32 registers), vectorised path

@@ -260,7 +260,7 @@ class RadioModel(nn.Module):
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
         d = self.embed_dim
-        y = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t)[-1].view(b, t, d)
+        y = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t)[self.config.depth - 1].view(b, t, d)
         return self._outputs(y, h, w, feature_fmt)
 
     def forward_features(self, x) -> RadioOutput:
@@ -289,7 +289,7 @@ class RadioModel(nn.Module):
         lens = [t.shape[0] for t in per_image]
         cu_seqlens = torch.tensor([0, *lens], dtype=torch.int32).cumsum(0, dtype=torch.int32).to(self.device)
         packed = torch.cat(per_image, dim=0)                        # (sum T_i, D)
-        y = self._blocks(packed, cu_seqlens, max(lens))[-1]
+        y = self._blocks(packed, cu_seqlens, max(lens))[self.config.depth - 1]
         outs = []
         for img, seg in zip(images, torch.split(y, lens, dim=0)):
             h, w = img.shape[1] // self.patch_size, img.shape[2] // self.patch_size
@@ -323,18 +323,19 @@ class RadioModel(nn.Module):
         return torch.float32 if self.dtype == torch.float16 else self.dtype
 
     def _blocks(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                stop: int | None = None) -> list[torch.Tensor]:
-        """Run blocks 0..stop-1 on packed tokens (N, D); returns every block's output (N, D) in
-        the compute dtype.
+                keep: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+        """Run the blocks on packed tokens (N, D) up to the last index in ``keep`` (default: the
+        last block) and return {i: output of block i} for i in ``keep``, in the compute dtype.
 
         Each residual add is fused into the LayerNorm that follows it (``add_layer_norm``:
         ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
         stay in its own dtype."""
         cfg, p = self.config, self.plan
         x = x.to(self.residual_dtype)
+        keep = {cfg.depth - 1} if keep is None else set(keep)
         delta = None
-        outs = []
-        for i, blk in enumerate(self.model.blocks[:stop]):
+        outs = {}
+        for i, blk in enumerate(self.model.blocks[:max(keep) + 1]):
             s = self._ln_scale[i]
             x, a = p.add_layer_norm(x, delta, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
             if s != 1.0:
@@ -347,8 +348,9 @@ class RadioModel(nn.Module):
                 a = a * s
             hid = p.linear(a, blk.mlp.fc1.weight, blk.mlp.fc1.bias, "gelu", None)
             delta = p.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias, "none", None)
-            outs.append(x + delta.to(x.dtype))
-        return [o.to(self.dtype) for o in outs]
+            if i in keep:  # otherwise the add happens inside the next block's add_layer_norm
+                outs[i] = (x + delta.to(x.dtype)).to(self.dtype)
+        return outs
 
     def _outputs(self, y: torch.Tensor, h: int, w: int, feature_fmt: str,
                  final: bool = True) -> RadioOutput:
@@ -406,21 +408,24 @@ class RadioModel(nn.Module):
         tokens = self._embed(x)
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
-        stop = idx[-1] + 1 if (stop_early and intermediates_only) else None
+        keep = set(range(idx[-1] + 1)) if aggregation == "dense" else set(idx)
+        if not (stop_early and intermediates_only):
+            keep.add(depth - 1)
         d = self.embed_dim
-        block_outs = [o.view(b, t, d) for o in self._blocks(tokens.reshape(b * t, d), cu_seqlens, t, stop)]
+        outs = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t, keep)
+        block_outs = {i: o.view(b, t, d) for i, o in outs.items()}
         inter = []
         prev = -1
         for j in idx:
             y = block_outs[j]
             if aggregation == "dense":
-                y = torch.stack(block_outs[prev + 1:j + 1]).float().mean(0).to(y.dtype)
+                y = torch.stack([block_outs[i] for i in range(prev + 1, j + 1)]).float().mean(0).to(y.dtype)
             prev = j
             out = self._outputs(y, h, w, output_fmt, final=False)
             inter.append(out if return_prefix_tokens else out.features)
         if intermediates_only:
             return inter
-        return self._outputs(block_outs[-1], h, w, "NLC"), inter
+        return self._outputs(block_outs[depth - 1], h, w, "NLC"), inter
 
 
 def _tracing(x: torch.Tensor) -> bool:

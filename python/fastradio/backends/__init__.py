@@ -22,7 +22,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "get", "select", "refusals", "op_setting", "ENV_VAR"]
+__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "get", "select", "refusals", "op_setting", "auto_order", "ENV_VAR"]
 
 #: All backends, by name.
 BACKENDS: tuple[str, ...] = ("reference", "cuda", "triton")
@@ -34,6 +34,15 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {}
 #: Environment override of the backend choice, e.g. ``FASTRADIO_BACKEND=triton`` (forces one
 #: backend for every op) or ``FASTRADIO_BACKEND=pos_embed:triton,attention:reference``.
 ENV_VAR = "FASTRADIO_BACKEND"
+
+
+def auto_order(op: str, device: torch.device) -> tuple[str, ...]:
+    """Backends "auto" tries for ``op`` on ``device``, best first. On CPU only the reference:
+    Triton on CPU is its interpreter, a testing tool orders of magnitude slower, which runs only
+    when asked for by name."""
+    if torch.device(device).type == "cpu":
+        return ("reference",)
+    return AUTO_ORDER.get(op, _DEFAULT_ORDER)
 
 
 class BackendUnavailable(RuntimeError):
@@ -89,7 +98,7 @@ def select(op: str, choice: str, device: torch.device, dtype: torch.dtype, **fac
                 f"backend {choice!r} cannot run {op!r} on {device} with {dtype}: " + "; ".join(reasons))
         return choice
     collected = []
-    for name in AUTO_ORDER.get(op, _DEFAULT_ORDER):
+    for name in auto_order(op, device):
         reasons = refusals(name, op, device, dtype, **facts)
         if not reasons:
             return name

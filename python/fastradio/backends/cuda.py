@@ -143,7 +143,7 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
     residual = facts.get("residual_dtype")
     if op == "add_layer_norm" and residual is not None and (residual, dtype) not in ADD_LAYER_NORM_DTYPES:
         reasons.append(f"add_layer_norm takes (residual, compute) dtypes {_pairs(ADD_LAYER_NORM_DTYPES)}, "
-                       f"got ({_name(residual)}, {_name(dtype)})")
+                       f"got ({residual}, {dtype})")
     return reasons
 
 
@@ -222,12 +222,8 @@ ADD_LAYER_NORM_DTYPES: tuple[tuple[torch.dtype, torch.dtype], ...] = (
     (torch.float32, torch.float16), (torch.float32, torch.bfloat16))
 
 
-def _name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def _pairs(pairs) -> str:
-    return ", ".join(f"({_name(a)}, {_name(b)})" for a, b in pairs)
+    return ", ".join(f"({a}, {b})" for a, b in pairs)
 
 
 def _check_add_layer_norm(x, delta, weight, bias, eps) -> None:
@@ -236,8 +232,10 @@ def _check_add_layer_norm(x, delta, weight, bias, eps) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if (x.dtype, weight.dtype) not in ADD_LAYER_NORM_DTYPES:
-        raise TypeError(f"{fn}: (x.dtype, weight.dtype) must be one of {_pairs(ADD_LAYER_NORM_DTYPES)}, "
-                        f"got ({_name(x.dtype)}, {_name(weight.dtype)})")
+        raise TypeError(f"{fn}: (x.dtype, weight.dtype) = (residual, compute) dtypes must be one of "
+                        f"{_pairs(ADD_LAYER_NORM_DTYPES)}, got ({x.dtype}, {weight.dtype})")
+    if x.dim() != 2:
+        raise ValueError(f"{fn}: x must have shape (N, D), got shape {tuple(x.shape)}")
     _expect_tensor(fn, "x", x, dtype=x.dtype, ndim=2)
     n, d = x.shape
     if d < 1:
