@@ -276,12 +276,16 @@ def launch_config(n: int, m: int, k: int, dtype: torch.dtype,
 
     On GPU: the largest tile of the arch's list that still gives at least one full wave of
     programs (``num_sms``), else the smallest tile (batch-1 GEMMs are latency-bound; more
-    programs beat bigger tiles). Under the interpreter every program costs Python time whatever
-    its size, so the tiles are as large as the problem (capped) to run few programs.
+    programs beat bigger tiles). Under the interpreter every program and every K step costs
+    Python time whatever its size, so the tiles are as large as the problem (capped) to run few.
     """
     if capability is None:
-        return _cfg(max(16, min(128, triton.next_power_of_2(n))), max(16, min(128, triton.next_power_of_2(m))),
-                    max(16, min(64, triton.next_power_of_2(k))), 8, 4, 1)
+        # Up to 256 x 256 output tiles; BLOCK_K as deep as the interpreter's 2**20-element limit
+        # allows for the (BLOCK_N, BLOCK_K, BLOCK_M) product it forms instead of tl.dot.
+        bn = max(16, min(256, triton.next_power_of_2(n)))
+        bm = max(16, min(256, triton.next_power_of_2(m)))
+        bk = max(16, min(_MAX_BLOCK_K, triton.next_power_of_2(k), 2**20 // (bn * bm)))
+        return _cfg(bn, bm, bk, 8, 4, 1)
     candidates = [c for c in _HEURISTIC[(_family(capability), _width(dtype))] if _fits(c, capability, dtype)]
     for cfg in candidates:
         if _n_tiles(n, m, cfg) >= num_sms:
@@ -397,6 +401,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
             config = _parse_config(config)
     if isinstance(config, dict):
         config = _check_config(config)
+        if interpreted and config["BLOCK_N"] * config["BLOCK_K"] * config["BLOCK_M"] > 2**20:
+            raise ValueError(f"config BLOCK_N * BLOCK_K * BLOCK_M must be <= 2**20 under the interpreter "
+                             f"(its tensor size limit), got {config}")
 
     # Unused pointers must still be valid tensors for the launch: x stands in for them.
     args = (x, weight, bias if bias is not None else x, residual if residual is not None else x, out,

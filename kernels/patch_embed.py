@@ -59,7 +59,7 @@ def _patch_embed_kernel(
     pid = tl.program_id(0)
     num_n = tl.cdiv(D, BLOCK_N)
     # N fastest: the programs in flight share one A tile (the image bytes come from DRAM once);
-    # all of W (<= 2.4 MB) stays in L2.
+    # all of W (<= 2.4 MB in 16-bit) stays in L2.
     pid_m = pid // num_n
     pid_n = pid - pid_m * num_n
 
@@ -73,7 +73,7 @@ def _patch_embed_kernel(
     c = t - r * w
     # im2patch: A[m, f] = x[b, ch, 16r + dy, 16c + dx] = x_ptr[row_off[m] + col_off[f]].
     # int64 image offsets: B*3*H*W passes 2**31 for large batches at high resolution.
-    row_off = b.to(tl.int64) * (3 * H_IMG * W_IMG) + (r * (_PATCH * W_IMG) + c * _PATCH)
+    row_off = b.to(tl.int64) * 3 * H_IMG * W_IMG + (r * (_PATCH * W_IMG) + c * _PATCH)
 
     kk = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)

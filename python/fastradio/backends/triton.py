@@ -343,11 +343,14 @@ if _IMPORT_ERROR is None and _PATCH_EMBED_IMPORT_ERROR is None:
 def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     """Tokens (B, P + h*w, D) in x's dtype of images x (B, 3, H, W) (ops.patch_embed, spec §3).
 
-    weight (D, 768), pos (h*w, D), prefix (P, D), all contiguous and in x's (the compute) dtype;
-    H and W multiples of 16. Same contract as ``fastradio.backends.reference.patch_embed``.
+    x contiguous, H and W multiples of 16; weight (D, 768), pos (h*w, D), prefix (P, D), all in
+    x's (the compute) dtype. Same contract as ``fastradio.backends.reference.patch_embed``.
+    Strided weight/pos/prefix are copied first (small, and the reference pos_embed returns a
+    transposed view); a strided x is refused rather than silently copied (a whole extra pass).
     """
     if _patch_embed_op is None:
         raise RuntimeError(f"the triton backend cannot run patch_embed: {_IMPORT_ERROR or _PATCH_EMBED_IMPORT_ERROR}")
+    weight, pos, prefix = (t.contiguous() if isinstance(t, torch.Tensor) else t for t in (weight, pos, prefix))
     _check_patch_embed(x, weight, pos, prefix)
     return _patch_embed_op(x, weight, pos, prefix)
 
