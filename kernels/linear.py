@@ -324,6 +324,13 @@ def _n_bucket(n: int) -> int:
     return min(32768, max(128, triton.next_power_of_2(n)))
 
 
+def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0 or a.device.type == "meta":
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
+
+
 _AUTOTUNED: dict[tuple[str, str], object] = {}
 
 
@@ -349,12 +356,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     x (N, K), weight (M, K), bias (M,) or None, residual (N, M) or None, all contiguous, one
     dtype (fp32, fp16 or bf16), one device; activation "none" or "gelu" (exact erf). Writes into
-    ``out`` ((N, M), x's dtype, contiguous, on x's device) when given.
+    ``out`` ((N, M), x's dtype, contiguous, on x's device) when given; ``out`` may be ``residual``
+    itself (an in-place residual add: each element is read before it is written, by the same
+    program) but must not overlap x, weight or bias.
 
     ``config``: a dict of tile sizes (keys BLOCK_N, BLOCK_M, BLOCK_K, GROUP_N, num_warps,
     num_stages), "heuristic" (``launch_config``) or "autotune"; None reads ``FASTRADIO_LINEAR_CONFIG``
     (same values, or a "KEY=v,..." config), defaulting to "autotune" on GPU. The interpreter and
-    CUDA-graph capture (no benchmarking inside a capture) use "heuristic" instead of "autotune".
+    CUDA-graph capture (no benchmarking inside a capture) use "heuristic" instead of "autotune",
+    and so does an in-place residual add (the autotuner runs the kernel several times).
 
     Checks only what protects memory; argument validation with full messages is the backend's
     job (``fastradio.backends.triton``).
@@ -381,6 +391,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
           or out.device != x.device):
         raise ValueError(f"out must be a contiguous ({n}, {m}) {x.dtype} tensor on {x.device}, "
                          f"got {tuple(out.shape)} {out.dtype} on {out.device}")
+    for name, t in (("x", x), ("weight", weight), ("bias", bias), ("residual", residual)):
+        if t is not None and _overlaps(out, t) and not (t is residual and out.data_ptr() == t.data_ptr()):
+            raise ValueError(f"out must not overlap {name}" + (" (except being residual itself)"
+                                                               if name == "residual" else ""))
+    in_place = residual is not None and out.data_ptr() == residual.data_ptr()
     if x.device.type == "meta" or n == 0 or m == 0:
         return out  # shape-only call, or nothing to compute
     if k == 0:
@@ -392,7 +407,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if config is None:
         config = os.environ.get(CONFIG_ENV, "").strip() or "autotune"
     if isinstance(config, str):
-        if config == "autotune" and (not on_gpu or torch.cuda.is_current_stream_capturing()):
+        if config == "autotune" and (not on_gpu or in_place or torch.cuda.is_current_stream_capturing()):
             config = "heuristic"
         if config == "heuristic":
             sms = torch.cuda.get_device_properties(x.device).multi_processor_count if on_gpu else 132

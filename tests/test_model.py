@@ -284,3 +284,8 @@ def test_residual_stream_dtype(tiny):
         m = fastradio.RadioModel(tiny.config)
     assert m.to(torch.float16).residual_dtype == torch.float32
     assert m.to(torch.bfloat16).residual_dtype == torch.bfloat16
+
+
+def test_channels_last_input(tiny):
+    x = _images(2, 32, 48, seed=12)
+    torch.testing.assert_close(tiny(x.to(memory_format=torch.channels_last)).summary, tiny(x).summary)

@@ -133,3 +133,19 @@ def test_ops_free_functions_dispatch_to_reference_on_cpu():
     assert set(plan.names) == set(ops.OPS)
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         ops.plan("nope", "cpu", torch.float32)
+
+
+def test_ops_free_functions_match_backend_functions():
+    g = _gen(7)
+    x, d = torch.randn(3, 16, generator=g), torch.randn(3, 16, generator=g)
+    w, b = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    got = ops.add_layer_norm(x, d, w, b, 1e-6, backend="reference")
+    exp = ref.add_layer_norm(x, d, w, b, 1e-6)
+    torch.testing.assert_close(got[0], exp[0]) and torch.testing.assert_close(got[1], exp[1])
+    wl = torch.randn(5, 16, generator=g)
+    torch.testing.assert_close(ops.linear(x, wl, None, "gelu", None, backend="reference"),
+                               ref.linear(x, wl, None, "gelu", None))
+    qkv = torch.randn(6, 3 * 128, generator=g)
+    cu = torch.tensor([0, 2, 6], dtype=torch.int32)
+    torch.testing.assert_close(ops.attention(qkv, cu, 4, 2, 64, backend="reference"),
+                               ref.attention(qkv, cu, 4, 2, 64))

@@ -312,7 +312,7 @@ class RadioModel(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → tokens (B, 8 + h*w, D): conditioner, patch embed, position, prefix."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        x = self.input_conditioner(x).to(self.dtype)
+        x = self.input_conditioner(x).to(self.dtype).contiguous()  # kernels take NCHW-contiguous
         pg = self.model.patch_generator
         return self.plan.patch_embed(x, pg.embedder.weight, self._pos_table(h, w), pg.cls_token.token)
 

@@ -89,9 +89,9 @@ def patch_embed(x, weight, pos, prefix, *, backend: str = "auto") -> torch.Tenso
     return _call("patch_embed", backend, x.device, x.dtype, {}, x, weight, pos, prefix)
 
 
-def layer_norm(x, weight, bias, eps: float, *, backend: str = "auto") -> torch.Tensor:
-    """LayerNorm over the last dim of x (N, D) with fp32 statistics."""
-    return _call("add_layer_norm", backend, x.device, x.dtype, {}, x, weight, bias, eps)
+def add_layer_norm(x, delta, weight, bias, eps: float, *, backend: str = "auto"):
+    """(x + delta, LayerNorm(x + delta)) over the last dim of x (N, D); delta may be None."""
+    return _call("add_layer_norm", backend, x.device, weight.dtype, {}, x, delta, weight, bias, eps)
 
 
 def linear(x, weight, bias=None, activation: str = "none", residual=None, *, backend: str = "auto") -> torch.Tensor:
