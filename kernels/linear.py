@@ -13,9 +13,10 @@ reduction. The output is cut into BLOCK_N x BLOCK_M tiles, one program each, vis
 of GROUP_N row tiles (all column tiles of a group before the next group) so that a wave of
 programs shares the same few x row panels and weight column panels in L2.
 
-Tile configs: a deterministic per-arch heuristic (``launch_config``), or Triton's autotuner over a
-short per-arch list keyed on (M, K, N bucket) on GPU (``FASTRADIO_LINEAR_CONFIG``, see
-``linear``). Archs: sm_80+ on GPU (mma.sync on sm_8x, wgmma on sm_90), and CPU tensors under
+Tile configs: a deterministic per-arch heuristic (``launch_config``, the default), or, opt-in
+until a GPU run has measured it (DESIGN.md decision 14), Triton's autotuner over a short
+per-arch list keyed on (M, K, N bucket) (``FASTRADIO_LINEAR_CONFIG=autotune``, see ``linear``).
+Archs: sm_80+ on GPU (mma.sync on sm_8x, wgmma on sm_90), and CPU tensors under
 ``TRITON_INTERPRET=1`` (how CI runs it).
 
 Under the interpreter (constexpr INTERPRETED) three primitives are replaced, everything else
@@ -45,7 +46,7 @@ __all__ = ["linear", "launch_config", "autotune_configs", "is_interpreted", "DTY
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ACTIVATIONS = ("none", "gelu")
-#: "autotune" (default on GPU), "heuristic" (deterministic), or an explicit tile config such as
+#: "heuristic" (deterministic, the default), "autotune" (GPU only), or an explicit tile config such as
 #: "BLOCK_N=128,BLOCK_M=256,BLOCK_K=64,GROUP_N=8,num_warps=8,num_stages=3".
 CONFIG_ENV = "FASTRADIO_LINEAR_CONFIG"
 
@@ -226,6 +227,7 @@ _BIG32 = _cfg(128, 128, 32, 8, 8, 3)
 _MID32 = _cfg(64, 128, 32, 8, 4, 3)
 _SMALL32 = _cfg(64, 64, 32, 8, 4, 3)
 
+_TILE_EFFICIENCY = (1.0, 0.87, 0.67)  # relative throughput of the (big, mid, small) tiles: see launch_config
 _HEURISTIC: dict[tuple[str, str], tuple[dict[str, int], ...]] = {
     ("sm90", "16bit"): (_BIG16_90, _MID16_90, _SMALL16_90),
     ("sm80", "16bit"): (_BIG16_80, _MID16_80, _SMALL16_80),
@@ -274,10 +276,13 @@ def launch_config(n: int, m: int, k: int, dtype: torch.dtype,
                   capability: tuple[int, int] | None = None, num_sms: int = 132) -> dict[str, int]:
     """Deterministic tile config for an (n, m, k) GEMM; ``capability`` None means the interpreter.
 
-    On GPU: the largest tile of the arch's list that still gives at least one full wave of
-    programs (``num_sms``), else the smallest tile (batch-1 GEMMs are latency-bound; more
-    programs beat bigger tiles). Under the interpreter every program and every K step costs
-    Python time whatever its size, so the tiles are as large as the problem (capped) to run few.
+    On GPU: of the arch's (big, mid, small) tiles, the one with the least estimated time, waves
+    of programs over ``num_sms`` SMs times the time of one tile, where a tile's time is its area
+    over a per-tile efficiency (1.0, 0.87, 0.67: big tiles reuse each loaded element more; the
+    ratios are reasoned, not yet measured). Large batches get the big tile; batch-1 GEMMs, whose
+    big-tile grid would leave SMs idle or end in a ragged last wave, get a smaller one. Under the
+    interpreter every program and every K step costs Python time whatever its size, so the tiles
+    are as large as the problem (capped) to run few.
     """
     if capability is None:
         # Up to 256 x 256 output tiles; BLOCK_K as deep as the interpreter's 2**20-element limit
@@ -286,11 +291,15 @@ def launch_config(n: int, m: int, k: int, dtype: torch.dtype,
         bm = max(16, min(256, triton.next_power_of_2(m)))
         bk = max(16, min(_MAX_BLOCK_K, triton.next_power_of_2(k), 2**20 // (bn * bm)))
         return _cfg(bn, bm, bk, 8, 4, 1)
-    candidates = [c for c in _HEURISTIC[(_family(capability), _width(dtype))] if _fits(c, capability, dtype)]
-    for cfg in candidates:
-        if _n_tiles(n, m, cfg) >= num_sms:
-            return dict(cfg)
-    return dict(candidates[-1])
+    candidates = [(c, eff) for c, eff in zip(_HEURISTIC[(_family(capability), _width(dtype))], _TILE_EFFICIENCY)
+                  if _fits(c, capability, dtype)]
+
+    def est_time(item):
+        cfg, eff = item
+        waves = triton.cdiv(_n_tiles(n, m, cfg), num_sms)
+        return waves * cfg["BLOCK_N"] * cfg["BLOCK_M"] / eff
+
+    return dict(min(candidates, key=est_time)[0])  # the first (bigger) one on ties
 
 
 def _parse_config(text: str) -> dict[str, int]:
@@ -362,7 +371,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     ``config``: a dict of tile sizes (keys BLOCK_N, BLOCK_M, BLOCK_K, GROUP_N, num_warps,
     num_stages), "heuristic" (``launch_config``) or "autotune"; None reads ``FASTRADIO_LINEAR_CONFIG``
-    (same values, or a "KEY=v,..." config), defaulting to "autotune" on GPU. The interpreter and
+    (same values, or a "KEY=v,..." config), defaulting to "heuristic". The interpreter and
     CUDA-graph capture (no benchmarking inside a capture) use "heuristic" instead of "autotune",
     and so does an in-place residual add (the autotuner runs the kernel several times).
 
@@ -385,17 +394,21 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
                 or t.device != x.device):
             raise ValueError(f"{name} must be a contiguous {shape} {x.dtype} tensor on {x.device}, got "
                              f"{tuple(t.shape)} {t.dtype} contiguous={t.is_contiguous()} on {t.device}")
+    in_place = False
     if out is None:
+        # A fresh tensor overlaps nothing (and under torch.compile's tracing the tensors here are
+        # fakes without data pointers: nothing below may look at addresses then).
         out = torch.empty((n, m), dtype=x.dtype, device=x.device)
     elif (tuple(out.shape) != (n, m) or out.dtype != x.dtype or not out.is_contiguous()
           or out.device != x.device):
         raise ValueError(f"out must be a contiguous ({n}, {m}) {x.dtype} tensor on {x.device}, "
                          f"got {tuple(out.shape)} {out.dtype} on {out.device}")
-    for name, t in (("x", x), ("weight", weight), ("bias", bias), ("residual", residual)):
-        if t is not None and _overlaps(out, t) and not (t is residual and out.data_ptr() == t.data_ptr()):
-            raise ValueError(f"out must not overlap {name}" + (" (except being residual itself)"
-                                                               if name == "residual" else ""))
-    in_place = residual is not None and out.data_ptr() == residual.data_ptr()
+    else:
+        in_place = residual is not None and _overlaps(out, residual) and out.data_ptr() == residual.data_ptr()
+        for name, t in (("x", x), ("weight", weight), ("bias", bias), ("residual", residual)):
+            if t is not None and _overlaps(out, t) and not (name == "residual" and in_place):
+                raise ValueError(f"out must not overlap {name}" + (" (except being residual itself)"
+                                                                   if name == "residual" else ""))
     if x.device.type == "meta" or n == 0 or m == 0:
         return out  # shape-only call, or nothing to compute
     if k == 0:
@@ -405,7 +418,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     on_gpu = x.device.type == "cuda" and not interpreted
     capability = torch.cuda.get_device_capability(x.device) if on_gpu else None
     if config is None:
-        config = os.environ.get(CONFIG_ENV, "").strip() or "autotune"
+        config = os.environ.get(CONFIG_ENV, "").strip() or "heuristic"
     if isinstance(config, str):
         if config == "autotune" and (not on_gpu or in_place or torch.cuda.is_current_stream_capturing()):
             config = "heuristic"

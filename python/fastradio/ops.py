@@ -15,7 +15,8 @@ Ops (shapes: B images, N packed tokens, D width, P prefix tokens, G position gri
   ``weight`` (D, 3*16*16)ᵀ, plus ``pos`` (h*w, D), behind the ``prefix`` (P, D) tokens.
 - ``add_layer_norm(x, delta, weight, bias, eps) -> (x + delta, LN(x + delta))``: the residual add
   fused with the LayerNorm after it; x (N, D) in the residual dtype, delta (N, D) in the compute
-  dtype or None (no add), the normalised output in the dtype of ``weight``; fp32 statistics.
+  dtype or None (no add; a backend may then return x itself as the first output), the
+  normalised output in the dtype of ``weight``; fp32 statistics.
 - ``linear(x, weight, bias, activation, residual) -> (N, M)``: act(x·Wᵀ + b) + residual with
   activation "none" or "gelu" (exact erf).
 - ``attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> (N, num_heads*head_dim)``:
