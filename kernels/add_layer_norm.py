@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastradio.kernels.pos_embed import _round_to_bf16, is_interpreted
+from fastradio.kernels._common import is_interpreted
+from fastradio.kernels._common import round_to_bf16 as _round_to_bf16
 
 __all__ = ["add_layer_norm", "launch_config", "DTYPES", "MAX_D"]
 

@@ -67,7 +67,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastradio.kernels.pos_embed import _round_to_bf16, is_interpreted
+from fastradio.kernels._common import is_interpreted
+from fastradio.kernels._common import round_to_bf16 as _round_to_bf16
 
 __all__ = ["attention", "launch_config", "DTYPES", "HEAD_DIMS", "CONFIG_ENV", "AUTOTUNE_ENV"]
 

@@ -41,6 +41,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from fastradio.kernels._common import is_interpreted, round_to_bf16
+
 __all__ = ["linear", "launch_config", "autotune_configs", "is_interpreted", "DTYPES", "ACTIVATIONS",
            "CONFIG_ENV"]
 
@@ -72,18 +74,6 @@ def _erf_interp(x):
     p = 1.00002368 + t * p
     erfc = t * tl.exp(-z * z - 1.26551223 + t * p)
     return tl.where(x < 0.0, erfc - 1.0, 1.0 - erfc)
-
-
-@triton.jit
-def _bf16_rne(v):
-    # fp32 -> bf16, round to nearest even on the bit pattern (interpreter only; its own cast
-    # truncates). Adding 0x7FFF plus the kept LSB carries exactly when the dropped half is > 1/2
-    # ulp, or == 1/2 ulp with an odd kept part; overflow carries into inf as it should.
-    u = v.to(tl.uint32, bitcast=True)
-    kept_lsb = (u >> 16) & 1
-    hi = ((u + 0x7FFF + kept_lsb) >> 16).to(tl.uint16)
-    hi = tl.where(v != v, 0x7FC0, hi)  # any NaN -> the canonical quiet NaN
-    return hi.to(tl.bfloat16, bitcast=True)
 
 
 # N (tokens) changes with every batch size and resolution: not specialising it (nor the autotune
@@ -191,17 +181,10 @@ def _epilogue(
     if HAS_RESIDUAL:
         y = y + tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if INTERPRETED and out_ptr.dtype.element_ty == tl.bfloat16:
-        res = _bf16_rne(y)
+        res = round_to_bf16(y)
     else:
         res = y.to(out_ptr.dtype.element_ty)
     tl.store(out_ptr + offs, res, mask=mask)
-
-
-def is_interpreted() -> bool:
-    """True when this module's kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1 at import)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return isinstance(_linear_kernel, InterpretedFunction)
 
 
 # -- tile configs -----------------------------------------------------------------------------------

@@ -18,19 +18,12 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from fastradio.kernels._common import is_interpreted
+from fastradio.kernels._common import round_to_bf16 as _round_to_bf16
+
 __all__ = ["pos_embed", "launch_config", "is_interpreted", "OUT_DTYPES"]
 
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-@triton.jit
-def _round_to_bf16(x):
-    # fp32 -> bf16 with round-to-nearest-even done on the bits. Only used under the interpreter,
-    # whose own fp32 -> bf16 cast truncates (Triton 3.7); on GPU the native cast is already RNE.
-    bits = x.to(tl.uint32, bitcast=True)
-    rounded = ((bits + (0x7FFF + ((bits >> 16) & 1))) >> 16).to(tl.uint16)
-    rounded = tl.where(x != x, 0x7FC0, rounded)  # NaN must not carry into the exponent
-    return rounded.to(tl.bfloat16, bitcast=True)
 
 
 # Only D's divisibility matters for vector loads; not specialising the other sizes keeps the
@@ -98,13 +91,6 @@ def _pos_embed_kernel(
         res = val.to(out_ptr.dtype.element_ty)
     out_offs = rows.to(tl.int64)[:, None] * D + d
     tl.store(out_ptr + out_offs, res, mask=mask)
-
-
-def is_interpreted() -> bool:
-    """True when this module's kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1 at import)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return isinstance(_pos_embed_kernel, InterpretedFunction)
 
 
 def launch_config(n_rows: int, d: int) -> dict[str, int]:

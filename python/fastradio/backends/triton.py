@@ -36,7 +36,7 @@ _OP_REFUSALS: dict = {}
 try:
     import triton  # noqa: F401  (the import is the availability check)
 
-    from fastradio.kernels.pos_embed import is_interpreted as _kernels_interpreted
+    from fastradio.kernels._common import is_interpreted as _kernels_interpreted
     from fastradio.kernels.pos_embed import pos_embed as _launch_pos_embed
 
     _IMPORT_ERROR: str | None = None
