@@ -44,6 +44,17 @@ except Exception as e:  # ImportError, or a broken Triton install failing on imp
     _IMPORT_ERROR = f"triton is not importable ({type(e).__name__}: {e})"
 
 
+
+def _register(op: str, impl, fake):
+    """Register ``impl`` as ``fastradio::triton_<op>``: a ``triton_op`` on GPU (the launch stays
+    visible to torch.compile through wrap_triton), an opaque ``custom_op`` with ``fake`` under the
+    interpreter (which cannot be traced and must run on real tensors)."""
+    if _kernels_interpreted():
+        handle = torch.library.custom_op(OP_NAMES[op], impl, mutates_args=())
+        handle.register_fake(fake)
+        return handle
+    return torch.library.triton_op(OP_NAMES[op], impl, mutates_args=())
+
 def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
     """Reasons this backend cannot run ``op`` on (device, dtype); empty when it can."""
     if _IMPORT_ERROR is not None:
@@ -118,11 +129,7 @@ def _pos_embed_fake(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype)
 
 _pos_embed_op = None
 if _IMPORT_ERROR is None:
-    if _kernels_interpreted():
-        _pos_embed_op = torch.library.custom_op(OP_NAMES["pos_embed"], _pos_embed_impl, mutates_args=())
-        _pos_embed_op.register_fake(_pos_embed_fake)
-    else:
-        _pos_embed_op = torch.library.triton_op(OP_NAMES["pos_embed"], _pos_embed_impl, mutates_args=())
+    _pos_embed_op = _register("pos_embed", _pos_embed_impl, _pos_embed_fake)
 
 
 def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
@@ -238,13 +245,7 @@ def _add_layer_norm_fake(x: torch.Tensor, delta: torch.Tensor | None, weight: to
 
 _add_layer_norm_op = None
 if _IMPORT_ERROR is None and _ADD_LAYER_NORM_IMPORT_ERROR is None:
-    if _kernels_interpreted():
-        _add_layer_norm_op = torch.library.custom_op(OP_NAMES["add_layer_norm"], _add_layer_norm_impl,
-                                                     mutates_args=())
-        _add_layer_norm_op.register_fake(_add_layer_norm_fake)
-    else:
-        _add_layer_norm_op = torch.library.triton_op(OP_NAMES["add_layer_norm"], _add_layer_norm_impl,
-                                                     mutates_args=())
+    _add_layer_norm_op = _register("add_layer_norm", _add_layer_norm_impl, _add_layer_norm_fake)
 
 
 def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
@@ -333,11 +334,7 @@ def _patch_embed_fake(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, 
 
 _patch_embed_op = None
 if _IMPORT_ERROR is None and _PATCH_EMBED_IMPORT_ERROR is None:
-    if _kernels_interpreted():
-        _patch_embed_op = torch.library.custom_op(OP_NAMES["patch_embed"], _patch_embed_impl, mutates_args=())
-        _patch_embed_op.register_fake(_patch_embed_fake)
-    else:
-        _patch_embed_op = torch.library.triton_op(OP_NAMES["patch_embed"], _patch_embed_impl, mutates_args=())
+    _patch_embed_op = _register("patch_embed", _patch_embed_impl, _patch_embed_fake)
 
 
 def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -480,11 +477,7 @@ def _attention_fake(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
 
 _attention_op = None
 if _IMPORT_ERROR is None and _ATTENTION_IMPORT_ERROR is None:
-    if _kernels_interpreted():
-        _attention_op = torch.library.custom_op(OP_NAMES["attention"], _attention_impl, mutates_args=())
-        _attention_op.register_fake(_attention_fake)
-    else:
-        _attention_op = torch.library.triton_op(OP_NAMES["attention"], _attention_impl, mutates_args=())
+    _attention_op = _register("attention", _attention_impl, _attention_fake)
 
 
 def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int,
@@ -576,11 +569,7 @@ def _linear_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 _linear_op = None
 if _IMPORT_ERROR is None and _LINEAR_IMPORT_ERROR is None:
-    if _kernels_interpreted():
-        _linear_op = torch.library.custom_op(OP_NAMES["linear"], _linear_impl, mutates_args=())
-        _linear_op.register_fake(_linear_fake)
-    else:
-        _linear_op = torch.library.triton_op(OP_NAMES["linear"], _linear_impl, mutates_args=())
+    _linear_op = _register("linear", _linear_impl, _linear_fake)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str = "none",
