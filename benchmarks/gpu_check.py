@@ -12,13 +12,16 @@ each is recorded as pass/fail/skip with its reason, duration and output tail:
    ``pip wheel --no-build-isolation --no-deps --no-index`` (the machine has no internet),
    unpacked into a temporary folder that later steps put first on PYTHONPATH;
 3. probe-build: ``_C.build_info()``, the tiers compiled and which of them run on this GPU;
-4. pytest: the whole suite on the GPU (TRITON_INTERPRET unset), counts from JUnit XML;
-5. bench-ops: ``bench_ops.py`` (numbers go into the result file);
-6. pytest[tier=X]: the CUDA tests again with FASTRADIO_TIER forcing each other runnable tier;
-7. memcheck: ``compute-sanitizer --tool memcheck`` on a short pos_embed subset;
-8. model-parity, bench-model: hooks for scripts that take ``--json PATH [--quick]``; skipped as
-   "not available" until those scripts and ``fastradio.load`` exist. A new step is one entry in
-   ``STEPS``.
+4. pytest: the tests that touch a device (``-k "cuda or gpu"``; the CPU-only ones run in CI),
+   TRITON_INTERPRET unset, counts from JUnit XML;
+5. model-parity: ``model_parity.py`` (DESIGN §7 checks per backend and dtype, + an .npz);
+6. memcheck: ``compute-sanitizer --tool memcheck`` on a short pos_embed subset;
+7. bench-ops: ``bench_ops.py`` (every op and backend against its PyTorch peer);
+8. pytest[tier=X]: the CUDA tests again with FASTRADIO_TIER forcing each other runnable tier;
+9. bench-model: ``bench_model.py`` (images/s and latency vs the reference and torch.compile).
+
+Correctness comes first so that a tight lease still gets it; a step that no longer fits the
+budget is recorded as skipped. A new step is one entry in ``STEPS``.
 
 Writes ``<out>/<YYYY-MM-DD>-<gpu-slug>.json`` (default out: benchmarks/results; dry run: a temp
 folder), prints a summary, and exits 1 if any step failed.
@@ -388,11 +391,13 @@ STEPS: list = [
     _probe("env"),
     Step("build", 300, _build_command, env=_build_env, after=_build_after, on_skip=lambda c: _use_source_tree(c)),
     _probe("build"),
-    _pytest("pytest", [], 180),
+    # Most important first, so that a tight lease still gets correctness: the CPU-only tests
+    # already run in CI, so on the GPU only the tests that touch a device ("cuda"/"gpu" in the id).
+    _pytest("pytest", ["-k", "cuda or gpu"], 240),
+    _json_script("model-parity", "benchmarks/model_parity.py", 120, needs_load=True, budget_flag=True),
+    _sanitizer(),
     _json_script("bench-ops", "benchmarks/bench_ops.py", 120),
     _tier_steps,
-    _sanitizer(),
-    _json_script("model-parity", "benchmarks/model_parity.py", 120, needs_load=True, budget_flag=True),
     _json_script("bench-model", "benchmarks/bench_model.py", 120, needs_load=True, budget_flag=True),
 ]
 
