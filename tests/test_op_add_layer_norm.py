@@ -29,6 +29,8 @@ import torch
 
 from fastradio import backends
 
+from kernel_testing import backend_or_skip
+
 BACKENDS = ("reference", "triton", "cuda")
 FAST_BACKENDS = ("triton", "cuda")
 DEVICES = ("cpu", "cuda")
@@ -63,12 +65,7 @@ def _seed(*parts) -> int:
 
 
 def _backend_or_skip(name: str, device: str, dtype: torch.dtype = f32):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    reasons = backends.refusals(name, "add_layer_norm", torch.device(device), dtype)
-    if reasons:
-        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
-    return backends.get(name)
+    return backend_or_skip(name, "add_layer_norm", device, dtype)
 
 
 def _inputs(n: int, d: int, x_dtype, c_dtype, seed: int, device: str = "cpu", with_delta: bool = True):

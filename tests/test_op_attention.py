@@ -37,6 +37,8 @@ import torch
 
 from fastradio import backends
 
+from kernel_testing import backend_or_skip, dtype_id
+
 BACKENDS = ("reference", "triton", "cuda")
 DEVICES = ("cpu", "cuda")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -60,21 +62,12 @@ GPU_CASES = {
 }
 
 
-def _dtype_id(dt):
-    return str(dt).replace("torch.", "")
-
-
 def _seed(*parts) -> int:
     return zlib.crc32(repr((os.environ.get("FASTRADIO_TEST_SEED", "0"),) + parts).encode())
 
 
 def _backend_or_skip(name: str, device: str, dtype: torch.dtype = torch.float32, head_dim: int = 64):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    reasons = backends.refusals(name, "attention", torch.device(device), dtype, head_dim=head_dim)
-    if reasons:
-        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
-    return backends.get(name)
+    return backend_or_skip(name, "attention", device, dtype, head_dim=head_dim)
 
 
 def _kernel_or_skip():
@@ -170,7 +163,7 @@ def _all_cases():
         yield pytest.param(name, id=name + "-gpuonly")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 @pytest.mark.parametrize("case", list(_all_cases()))
 @pytest.mark.parametrize("device", DEVICES)
@@ -264,7 +257,7 @@ def _cfg(bm, bn, schedule="auto", warps=4, stages=2):
 TILE_CONFIGS = [_cfg(16, 16, "dense"), _cfg(16, 16, "packed"), _cfg(16, 32, "packed"), _cfg(32, 16, "dense")]
 
 
-@pytest.mark.parametrize("dtype", (torch.float32, torch.float16), ids=_dtype_id)
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16), ids=dtype_id)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 @pytest.mark.parametrize("cfg", TILE_CONFIGS, ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}-{c['schedule']}")
 def test_launcher_tile_configs_and_schedules(cfg, head_dim, dtype):
@@ -294,7 +287,7 @@ def test_launcher_max_seqlen_above_lengths_both_schedules():
     assert k._programs_per_head(5 * 64, 5, 64, 16, "auto") == 5 * 4  # uniform: dense, no search
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_launcher_writes_every_row_of_a_poisoned_out(dtype):
     k = _kernel_or_skip()
     device = _device()
@@ -512,7 +505,7 @@ def _gpu_kernel_or_skip():
     return k
 
 
-@pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16, torch.float32), ids=_dtype_id)
+@pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16, torch.float32), ids=dtype_id)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 def test_gpu_every_table_config(head_dim, dtype):
     k = _gpu_kernel_or_skip()

@@ -36,6 +36,8 @@ import torch
 
 from fastradio import backends
 
+from kernel_testing import backend_or_skip, dtype_id
+
 BACKENDS = ("reference", "triton", "cuda")
 DEVICES = ("cpu", "cuda")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -71,19 +73,10 @@ GPU_CASES = [
 ]
 
 
-def _dtype_id(dt):
-    return str(dt).replace("torch.", "")
-
-
 # -- helpers ----------------------------------------------------------------------------------------
 
 def _backend_or_skip(name: str, device: str, dtype: torch.dtype = torch.float32):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    reasons = backends.refusals(name, "linear", torch.device(device), dtype)
-    if reasons:
-        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
-    return backends.get(name)
+    return backend_or_skip(name, "linear", device, dtype)
 
 
 def _seed(*parts) -> int:
@@ -212,10 +205,10 @@ def _op_cases():
                 names = list(EPILOGUES)
                 eps = (names[(i + 4 * (dtype == torch.bfloat16)) % len(names)],)
             for ep in eps:
-                yield pytest.param(n, m, k, ep, dtype, id=f"{n}x{m}x{k}-{ep}-{_dtype_id(dtype)}")
+                yield pytest.param(n, m, k, ep, dtype, id=f"{n}x{m}x{k}-{ep}-{dtype_id(dtype)}")
     for n, m, k, ep in GPU_CASES:
         for dtype in DTYPES:
-            yield pytest.param(n, m, k, ep, dtype, id=f"{n}x{m}x{k}-{ep}-{_dtype_id(dtype)}-gpuonly")
+            yield pytest.param(n, m, k, ep, dtype, id=f"{n}x{m}x{k}-{ep}-{dtype_id(dtype)}-gpuonly")
 
 
 @pytest.mark.parametrize("n,m,k,epilogue,dtype", list(_op_cases()))
@@ -290,7 +283,7 @@ def _cfg(bn, bm, bk, group):
 # a partial last column tile (and a partial half-tile in the split epilogue).
 @pytest.mark.parametrize("cfg", [_cfg(16, 32, 16, 2), _cfg(32, 16, 64, 1), _cfg(16, 64, 32, 3)],
                          ids=lambda c: "x".join(str(c[k]) for k in ("BLOCK_N", "BLOCK_M", "BLOCK_K", "GROUP_N")))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=_dtype_id)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
 def test_launcher_writes_every_element_of_a_poisoned_out(kernel, cfg, dtype):
     device = _device()
     args, oracle = _case_data(67, 40, 150, "bias_gelu_residual", dtype, device)
@@ -516,7 +509,7 @@ def _cuda_kernel_or_skip():
     return k
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=_dtype_id)  # fp16: same code as bf16
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)  # fp16: same code as bf16
 def test_every_config_of_this_gpu(dtype):
     # Each config the autotuner may pick, on an awkward shape with every masked edge and a K tail.
     k = _cuda_kernel_or_skip()

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 from fastradio import backends
 
+from kernel_testing import backend_or_skip, dtype_id
+
 BACKENDS = ("reference", "triton", "cuda")
 FAST_BACKENDS = ("triton", "cuda")
 DEVICES = ("cpu", "cuda")
@@ -58,21 +60,12 @@ def _case_id(case):
     return f"B{b}-{h}x{w}-D{d}-P{p}"
 
 
-def _dtype_id(dt):
-    return str(dt).replace("torch.", "")
-
-
 def _seed(*parts) -> int:
     return zlib.crc32(repr((os.environ.get("FASTRADIO_TEST_SEED", "0"),) + parts).encode())
 
 
 def _backend_or_skip(name: str, device: str, dtype: torch.dtype = torch.float32):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    reasons = backends.refusals(name, "patch_embed", torch.device(device), dtype)
-    if reasons:
-        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
-    return backends.get(name)
+    return backend_or_skip(name, "patch_embed", device, dtype)
 
 
 def _inputs(case, dtype, seed, device="cpu"):
@@ -142,7 +135,7 @@ def _all_cases():
         yield pytest.param(case, id=_case_id(case) + "-gpuonly")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("case", list(_all_cases()))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -218,7 +211,7 @@ def _kernel_or_skip():
 
 
 @pytest.mark.parametrize("case", [(1, 1, 1, 8, 8), (3, 5, 2, 130, 8), (2, 2, 5, 80, 0)], ids=_case_id)
-@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_launcher_writes_every_element_of_a_poisoned_out(case, dtype):
     k, device = _kernel_or_skip()
     b, h, w, d, p = case
@@ -232,7 +225,7 @@ def test_launcher_writes_every_element_of_a_poisoned_out(case, dtype):
 
 
 @pytest.mark.parametrize("arch", [(8, 0), (9, 0)], ids=["sm80", "sm90"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=_dtype_id)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=dtype_id)
 def test_gpu_tiles_in_the_interpreter(arch, dtype):
     # The tiles the GPU runs (BLOCK_K = 64 or 32: several patch rows per K step, 128-row M tiles
     # straddling images) on a case with masked rows and columns, poisoned.

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 
 from fastradio import backends
 
+from kernel_testing import backend_or_skip, dtype_id
+
 BACKENDS = ("reference", "triton", "cuda")
 DEVICES = ("cpu", "cuda")
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -55,19 +57,10 @@ def _case_id(case):
     return f"G{g}-{h}x{w}-D{d}"
 
 
-def _dtype_id(dt):
-    return str(dt).replace("torch.", "")
-
-
 # -- helpers ----------------------------------------------------------------------------------------
 
 def _backend_or_skip(name: str, device: str, dtype: torch.dtype = torch.float32):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    reasons = backends.refusals(name, "pos_embed", torch.device(device), dtype)
-    if reasons:
-        pytest.skip(f"{name} on {device}: " + "; ".join(reasons))
-    return backends.get(name)
+    return backend_or_skip(name, "pos_embed", device, dtype)
 
 
 def _table(g: int, d: int, seed: int) -> torch.Tensor:
@@ -214,7 +207,7 @@ def _all_cases():
         yield pytest.param(case, id=_case_id(case) + "-gpuonly")
 
 
-@pytest.mark.parametrize("dtype", OUT_DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("dtype", OUT_DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("case", list(_all_cases()))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS)
