@@ -1,4 +1,4 @@
-"""add_layer_norm in the CUDA backend (csrc/add_layer_norm/, backends/cuda.py).
+"""add_layer_norm in the CUDA backend (csrc/add_layer_norm/, backends/cuda/_add_layer_norm.py).
 
 Without a GPU: the binding refuses bad arguments before touching CUDA and fails cleanly without
 a driver; the wrapper validates tensors and explains its refusals; the fake implementation gives

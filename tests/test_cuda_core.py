@@ -188,7 +188,7 @@ def test_tier_argument_and_environment(monkeypatch):
 def test_resolve_tier(monkeypatch):
     sass = [a for a in INFO["kernels"]["pos_embed"]["cuda_core"]["sass"] if not a.endswith("a")]
     a = int(sass[-1])
-    monkeypatch.setattr(cuda, "_capability", lambda device: (a // 10, a % 10))
+    monkeypatch.setattr(cuda._common, "_capability", lambda device: (a // 10, a % 10))
     monkeypatch.delenv(cuda.TIER_ENV, raising=False)
     assert cuda.resolve_tier("pos_embed", "cuda:0") == "cuda_core"
     monkeypatch.setenv(cuda.TIER_ENV, "tcgen05_sm100a")
@@ -198,7 +198,7 @@ def test_resolve_tier(monkeypatch):
     with pytest.raises(RuntimeError, match="unknown tier 'warp_speed'"):
         cuda.resolve_tier("pos_embed", "cuda:0")
     monkeypatch.delenv(cuda.TIER_ENV)
-    monkeypatch.setattr(cuda, "_capability", lambda device: (5, 0))
+    monkeypatch.setattr(cuda._common, "_capability", lambda device: (5, 0))
     with pytest.raises(RuntimeError, match="built without sm_50"):
         cuda.resolve_tier("pos_embed", "cuda:0")
 

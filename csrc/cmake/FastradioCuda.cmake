@@ -217,3 +217,14 @@ function(fastradio_add_kernel op)
   list(JOIN archs " " shown)
   message(STATUS "fastradio: ${op}/${K_TIER}: SASS sm_{${shown}}, PTX compute_${ptx}")
 endfunction()
+
+# fastradio_add_binding(SOURCES <file>...)
+# The op's pybind11 binding (csrc/<op>/<op>_binding.cpp, FASTRADIO_BIND_OP): compiled into _C
+# itself, the only per-Python-version code; kernels stay in the Python-free object libraries.
+function(fastradio_add_binding)
+  cmake_parse_arguments(B "" "" "SOURCES" ${ARGN})
+  foreach(f IN LISTS B_SOURCES)
+    cmake_path(ABSOLUTE_PATH f BASE_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}" OUTPUT_VARIABLE abs)
+    set_property(GLOBAL APPEND PROPERTY FASTRADIO_BINDING_SOURCES "${abs}")
+  endforeach()
+endfunction()

@@ -1,0 +1,143 @@
+"""What every op of the CUDA backend shares: the extension, its build, tier resolution and the
+tensor checks done before raw pointers cross into ``_C`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from fastradio.backends import op_setting
+
+try:
+    from fastradio import _C
+except ImportError as e:  # the dispatcher reports this as the backend's refusal
+    raise ImportError(
+        f"fastradio._C, the compiled C++/CUDA extension, is not importable ({e}); build it with "
+        "`pip install --no-build-isolation .` and a CUDA compiler (see csrc/README.md)") from e
+
+
+#: Environment variable forcing a tier, for every op ("cuda_core") or per op ("pos_embed:cuda_core").
+TIER_ENV = "FASTRADIO_TIER"
+
+#: The torch.library names of the ops this backend registers, by op.
+OP_NAMES: dict[str, str] = {}  # filled by each op module (register_op)
+
+#: Per-op refusals beyond the shared ones: op -> fn(device, dtype, **facts) -> list of reasons.
+OP_REFUSALS: dict = {}
+
+_BUILD: dict = _C.build_info()
+_TIER_CODES: dict[str, int] = dict(_C.tiers())
+_DTYPE_CODES: dict[torch.dtype, int] = {getattr(torch, name): code for name, code in _C.dtype_codes().items()}
+_AUTO = -1  # tier code meaning "resolve on the device at call time"
+
+
+def build_info() -> dict:
+    """What the extension was compiled with: toolchain, CUDA version, archs, tiers per op."""
+    return dict(_BUILD)
+
+
+# --- tiers ------------------------------------------------------------------------------------------
+
+def _forced_tier(op: str) -> str | None:
+    return op_setting(TIER_ENV, op)
+
+
+_CAPABILITY: dict[int, tuple[int, int]] = {}
+
+
+def _capability(device: torch.device) -> tuple[int, int]:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _CAPABILITY:
+        _CAPABILITY[index] = torch.cuda.get_device_capability(index)
+    return _CAPABILITY[index]
+
+
+def _tier_refusal(op: str, tier: str, cap: tuple[int, int]) -> str:
+    if tier not in _TIER_CODES:
+        return f"unknown tier {tier!r} (known tiers: {', '.join(_TIER_CODES)})"
+    return _C.check_arch(op, tier, cap[0], cap[1])
+
+
+def resolve_tier(op: str, device: torch.device | str, tier: str | None = None) -> str:
+    """The tier that runs ``op`` on the CUDA ``device``: ``tier``, else ``FASTRADIO_TIER``, else the
+    most specialised tier this build compiled that runs there. Raises ``RuntimeError`` if none can."""
+    device = torch.device(device)
+    cap = _capability(device)
+    forced, source = (tier, "the tier argument") if tier else (_forced_tier(op), TIER_ENV)
+    if forced:
+        why = _tier_refusal(op, forced, cap)
+        if why:
+            raise RuntimeError(f"{op}: tier {forced!r} (from {source}) cannot run on {device} "
+                               f"(compute capability {cap[0]}.{cap[1]}): {why}")
+        return forced
+    compiled = sorted(_BUILD["tiers"].get(op, []), key=lambda t: _TIER_CODES[t], reverse=True)
+    whys = []
+    for t in compiled:
+        why = _C.check_arch(op, t, cap[0], cap[1])
+        if not why:
+            return t
+        whys.append(why)
+    raise RuntimeError(f"{op}: no compiled tier runs on {device} (compute capability {cap[0]}.{cap[1]}): "
+                       + ("; ".join(whys) or f"{op} is not compiled in this build"))
+
+
+_RESOLVED: dict[tuple, int] = {}
+
+
+def _tier_code(op: str, device: torch.device, code: int) -> int:
+    if code != _AUTO:
+        return code
+    key = (op, device.index, os.environ.get(TIER_ENV, ""))
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _TIER_CODES[resolve_tier(op, device)]
+    return _RESOLVED[key]
+
+
+def _tier_arg(fn: str, tier: str | None) -> int:
+    if tier is None:
+        return _AUTO
+    if tier not in _TIER_CODES:
+        raise ValueError(f"{fn}: tier must be None or one of {', '.join(_TIER_CODES)}, got {tier!r}")
+    return _TIER_CODES[tier]
+
+
+# --- shared argument checks -----------------------------------------------------------------------
+
+def _expect_tensor(fn: str, name: str, t, *, dtype: torch.dtype, ndim: int) -> None:
+    """A contiguous CUDA tensor of ``dtype`` with ``ndim`` dims (the kernels take raw pointers)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must be {dtype}, got {t.dtype}")
+    if t.dim() != ndim:
+        raise ValueError(f"{fn}: {name} must have {ndim} dims, got shape {tuple(t.shape)}")
+    if t.device.type != "cuda":
+        raise ValueError(f"{fn}: {name} must be on a CUDA device, got {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{fn}: {name} must be contiguous, got strides {t.stride()} for shape {tuple(t.shape)}")
+
+
+def _expect_size(fn: str, name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)) or v < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1, got {v!r}")
+
+
+def _expect_out_dtype(fn: str, dtype) -> None:
+    if dtype not in _DTYPE_CODES:
+        raise TypeError(f"{fn}: out_dtype must be one of {', '.join(str(d) for d in _DTYPE_CODES)}, got {dtype}")
+
+
+
+
+def register_op(op: str, refusals=None) -> str:
+    """Record that this backend implements ``op``; returns its torch.library name."""
+    OP_NAMES[op] = f"fastradio::cuda_{op}"
+    if refusals is not None:
+        OP_REFUSALS[op] = refusals
+    return OP_NAMES[op]
+
+
+def current_stream(device: torch.device) -> int:
+    """torch's current stream on ``device``, as the integer handle ``_C`` takes."""
+    return torch.cuda.current_stream(device).cuda_stream
