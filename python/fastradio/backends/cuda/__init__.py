@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import (_BUILD, _C, _DTYPE_CODES, _TIER_CODES, OP_NAMES, OP_REFUSALS, TIER_ENV,  # noqa: F401
+from ._common import (_BUILD, _C, _DTYPE_CODES, _TIER_CODES, OP_NAMES, OP_REFUSALS, TIER_DTYPES, TIER_ENV,  # noqa: F401
                       _forced_tier, build_info, resolve_tier)
 from ._add_layer_norm import ADD_LAYER_NORM_DTYPES, add_layer_norm
 from ._pos_embed import pos_embed
@@ -48,7 +48,7 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
                        "although torch does: the driver is probably older than that CUDA version needs")
     elif op in _BUILD["tiers"]:
         try:
-            resolve_tier(op, device)
+            resolve_tier(op, device, dtype=dtype if dtype in _DTYPE_CODES else None)
         except RuntimeError as e:
             reasons.append(str(e))
     if dtype not in _DTYPE_CODES:

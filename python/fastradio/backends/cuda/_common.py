@@ -26,6 +26,11 @@ OP_NAMES: dict[str, str] = {}  # filled by each op module (register_op)
 #: Per-op refusals beyond the shared ones: op -> fn(device, dtype, **facts) -> list of reasons.
 OP_REFUSALS: dict = {}
 
+#: The compute dtypes each tier of an op takes: op -> {tier: dtypes}. A tier missing here takes
+#: every dtype of ``_DTYPE_CODES``; e.g. mma_sm75 (fp16 tensor cores) takes only float16, so the
+#: automatic choice for a float32 linear is cuda_core.
+TIER_DTYPES: dict[str, dict[str, tuple[torch.dtype, ...]]] = {}
+
 _BUILD: dict = _C.build_info()
 _TIER_CODES: dict[str, int] = dict(_C.tiers())
 _DTYPE_CODES: dict[torch.dtype, int] = {getattr(torch, name): code for name, code in _C.dtype_codes().items()}
@@ -53,20 +58,29 @@ def _capability(device: torch.device) -> tuple[int, int]:
     return _CAPABILITY[index]
 
 
-def _tier_refusal(op: str, tier: str, cap: tuple[int, int]) -> str:
+def _dtype_refusal(op: str, tier: str, dtype: torch.dtype | None) -> str:
+    takes = TIER_DTYPES.get(op, {}).get(tier)
+    if dtype is None or takes is None or dtype in takes:
+        return ""
+    return f"{op}/{tier} takes {', '.join(str(d) for d in takes)}, not {dtype}"
+
+
+def _tier_refusal(op: str, tier: str, cap: tuple[int, int], dtype: torch.dtype | None = None) -> str:
     if tier not in _TIER_CODES:
         return f"unknown tier {tier!r} (known tiers: {', '.join(_TIER_CODES)})"
-    return _C.check_arch(op, tier, cap[0], cap[1])
+    return _C.check_arch(op, tier, cap[0], cap[1]) or _dtype_refusal(op, tier, dtype)
 
 
-def resolve_tier(op: str, device: torch.device | str, tier: str | None = None) -> str:
-    """The tier that runs ``op`` on the CUDA ``device``: ``tier``, else ``FASTRADIO_TIER``, else the
-    most specialised tier this build compiled that runs there. Raises ``RuntimeError`` if none can."""
+def resolve_tier(op: str, device: torch.device | str, tier: str | None = None,
+                 dtype: torch.dtype | None = None) -> str:
+    """The tier that runs ``op`` in ``dtype`` on the CUDA ``device``: ``tier``, else
+    ``FASTRADIO_TIER``, else the most specialised tier this build compiled that runs there and takes
+    ``dtype`` (None: any). Raises ``RuntimeError`` saying why if none can."""
     device = torch.device(device)
     cap = _capability(device)
     forced, source = (tier, "the tier argument") if tier else (_forced_tier(op), TIER_ENV)
     if forced:
-        why = _tier_refusal(op, forced, cap)
+        why = _tier_refusal(op, forced, cap, dtype)
         if why:
             raise RuntimeError(f"{op}: tier {forced!r} (from {source}) cannot run on {device} "
                                f"(compute capability {cap[0]}.{cap[1]}): {why}")
@@ -74,23 +88,31 @@ def resolve_tier(op: str, device: torch.device | str, tier: str | None = None) -
     compiled = sorted(_BUILD["tiers"].get(op, []), key=lambda t: _TIER_CODES[t], reverse=True)
     whys = []
     for t in compiled:
-        why = _C.check_arch(op, t, cap[0], cap[1])
+        why = _tier_refusal(op, t, cap, dtype)
         if not why:
             return t
         whys.append(why)
-    raise RuntimeError(f"{op}: no compiled tier runs on {device} (compute capability {cap[0]}.{cap[1]}): "
+    raise RuntimeError(f"{op}: no compiled tier runs on {device} (compute capability {cap[0]}.{cap[1]})"
+                       f"{'' if dtype is None else f' in {dtype}'}: "
                        + ("; ".join(whys) or f"{op} is not compiled in this build"))
 
 
 _RESOLVED: dict[tuple, int] = {}
 
 
-def _tier_code(op: str, device: torch.device, code: int) -> int:
+def _tier_code(op: str, device: torch.device, code: int, dtype: torch.dtype | None = None) -> int:
+    """The tier code to launch: ``code`` when forced by the caller, else resolved (and cached) for
+    (op, device, dtype, FASTRADIO_TIER). A forced code is re-checked against ``dtype`` here because
+    the binding cannot know which dtypes a tier's kernels were instantiated for."""
     if code != _AUTO:
+        name = next(t for t, c in _TIER_CODES.items() if c == code)
+        why = _dtype_refusal(op, name, dtype)
+        if why:
+            raise ValueError(f"{op}: tier {name!r} cannot run this call: {why}")
         return code
-    key = (op, device.index, os.environ.get(TIER_ENV, ""))
+    key = (op, device.index, dtype, os.environ.get(TIER_ENV, ""))
     if key not in _RESOLVED:
-        _RESOLVED[key] = _TIER_CODES[resolve_tier(op, device)]
+        _RESOLVED[key] = _TIER_CODES[resolve_tier(op, device, dtype=dtype)]
     return _RESOLVED[key]
 
 
@@ -128,13 +150,16 @@ def _expect_out_dtype(fn: str, dtype) -> None:
         raise TypeError(f"{fn}: out_dtype must be one of {', '.join(str(d) for d in _DTYPE_CODES)}, got {dtype}")
 
 
+def register_op(op: str, refusals=None, tier_dtypes: dict[str, tuple[torch.dtype, ...]] | None = None) -> str:
+    """Record that this backend implements ``op``; returns its torch.library name.
 
-
-def register_op(op: str, refusals=None) -> str:
-    """Record that this backend implements ``op``; returns its torch.library name."""
+    ``refusals``: fn(device, dtype, **facts) -> reasons, for op-specific limits (e.g. head dims).
+    ``tier_dtypes``: {tier: dtypes} for tiers that take only some dtypes (see TIER_DTYPES)."""
     OP_NAMES[op] = f"fastradio::cuda_{op}"
     if refusals is not None:
         OP_REFUSALS[op] = refusals
+    if tier_dtypes:
+        TIER_DTYPES[op] = dict(tier_dtypes)
     return OP_NAMES[op]
 
 
