@@ -1,0 +1,194 @@
+// What the tensor-core tiers of linear share (linear_sm75.cu, linear_sm80.cu): the block and warp
+// tiles, the swizzled shared-memory layout, the global -> shared chunk copies, the ldmatrix
+// fragment loads and the epilogue. The tiers differ only in how a stage reaches shared memory
+// (registers + double buffer on sm_75, a cp.async pipeline on sm_80) and in the mma shape.
+//
+// Operands: x (N, K) and W (M, K) are both K-contiguous, which is exactly the "row" A and "col" B
+// layout of mma.sync (common/ptx.h): non-transposed ldmatrix gives both fragments, W is never
+// transposed. A stage holds kRows x 32 k-values of x and kCols x 32 of W, fp16/bf16, each row 64
+// bytes = four 16-byte chunks. Chunk c of row r is stored at chunk c ^ ((r >> 1) & 3): the eight
+// rows one ldmatrix matrix reads (r = 8i..8i+7, same c) then fall on eight distinct 16-byte bank
+// groups (4r + c' mod 8 takes every value), so fragment loads are conflict-free, and a warp's
+// 16-byte stores of 8 rows x 4 chunks fill four whole 128-byte wavefronts.
+//
+// Warps: kWarpsR x kWarpsC, each owning a 64 x 32 output tile = 4 x 4 mma tiles of 16 x 8 (64 fp32
+// accumulators per thread).
+#pragma once
+
+#include <cstdint>
+
+#include "common/ptx.h"
+#include "linear/linear.h"
+
+namespace fastradio {
+namespace linear_mma {
+
+template <int kWarpsR_, int kWarpsC_, int kStages_>
+struct Config {
+  static constexpr int kWarpsR = kWarpsR_;
+  static constexpr int kWarpsC = kWarpsC_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kWarpRows = 64;
+  static constexpr int kWarpCols = 32;
+  static constexpr int kRows = kWarpsR * kWarpRows;  // output rows (tokens) per block
+  static constexpr int kCols = kWarpsC * kWarpCols;  // output columns (features) per block
+  static constexpr int kK = 32;                      // k-values per stage
+  static constexpr int kChunksPerRow = kK / 8;       // 16-byte chunks of 8 fp16/bf16
+  static constexpr int kThreads = 32 * kWarpsR * kWarpsC;
+  static constexpr int kMi = kWarpRows / 16;  // m16 tiles per warp
+  static constexpr int kNi = kWarpCols / 8;   // n8 tiles per warp
+  static constexpr int kXElems = kRows * kK;  // per stage
+  static constexpr int kWElems = kCols * kK;
+  static constexpr int kStageElems = kXElems + kWElems;
+  static constexpr int kSmemBytes = kStages * kStageElems * 2;
+  static constexpr int kXChunks = kRows * kChunksPerRow / kThreads;  // 16-byte chunks per thread per stage
+  static constexpr int kWChunks = kCols * kChunksPerRow / kThreads;
+  static_assert(kRows * kChunksPerRow % kThreads == 0 && kCols * kChunksPerRow % kThreads == 0,
+                "whole chunks per thread");
+  static_assert(kK == 32, "swizzle() assumes 64-byte rows of four chunks");
+};
+
+#if defined(__CUDACC__)
+
+// Element offset of chunk c of row r in an operand tile (see the swizzle above).
+__device__ __forceinline__ int swizzle(int r, int c) { return r * 32 + ((c ^ ((r >> 1) & 3)) << 3); }
+
+// Chunk `i` of this thread's share of a tile of `tile_rows` rows: consecutive threads take the
+// four chunks of a row (64 contiguous bytes of global memory).
+template <int kThreads>
+__device__ __forceinline__ void chunk_coords(int i, int& r, int& c) {
+  const int id = int(threadIdx.x) + i * kThreads;
+  r = id >> 2;
+  c = id & 3;
+}
+
+// One 16-byte chunk (k-values k..k+7 of `row`) of a (rows, K) row-major fp16/bf16 matrix, zeros
+// outside it. kAligned: K % 8 == 0 and src 16-byte aligned, so a chunk is wholly in or out and
+// one vector load; else eight predicated 2-byte loads (any K, any alignment).
+template <bool kAligned>
+__device__ __forceinline__ uint4 load_chunk(const uint16_t* __restrict__ src, int64_t rows, int64_t K, int64_t row,
+                                            int64_t k) {
+  if (row >= rows) return make_uint4(0u, 0u, 0u, 0u);
+  const uint16_t* p = src + row * K + k;
+  if constexpr (kAligned) {
+    return k < K ? __ldg(reinterpret_cast<const uint4*>(p)) : make_uint4(0u, 0u, 0u, 0u);
+  } else {
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const uint32_t lo = k + 2 * e < K ? __ldg(reinterpret_cast<const unsigned short*>(p + 2 * e)) : 0u;
+      const uint32_t hi = k + 2 * e + 1 < K ? __ldg(reinterpret_cast<const unsigned short*>(p + 2 * e + 1)) : 0u;
+      w[e] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// A fragments of the warp's kMi m16 tiles for k16 step `ks` of the stage (ptx.h's A picture:
+// lanes 0-15 address rows 0-15 at k 0-7, lanes 16-31 the same rows at k 8-15).
+template <class C>
+__device__ __forceinline__ void load_a(const uint16_t* xs, int warp_r, int lane, int ks, uint32_t (&a)[C::kMi][4]) {
+#pragma unroll
+  for (int mi = 0; mi < C::kMi; ++mi) {
+    const int r = warp_r * C::kWarpRows + mi * 16 + (lane & 15);
+    ptx::ldmatrix_x4(a[mi], xs + swizzle(r, ks * 2 + (lane >> 4)));
+  }
+}
+
+// B fragments of the warp's kNi n8 tiles: one x4 covers two n8 tiles (matrices: n 0-7 at k 0-7,
+// n 0-7 at k 8-15, n 8-15 at k 0-7, n 8-15 at k 8-15), W rows being the columns n.
+template <class C>
+__device__ __forceinline__ void load_b(const uint16_t* ws, int warp_c, int lane, int ks, uint32_t (&b)[C::kNi][2]) {
+#pragma unroll
+  for (int nj = 0; nj < C::kNi / 2; ++nj) {
+    const int q = lane >> 3;
+    const int r = warp_c * C::kWarpCols + nj * 16 + (q >> 1) * 8 + (lane & 7);
+    uint32_t t[4];
+    ptx::ldmatrix_x4(t, ws + swizzle(r, ks * 2 + (q & 1)));
+    b[2 * nj][0] = t[0];
+    b[2 * nj][1] = t[1];
+    b[2 * nj + 1][0] = t[2];
+    b[2 * nj + 1][1] = t[3];
+  }
+}
+
+// The epilogue of the warp's accumulators (ptx.h's C picture: c[0..1] at row g, columns 2t, 2t+1;
+// c[2..3] at row g + 8): bias, activation, residual, one rounding. Column pairs are one 4-byte
+// access when `vec2` (M even, every pointer 4-byte aligned), else two predicated elements.
+template <DType kT, class C>
+__device__ __forceinline__ void epilogue(const LinearParams& p, const float (&acc)[C::kMi][C::kNi][4], int64_t row0,
+                                         int64_t col0, int warp_r, int warp_c, int lane, bool vec2) {
+  const uint16_t* __restrict__ bias = static_cast<const uint16_t*>(p.bias);  // (m,) or null
+  const uint16_t* residual = static_cast<const uint16_t*>(p.residual);       // (n, m) or null; may be out
+  uint16_t* out = static_cast<uint16_t*>(p.out);                             // (n, m)
+  const int g = lane >> 2;
+  const int t = lane & 3;
+#pragma unroll
+  for (int ni = 0; ni < C::kNi; ++ni) {
+    const int64_t col = col0 + warp_c * C::kWarpCols + ni * 8 + 2 * t;
+    if (col >= p.m) continue;
+    const bool pair = vec2;  // M even: col < M implies col + 1 < M
+    const bool second = col + 1 < p.m;
+    float b0 = 0.0f, b1 = 0.0f;
+    if (bias != nullptr) {
+      if (pair) {
+        const uint32_t w = __ldg(reinterpret_cast<const unsigned int*>(bias + col));
+        b0 = Elem<kT>::to_float(uint16_t(w)), b1 = Elem<kT>::to_float(uint16_t(w >> 16));
+      } else {
+        b0 = Elem<kT>::to_float(bias[col]);
+        if (second) b1 = Elem<kT>::to_float(bias[col + 1]);
+      }
+    }
+#pragma unroll
+    for (int mi = 0; mi < C::kMi; ++mi) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = row0 + warp_r * C::kWarpRows + mi * 16 + g + 8 * h;
+        if (row >= p.n) continue;
+        const int64_t at = row * p.m + col;
+        float r0 = 0.0f, r1 = 0.0f;
+        if (residual != nullptr) {
+          if (pair) {
+            const uint32_t w = *reinterpret_cast<const unsigned int*>(residual + at);
+            r0 = Elem<kT>::to_float(uint16_t(w)), r1 = Elem<kT>::to_float(uint16_t(w >> 16));
+          } else {
+            r0 = Elem<kT>::to_float(residual[at]);
+            if (second) r1 = Elem<kT>::to_float(residual[at + 1]);
+          }
+        }
+        const uint16_t o0 = Elem<kT>::from_float(linear_epilogue(acc[mi][ni][2 * h], b0, p.activation, r0));
+        const uint16_t o1 = Elem<kT>::from_float(linear_epilogue(acc[mi][ni][2 * h + 1], b1, p.activation, r1));
+        if (pair) {
+          *reinterpret_cast<unsigned int*>(out + at) = uint32_t(o0) | (uint32_t(o1) << 16);
+        } else {
+          out[at] = o0;
+          if (second) out[at + 1] = o1;
+        }
+      }
+    }
+  }
+}
+
+#endif  // __CUDACC__
+
+// Whether the epilogue may use 4-byte column pairs for these pointers and M.
+inline bool pairs_ok(const LinearParams& p) {
+  const auto al4 = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 4 == 0; };
+  return p.m % 2 == 0 && al4(p.out) && al4(p.residual) && al4(p.bias);
+}
+
+// Whether the operands allow 16-byte chunk loads (else the predicated element path).
+inline bool chunks_ok(const LinearParams& p) {
+  const auto al16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return p.k % 8 == 0 && al16(p.x) && al16(p.weight);
+}
+
+// Blocks of a launch with kRows x kCols tiles; 0 if they do not fit a 1-D grid.
+template <class C>
+int64_t grid_blocks(const LinearParams& p) {
+  const int64_t b = ((p.n + C::kRows - 1) / C::kRows) * ((p.m + C::kCols - 1) / C::kCols);
+  return b > INT32_MAX ? 0 : b;
+}
+
+}  // namespace linear_mma
+}  // namespace fastradio
