@@ -1,6 +1,9 @@
 // pybind11 binding of linear (csrc/python/binding.h): argument checks, then the launcher.
 #include "python/binding.h"
 
+#include <cstdint>
+#include <utility>
+
 #include "linear/linear.h"
 #include "linear/linear_host.h"
 
@@ -25,6 +28,9 @@ LinearParams linear_params(const char* fn, uint64_t x, uint64_t weight, uint64_t
   check_product(fn, "size n*k", n, k, 1);
   check_product(fn, "size m*k", m, k, 1);
   check_product(fn, "size n*m", n, m, 1);
+  // Each dimension fits 32 bits (the kernels' in-tile counters); their products need not.
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"n", n}, {"m", m}, {"k", k}})
+    if (v > INT32_MAX) value_error(cat(fn, ": ", name, " must be < 2^31, got ", v));
   if (!is_valid_linear_activation(activation))
     value_error(cat(fn, ": activation must be 0 (none) or 1 (gelu), got ", activation));
   LinearParams p;

@@ -501,12 +501,14 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
 # --- linear ---------------------------------------------------------------------------------------
 # The block GEMMs with fused epilogues (ops.linear; kernels/linear.py): act(x·Wᵀ + b) + residual,
 # weight in nn.Linear's (M, K) layout, activation "none" or exact-erf "gelu", fp32 accumulation and
-# epilogue, one rounding. Uses the device/contiguity helpers of the add_layer_norm section above.
+# epilogue, one rounding. Argument checks: backends/checks/linear.py (shared with the cuda backend)
+# plus the device helper of the add_layer_norm section above.
+
+from fastradio.backends.checks.linear import check_linear as _check_linear_args
 
 _LINEAR_IMPORT_ERROR: str | None = None
 if _IMPORT_ERROR is None:
     try:
-        from fastradio.kernels.linear import ACTIVATIONS as _LINEAR_ACTIVATIONS
         from fastradio.kernels.linear import linear as _launch_linear
     except Exception as e:  # a broken kernel file must not take the other ops down
         _LINEAR_IMPORT_ERROR = f"kernels/linear.py failed to import ({type(e).__name__}: {e})"
@@ -520,39 +522,10 @@ _OP_REFUSALS["linear"] = _linear_refusals
 
 
 def _check_linear(x, weight, bias, activation, residual) -> None:
-    # Everything the kernel's raw pointers rely on, with what was expected and what came.
-    op = "linear"
-    named = [("x", x), ("weight", weight), ("bias", bias), ("residual", residual)]
-    for name, t in named:
-        optional = name in ("bias", "residual")
-        if not isinstance(t, torch.Tensor) and not (optional and t is None):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor{' or None' if optional else ''}, "
-                            f"got {type(t).__name__}")
-    named = [(name, t) for name, t in named if t is not None]
-    if x.dim() != 2 or x.shape[1] < 1:
-        raise ValueError(f"{op}: x must have shape (N, K) with K >= 1, got {tuple(x.shape)}")
-    n, k = x.shape
-    if weight.dim() != 2 or weight.shape[0] < 1:
-        raise ValueError(f"{op}: weight must have shape (M, K) with M >= 1 (nn.Linear layout), "
-                         f"got {tuple(weight.shape)}")
-    m = weight.shape[0]
-    if weight.shape[1] != k:
-        raise ValueError(f"{op}: weight must have shape (M, K) = (M, {k}) with K from x {tuple(x.shape)}, "
-                         f"got {tuple(weight.shape)}")
-    if bias is not None and tuple(bias.shape) != (m,):
-        raise ValueError(f"{op}: bias must have shape (M,) = ({m},) with M from weight, got {tuple(bias.shape)}")
-    if residual is not None and tuple(residual.shape) != (n, m):
-        raise ValueError(f"{op}: residual must have shape (N, M) = ({n}, {m}), got {tuple(residual.shape)}")
-    if not isinstance(activation, str) or activation not in _LINEAR_ACTIVATIONS:
-        raise ValueError(f"{op}: activation must be 'none' or 'gelu' (exact erf), got {activation!r}")
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"{op}: x must be float32, float16 or bfloat16, got {x.dtype}")
-    for name, t in named[1:]:
-        if t.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
-    _check_contiguous(op, named)
-    _check_same_device(op, "x", x, named[1:])
-    _check_kernel_device(op, "x", x.device)
+    # Everything the kernel's raw pointers rely on (checks/linear.py, shared with the cuda
+    # backend), then where this backend's kernels run.
+    _check_linear_args(x, weight, bias, activation, residual)
+    _check_kernel_device("linear", "x", x.device)
 
 
 def _linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str,
