@@ -215,8 +215,8 @@ class Bench:
             if name == "cuda" and hasattr(mod, "build_info"):
                 tiers = mod.build_info().get("tiers", {}).get(op, [])
                 for tier in tiers:
-                    try:
-                        mod.resolve_tier(op, self.device, tier)
+                    try:  # per dtype: e.g. linear's mma_sm75 takes float16 only
+                        mod.resolve_tier(op, self.device, tier, dtype=dtype)
                     except RuntimeError as e:
                         self.skip(base, f"cuda[{tier}]", "fastradio", str(e), once_key=key + (tier,))
                         continue
