@@ -7,7 +7,10 @@ for 16-bit, cuda_core for float32); the fake implementation gives the right shap
 cuda_core kernel's block walk, epilogue and rounding run on the host through ``_C._linear_host``
 (the same helpers as the kernels) against a float64 oracle: fp32 within 1e-5, fp16/bf16 within 2x
 the reference backend's own error (the precision floor, DESIGN.md §7), one rounding at the end,
-every output of every tile written, a NaN confined to its row.
+every output of every tile written, a NaN confined to its row. The tensor-core tiers' index math
+(swizzled stages, ldmatrix addresses, fragments, output mapping: their own helpers) runs on the
+host through ``_C._linear_mma_host`` with ldmatrix and mma emulated from the PTX ISA, and the
+layout is checked free of shared-memory bank conflicts.
 
 With a GPU: every tier forced x its dtypes x epilogues on awkward shapes (1, 7, 67, 131, 257,
 8191 rows; M, K including 1, 80, 150, 768, K % 8 != 0, storage offsets: the predicated paths),
@@ -420,6 +423,53 @@ def test_host_conversions_are_exact():
         assert bool(same.all()), (dtype, b[~same][:5], out[0][~same][:5])
 
 
+# -- the tensor-core tiers' index math on the host (ldmatrix and mma emulated) --------------------------
+
+def _mma_host(x, w, b, act, r, config):
+    n, k = x.shape
+    m = w.shape[0]
+    out = torch.full((n, m), float("nan"), dtype=x.dtype)
+    _C._linear_mma_host(*_ptrs(x, w, b, r, out), n, m, k, ACT[act], _code(x.dtype), config)
+    return out
+
+
+@pytest.mark.parametrize("config", [0, 1], ids=["128x128", "64x128"])
+@pytest.mark.parametrize("dtype", [F16, BF16], ids=_id)
+def test_mma_host_math_matches_oracle(dtype, config):
+    """The swizzled stage layout, the ldmatrix addresses, the fragments and the accumulator-to-output
+    mapping of linear_mma.cuh (the kernels' own helpers) compose into x·Wᵀ: ragged row/column
+    tiles, K tails inside a 16-wide mma step and inside a 32-wide stage, NaN-poisoned outputs."""
+    for n, m, k in ((1, 1, 1), (7, 13, 67), (67, 150, 80), (131, 257, 40), (257, 130, 768)):
+        for epilogue in ("bias_gelu", "bias_gelu_residual"):
+            args = _args(n, m, k, dtype, epilogue, _seed("mma-host", n, m, k, dtype, epilogue))
+            _check(_mma_host(*args, config), args, f"config {config} {n}x{m}x{k} {epilogue}")
+
+
+@pytest.mark.parametrize("config", [0, 1], ids=["128x128", "64x128"])
+def test_mma_host_walks_every_tile(config):
+    """1153 rows: 10 row tiles of 128 (groups of 8 + 2) or 19 of 64 (8 + 8 + 3); 259 columns: 3
+    column tiles, the last with 3; K = 40: a full stage and a stage with one 8-wide chunk live."""
+    args = _args(1153, 259, 40, BF16, "bias_residual", _seed("mma-walk"))
+    _check(_mma_host(*args, config), args, f"config {config} 1153x259x40")
+
+
+def test_mma_host_refusals():
+    host = {k: v for k, v in GOOD.items() if k not in ("tier", "stream")}
+    with pytest.raises(ValueError, match=r"^_linear_mma_host: dtype must be 1 \(float16\) or 2 \(bfloat16\), got 0"):
+        _C._linear_mma_host(**host, config=0)
+    with pytest.raises(ValueError, match=r"^_linear_mma_host: config must be 0 \(128 x 128 tiles\) or 1"):
+        _C._linear_mma_host(**{**host, "dtype": 2}, config=2)
+    with pytest.raises(ValueError, match=r"^_linear_mma_host: x must be a non-null"):
+        _C._linear_mma_host(**{**host, "dtype": 2, "x": 0}, config=0)
+
+
+def test_mma_layout_is_bank_conflict_free():
+    """Every 8-lane phase of the 16-byte stage stores and of every ldmatrix hits 8 distinct bank
+    groups in the XOR-swizzled layout (an unswizzled one of 64-byte rows would be 4-way)."""
+    assert _C._linear_mma_conflicts(0) == 1
+    assert _C._linear_mma_conflicts(1) == 1
+
+
 # -- with a GPU: every tier against the oracle -----------------------------------------------------------
 
 def _launch(x, w, b, act, r, tier, out=None):
@@ -583,14 +633,15 @@ def test_gpu_opcheck():
 
 
 @needs_gpu
-def test_gpu_cuda_graph_capture():
-    args = _args(131, 768, 768, BF16, "bias_gelu", _seed("graph"), "cuda")
+@pytest.mark.parametrize("n", [131, 8191])  # mma_sm80: the 64 x 128 tile, and the 128 x 128 one (smem opt-in)
+def test_gpu_cuda_graph_capture(n):
+    args = _args(n, 768, 768, BF16, "bias_gelu", _seed("graph", n), "cuda")
     x, w, b, act, r = args
     cuda.linear(*args)  # warm-up outside capture
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
         out = cuda.linear(*args)
-    x.copy_(_inputs(131, 768, 768, BF16, _seed("graph2"), "cuda")[0])  # replay reads the new values
+    x.copy_(_inputs(n, 768, 768, BF16, _seed("graph2", n), "cuda")[0])  # replay reads the new values
     g.replay()
     torch.cuda.synchronize()
     _check(out, args, "graph replay")

@@ -6,6 +6,7 @@
 
 #include "linear/linear.h"
 #include "linear/linear_host.h"
+#include "linear/linear_mma_host.h"
 
 namespace py = pybind11;
 
@@ -75,6 +76,24 @@ void linear_host_py(uint64_t x, uint64_t weight, uint64_t bias, uint64_t residua
   raise_status(fn, linear_host(p));
 }
 
+// The tensor-core tiers' index math (stage layout, ldmatrix addresses, fragments, output mapping)
+// with ldmatrix and mma emulated on host memory: GPU-less CI checks that they compose to x·Wᵀ.
+void linear_mma_host_py(uint64_t x, uint64_t weight, uint64_t bias, uint64_t residual, uint64_t out, int64_t n,
+                        int64_t m, int64_t k, int activation, int dtype, int config) {
+  const char* fn = "_linear_mma_host";
+  const LinearParams p = linear_params(fn, x, weight, bias, residual, out, n, m, k, activation, dtype);
+  if (p.dtype == DType::kFloat32) value_error(cat(fn, ": dtype must be 1 (float16) or 2 (bfloat16), got 0 (float32)"));
+  if (config != 0 && config != 1)
+    value_error(cat(fn, ": config must be 0 (128 x 128 tiles) or 1 (64 x 128), got ", config));
+  raise_status(fn, linear_mma_host(p, config));
+}
+
+int linear_mma_conflicts_py(int config) {
+  if (config != 0 && config != 1)
+    value_error(cat("_linear_mma_conflicts: config must be 0 (128 x 128 tiles) or 1 (64 x 128), got ", config));
+  return linear_mma_conflict_ways(config);
+}
+
 }  // namespace
 }  // namespace fastradio
 
@@ -94,4 +113,12 @@ FASTRADIO_BIND_OP(linear) {
         py::arg("out"), py::arg("n"), py::arg("m"), py::arg("k"), py::arg("activation"), py::arg("dtype"),
         "Test aid: the linear cuda_core kernel's block walk and math on HOST pointers (same arguments, no\n"
         "tier/stream).");
+  m.def("_linear_mma_host", &linear_mma_host_py, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("residual"), py::arg("out"), py::arg("n"), py::arg("m"), py::arg("k"), py::arg("activation"),
+        py::arg("dtype"), py::arg("config"),
+        "Test aid: the tensor-core tiers' tiles on HOST pointers, ldmatrix and mma emulated (float16/bfloat16;\n"
+        "config 0: 128 x 128 tiles of mma_sm75 and mma_sm80, 1: mma_sm80's 64 x 128).");
+  m.def("_linear_mma_conflicts", &linear_mma_conflicts_py, py::arg("config"),
+        "Test aid: the most 16-byte shared-memory accesses of one phase (stage stores, ldmatrix rows) that\n"
+        "share a bank group in the tensor-core tiers' swizzled layout (1: conflict-free).");
 }

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "common/arch.h"
 #include "common/ptx.h"
 #include "linear/linear.h"
 
@@ -46,21 +47,64 @@ struct Config {
   static_assert(kRows * kChunksPerRow % kThreads == 0 && kCols * kChunksPerRow % kThreads == 0,
                 "whole chunks per thread");
   static_assert(kK == 32, "swizzle() assumes 64-byte rows of four chunks");
+  static_assert(kNi % 2 == 0, "B fragments come in pairs of n8 tiles");
 };
 
-#if defined(__CUDACC__)
+// The tile configs of the tiers (the host twin, linear_mma_host.h, walks the same).
+using Sm80Big = Config<2, 4, 4>;    // 128 x 128, 8 warps, 4 stages: 64 KiB
+using Sm80Small = Config<1, 4, 4>;  // 64 x 128, 4 warps, 4 stages: 48 KiB
+using Sm75Tile = Config<2, 4, 2>;   // 128 x 128, 8 warps, 2 stages: 32 KiB (static)
 
-// Element offset of chunk c of row r in an operand tile (see the swizzle above).
-__device__ __forceinline__ int swizzle(int r, int c) { return r * 32 + ((c ^ ((r >> 1) & 3)) << 3); }
+// --- index math shared by the kernels and the host twin --------------------------------------------
 
-// Chunk `i` of this thread's share of a tile of `tile_rows` rows: consecutive threads take the
-// four chunks of a row (64 contiguous bytes of global memory).
-template <int kThreads>
-__device__ __forceinline__ void chunk_coords(int i, int& r, int& c) {
-  const int id = int(threadIdx.x) + i * kThreads;
-  r = id >> 2;
-  c = id & 3;
+// A 16-byte chunk of an operand tile: row r, chunk c (k-values 8c..8c+7 of the stage).
+struct Chunk {
+  int r;
+  int c;
+};
+
+// Element offset of chunk (r, c) in an operand tile (see the swizzle above).
+FASTRADIO_HD int swizzle(Chunk ch) { return ch.r * 32 + ((ch.c ^ ((ch.r >> 1) & 3)) << 3); }
+
+// Chunk i of thread `thread`'s share of a tile: consecutive threads take the four chunks of a row
+// (64 contiguous bytes of global memory), then the next row.
+template <class C>
+FASTRADIO_HD Chunk chunk_of(int thread, int i) {
+  const int id = thread + i * C::kThreads;
+  return Chunk{id >> 2, id & 3};
 }
+
+// The x-tile chunk whose address `lane` gives to the ldmatrix_x4 of A fragment (m16 tile mi, k16
+// step ks): lanes 0-15 rows 0-15 at k 0-7, lanes 16-31 the same rows at k 8-15, i.e. matrices
+// (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) = registers a[0..3] of ptx.h's picture.
+template <class C>
+FASTRADIO_HD Chunk a_chunk(int warp_r, int lane, int mi, int ks) {
+  return Chunk{warp_r * C::kWarpRows + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)};
+}
+
+// The W-tile chunk whose address `lane` gives to the ldmatrix_x4 of the B fragments of n8 tiles
+// 2nj and 2nj + 1 (W rows are the output columns n): matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
+// (n 8-15, k 0-7), (n 8-15, k 8-15) = b[2nj][0..1], b[2nj + 1][0..1].
+template <class C>
+FASTRADIO_HD Chunk b_chunk(int warp_c, int lane, int nj, int ks) {
+  const int q = lane >> 3;
+  return Chunk{warp_c * C::kWarpCols + nj * 16 + (q >> 1) * 8 + (lane & 7), ks * 2 + (q & 1)};
+}
+
+// Block-tile (row, column) of accumulator e (0..3) of mma tile (mi, ni) held by `lane` (ptx.h's
+// C picture: e = 0, 1 at row g, columns 2t, 2t + 1; e = 2, 3 at row g + 8).
+struct Cell {
+  int row;
+  int col;
+};
+
+template <class C>
+FASTRADIO_HD Cell acc_cell(int warp_r, int warp_c, int lane, int mi, int ni, int e) {
+  return Cell{warp_r * C::kWarpRows + mi * 16 + (lane >> 2) + 8 * (e >> 1),
+              warp_c * C::kWarpCols + ni * 8 + 2 * (lane & 3) + (e & 1)};
+}
+
+#if defined(__CUDACC__)
 
 // One 16-byte chunk (k-values k..k+7 of `row`) of a (rows, K) row-major fp16/bf16 matrix, zeros
 // outside it. kAligned: K % 8 == 0 and src 16-byte aligned, so a chunk is wholly in or out and
@@ -84,27 +128,20 @@ __device__ __forceinline__ uint4 load_chunk(const uint16_t* __restrict__ src, in
   }
 }
 
-// A fragments of the warp's kMi m16 tiles for k16 step `ks` of the stage (ptx.h's A picture:
-// lanes 0-15 address rows 0-15 at k 0-7, lanes 16-31 the same rows at k 8-15).
+// A fragments of the warp's kMi m16 tiles for k16 step `ks` of the stage (see a_chunk).
 template <class C>
 __device__ __forceinline__ void load_a(const uint16_t* xs, int warp_r, int lane, int ks, uint32_t (&a)[C::kMi][4]) {
 #pragma unroll
-  for (int mi = 0; mi < C::kMi; ++mi) {
-    const int r = warp_r * C::kWarpRows + mi * 16 + (lane & 15);
-    ptx::ldmatrix_x4(a[mi], xs + swizzle(r, ks * 2 + (lane >> 4)));
-  }
+  for (int mi = 0; mi < C::kMi; ++mi) ptx::ldmatrix_x4(a[mi], xs + swizzle(a_chunk<C>(warp_r, lane, mi, ks)));
 }
 
-// B fragments of the warp's kNi n8 tiles: one x4 covers two n8 tiles (matrices: n 0-7 at k 0-7,
-// n 0-7 at k 8-15, n 8-15 at k 0-7, n 8-15 at k 8-15), W rows being the columns n.
+// B fragments of the warp's kNi n8 tiles, two per ldmatrix_x4 (see b_chunk).
 template <class C>
 __device__ __forceinline__ void load_b(const uint16_t* ws, int warp_c, int lane, int ks, uint32_t (&b)[C::kNi][2]) {
 #pragma unroll
   for (int nj = 0; nj < C::kNi / 2; ++nj) {
-    const int q = lane >> 3;
-    const int r = warp_c * C::kWarpCols + nj * 16 + (q >> 1) * 8 + (lane & 7);
     uint32_t t[4];
-    ptx::ldmatrix_x4(t, ws + swizzle(r, ks * 2 + (q & 1)));
+    ptx::ldmatrix_x4(t, ws + swizzle(b_chunk<C>(warp_c, lane, nj, ks)));
     b[2 * nj][0] = t[0];
     b[2 * nj][1] = t[1];
     b[2 * nj + 1][0] = t[2];
@@ -121,11 +158,9 @@ __device__ __forceinline__ void epilogue(const LinearParams& p, const float (&ac
   const uint16_t* __restrict__ bias = static_cast<const uint16_t*>(p.bias);  // (m,) or null
   const uint16_t* residual = static_cast<const uint16_t*>(p.residual);       // (n, m) or null; may be out
   uint16_t* out = static_cast<uint16_t*>(p.out);                             // (n, m)
-  const int g = lane >> 2;
-  const int t = lane & 3;
 #pragma unroll
   for (int ni = 0; ni < C::kNi; ++ni) {
-    const int64_t col = col0 + warp_c * C::kWarpCols + ni * 8 + 2 * t;
+    const int64_t col = col0 + acc_cell<C>(warp_r, warp_c, lane, 0, ni, 0).col;
     if (col >= p.m) continue;
     const bool pair = vec2;  // M even: col < M implies col + 1 < M
     const bool second = col + 1 < p.m;
@@ -143,7 +178,7 @@ __device__ __forceinline__ void epilogue(const LinearParams& p, const float (&ac
     for (int mi = 0; mi < C::kMi; ++mi) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int64_t row = row0 + warp_r * C::kWarpRows + mi * 16 + g + 8 * h;
+        const int64_t row = row0 + acc_cell<C>(warp_r, warp_c, lane, mi, ni, 2 * h).row;
         if (row >= p.n) continue;
         const int64_t at = row * p.m + col;
         float r0 = 0.0f, r1 = 0.0f;

@@ -7,13 +7,15 @@
 // m16n8k8 mma (k 0-7 from registers 0-1 / 0, k 8-15 from 2-3 / 1). No cp.async before sm_80: the
 // next stage is loaded into registers (4 x 16 bytes per thread) while the current one is multiplied,
 // then stored to the other of two shared buffers (2 x 16 KiB static), one barrier per step.
-// K % 8 != 0 or unaligned x/W: predicated 2-byte loads into the same registers.
+// K % 8 != 0 or unaligned x/W: predicated 2-byte loads into the same registers. The staged chunks
+// (16 registers) on top of the 64 accumulators put the kernel at ~160-180 registers, so one block
+// (8 warps) runs per SM; capping it at 128 for two blocks spilled on every arch.
 #include "linear/linear_mma.cuh"
 
 namespace fastradio {
 namespace {
 
-using C = linear_mma::Config<2, 4, 2>;
+using C = linear_mma::Sm75Tile;
 
 // This thread's chunks of one stage, between their global loads and their shared-memory stores.
 template <bool kAligned>
@@ -26,30 +28,25 @@ struct StageRegs {
     const uint16_t* __restrict__ wp = static_cast<const uint16_t*>(p.weight);  // (m, k)
 #pragma unroll
     for (int i = 0; i < C::kXChunks; ++i) {
-      int r, c;
-      linear_mma::chunk_coords<C::kThreads>(i, r, c);
-      x[i] = linear_mma::load_chunk<kAligned>(xp, p.n, p.k, row0 + r, k0 + 8 * c);
+      const linear_mma::Chunk ch = linear_mma::chunk_of<C>(int(threadIdx.x), i);
+      x[i] = linear_mma::load_chunk<kAligned>(xp, p.n, p.k, row0 + ch.r, k0 + 8 * ch.c);
     }
 #pragma unroll
     for (int i = 0; i < C::kWChunks; ++i) {
-      int r, c;
-      linear_mma::chunk_coords<C::kThreads>(i, r, c);
-      w[i] = linear_mma::load_chunk<kAligned>(wp, p.m, p.k, col0 + r, k0 + 8 * c);
+      const linear_mma::Chunk ch = linear_mma::chunk_of<C>(int(threadIdx.x), i);
+      w[i] = linear_mma::load_chunk<kAligned>(wp, p.m, p.k, col0 + ch.r, k0 + 8 * ch.c);
     }
   }
 
   __device__ __forceinline__ void store(uint16_t* stage) const {
 #pragma unroll
     for (int i = 0; i < C::kXChunks; ++i) {
-      int r, c;
-      linear_mma::chunk_coords<C::kThreads>(i, r, c);
-      *reinterpret_cast<uint4*>(stage + linear_mma::swizzle(r, c)) = x[i];
+      *reinterpret_cast<uint4*>(stage + linear_mma::swizzle(linear_mma::chunk_of<C>(int(threadIdx.x), i))) = x[i];
     }
 #pragma unroll
     for (int i = 0; i < C::kWChunks; ++i) {
-      int r, c;
-      linear_mma::chunk_coords<C::kThreads>(i, r, c);
-      *reinterpret_cast<uint4*>(stage + C::kXElems + linear_mma::swizzle(r, c)) = w[i];
+      *reinterpret_cast<uint4*>(stage + C::kXElems + linear_mma::swizzle(linear_mma::chunk_of<C>(int(threadIdx.x), i))) =
+          w[i];
     }
   }
 };

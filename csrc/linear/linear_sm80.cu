@@ -9,15 +9,18 @@
 // 64 x 128 tiles with 4 warps instead (48 KiB), which doubles the blocks. K % 8 != 0 or unaligned
 // x/W: the same pipeline with predicated 2-byte loads stored synchronously (correct, slower).
 //
-// Expected speed (reasoned, not yet measured): each stage brings 16 KiB for 2·128·128·32 = 1 MFLOP
-// (64 FLOP per byte of L2 traffic; the x panel of a group and all of W stay in L2 for the model's
-// shapes). Per warp and k16: 6 ldmatrix.x4 feed 16 mma, so shared memory is not the limit. At
-// <= 128 registers two blocks fit an SM (2 x 64 KiB smem, 512 threads), 16 warps to hide the
-// pipeline's latency. On A100 that is the classic CUTLASS sm80 shape: ~75-85 % of the 312 TFLOP/s
-// fp16/bf16 peak at large N. On H100 mma.sync issues at roughly half the rate of wgmma and without
-// TMA the loads cost issue slots: expect ~40-55 % of the measured ~790 TFLOP/s (about 330-430),
-// i.e. below torch.addmm (cuBLAS, wgmma); closing that gap is a wgmma_sm90a tier's job. Batch 1
-// (one wave of 64 x 128 tiles) is latency-bound: ~25-35 %.
+// Expected speed (reasoned, not yet measured on a GPU): each stage brings 16 KiB for
+// 2·128·128·32 = 1 MFLOP (64 FLOP per byte of L2 traffic; a group's x panels and all of W stay in
+// L2 for the model's shapes: W is at most 1536 x 6144 x 2 B = 18 MiB). Per warp and k16: 6
+// ldmatrix.x4 (conflict-free, checked by tests/test_cuda_linear.py) feed 16 mma. ptxas keeps the
+// kernels at <= 128 registers without spills (__launch_bounds__(256, 2); 121-128 depending on arch
+// and toolchain), so two 128 x 128 blocks share an SM (2 x 64 KiB shared memory, 16 warps) on
+// sm_80/sm_90 (one on the 99 KiB sm_86/89/120). On A100 that is the classic CUTLASS sm80 shape:
+// ~75-85 % of the 312 TFLOP/s fp16/bf16 peak at large N. On H100 mma.sync issues at roughly half
+// the rate of wgmma and, without TMA, the loads take issue slots: expect ~40-55 % of the measured
+// ~790 TFLOP/s (about 330-430), i.e. behind torch.addmm (cuBLAS, wgmma) on big batches; closing
+// that gap is a wgmma_sm90a tier's job. Batch 1 (one wave of 64 x 128 tiles) is latency-bound
+// and shorter K loops amortise the pipeline fill less: ~25-35 %.
 #include "linear/linear_mma.cuh"
 
 #include <atomic>
@@ -25,9 +28,8 @@
 namespace fastradio {
 namespace {
 
-using linear_mma::Config;
-using Big = Config<2, 4, 4>;    // 128 x 128, 8 warps, 64 KiB
-using Small = Config<1, 4, 4>;  // 64 x 128, 4 warps, 48 KiB
+using Big = linear_mma::Sm80Big;
+using Small = linear_mma::Sm80Small;
 
 // This compilation pass's opt-in shared-memory limit, as a constant: device code may not call the
 // host constexpr function itself.
@@ -55,11 +57,10 @@ __device__ __forceinline__ void load_tile(uint16_t* tile, const uint16_t* __rest
   constexpr int kChunks = kTileRows * C::kChunksPerRow / C::kThreads;
 #pragma unroll
   for (int i = 0; i < kChunks; ++i) {
-    int r, c;
-    linear_mma::chunk_coords<C::kThreads>(i, r, c);
-    const int64_t row = row0 + r;
-    const int64_t k = k0 + 8 * c;
-    uint16_t* dst = tile + linear_mma::swizzle(r, c);
+    const linear_mma::Chunk ch = linear_mma::chunk_of<C>(int(threadIdx.x), i);
+    const int64_t row = row0 + ch.r;
+    const int64_t k = k0 + 8 * ch.c;
+    uint16_t* dst = tile + linear_mma::swizzle(ch);
     if constexpr (kAligned) {
       const bool live = row < rows && k < K;
       ptx::cp_async_16(dst, live ? src + row * K + k : src, live);
