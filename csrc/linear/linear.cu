@@ -17,31 +17,30 @@
 // unrolled: unrolled, ptxas hoists the next k's shared-memory reads and spills on some archs.
 // Sixteen warps per SM hide the shared-memory latency instead.
 #include "linear/linear.h"
+#include "linear/linear_cuda_core.h"
 
 namespace fastradio {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kTileRows = kLinearCudaCoreTile;  // output rows (tokens) per block
-constexpr int kTileCols = kLinearCudaCoreTile;  // output columns (features) per block
-constexpr int kTileK = 8;        // reduction step
-constexpr int kSmemStride = kTileRows + 4;  // floats per k-row: keeps float4 alignment, halves store conflicts
-static_assert(kTileRows == kTileCols, "the loader treats x and W tiles alike");
+using linear_cc::block_col;
+using linear_cc::block_row;
+using linear_cc::kSmemStride;
+using linear_cc::kThreads;
+using linear_cc::kTile;
+using linear_cc::kTileK;
 
 // One operand tile in registers between its global load and its shared-memory store: kV
 // consecutive k-values (4: an 8- or 16-byte vector, or 1: one element) per chunk, kept as raw bits
-// (widened to fp32 only when stored: fewer registers live across the FMAs). Consecutive threads
-// take consecutive chunks of a row (coalesced); a thread's chunks are kRowStep rows apart at the
-// same k, so one row pointer and one predicate on k serve them all.
+// (widened to fp32 only when stored: fewer registers live across the FMAs). Which chunks: LoadMap
+// (linear_cuda_core.h); a thread's chunks sit kRowStep rows apart at the same k, so one row pointer
+// and one predicate on k serve them all.
 template <DType kT, int kV>
 struct TileLoader {
   using Bits = typename Elem<kT>::Bits;
-  static constexpr int kChunksPerRow = kTileK / kV;
-  static constexpr int kChunks = kTileRows * kChunksPerRow / kThreads;  // per thread
-  static constexpr int kRowStep = kThreads / kChunksPerRow;
+  using Map = linear_cc::LoadMap<kV>;
+  static constexpr int kChunks = Map::kChunks;  // per thread
+  static constexpr int kRowStep = Map::kRowStep;
   static constexpr int kWords = (kV * int(sizeof(Bits)) + 3) / 4;  // 32-bit registers per chunk
-  static_assert(kV == 1 || kV == 4, "chunks are one element or four (8 or 16 bytes)");
-  static_assert(kThreads % kChunksPerRow == 0 && kTileRows * kChunksPerRow % kThreads == 0, "whole chunks");
 
   const Bits* first;  // this thread's first chunk at k = 0
   int rows_left;      // rows of the matrix from this thread's first row on (may be <= 0)
@@ -50,8 +49,8 @@ struct TileLoader {
 
   // Rows [row0, row0 + 128) of a (rows, K) row-major matrix (rows, K < 2^31: linear_check).
   __device__ __forceinline__ TileLoader(const Bits* src, int64_t rows, int64_t K, int64_t row0) {
-    const int r = int(threadIdx.x) / kChunksPerRow;
-    const int k = (int(threadIdx.x) % kChunksPerRow) * kV;
+    const int r = Map::row(int(threadIdx.x), 0);
+    const int k = Map::k(int(threadIdx.x));
     first = src + (row0 + r) * K + k;
     rows_left = int(rows - row0) - r;
     k_left = int(K) - k;
@@ -81,8 +80,7 @@ struct TileLoader {
 
   // Transposed into smem[k][row] (k-major: a thread's 4 rows are one float4 at each k).
   __device__ __forceinline__ void store(float (*smem)[kSmemStride]) const {
-    const int r = int(threadIdx.x) / kChunksPerRow;
-    const int k = (int(threadIdx.x) % kChunksPerRow) * kV;
+    const int k = Map::k(int(threadIdx.x));
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
 #pragma unroll
@@ -93,7 +91,7 @@ struct TileLoader {
         } else {
           bits = (w[i][e / 2] >> (16 * (e % 2))) & 0xffffu;
         }
-        smem[k + e][r + i * kRowStep] = Elem<kT>::to_float(Bits(bits));
+        smem[k + e][Map::row(int(threadIdx.x), i)] = Elem<kT>::to_float(Bits(bits));
       }
     }
   }
@@ -164,13 +162,12 @@ __global__ void __launch_bounds__(kThreads, 2) linear_cuda_core_kernel(LinearPar
   __shared__ __align__(16) float ws[2][kTileK][kSmemStride];
   const Bits* __restrict__ x = static_cast<const Bits*>(p.x);       // (n, k)
   const Bits* __restrict__ w = static_cast<const Bits*>(p.weight);  // (m, k)
-  const int64_t tiles_r = (p.n + kTileRows - 1) / kTileRows;
-  const int64_t tiles_c = (p.m + kTileCols - 1) / kTileCols;
+  const int64_t tiles_r = (p.n + kTile - 1) / kTile;
+  const int64_t tiles_c = (p.m + kTile - 1) / kTile;
   const LinearTile tile = linear_block_tile(blockIdx.x, tiles_r, tiles_c, kLinearGroupRows);
-  const int64_t row0 = tile.row_tile * kTileRows;
-  const int64_t col0 = tile.col_tile * kTileCols;
-  const int tx = threadIdx.x % 16;
-  const int ty = threadIdx.x / 16;
+  const int64_t row0 = tile.row_tile * kTile;
+  const int64_t col0 = tile.col_tile * kTile;
+  const int t = int(threadIdx.x);
 
   float acc[8][8];
 #pragma unroll
@@ -195,10 +192,10 @@ __global__ void __launch_bounds__(kThreads, 2) linear_cuda_core_kernel(LinearPar
 #pragma unroll 1
     for (int kk = 0; kk < kTileK; ++kk) {
       float a[8], b[8];
-      *reinterpret_cast<float4*>(a) = *reinterpret_cast<const float4*>(&xs[buf][kk][ty * 4]);
-      *reinterpret_cast<float4*>(a + 4) = *reinterpret_cast<const float4*>(&xs[buf][kk][64 + ty * 4]);
-      *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(&ws[buf][kk][tx * 4]);
-      *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(&ws[buf][kk][64 + tx * 4]);
+      *reinterpret_cast<float4*>(a) = *reinterpret_cast<const float4*>(&xs[buf][kk][block_row(t, 0)]);
+      *reinterpret_cast<float4*>(a + 4) = *reinterpret_cast<const float4*>(&xs[buf][kk][block_row(t, 4)]);
+      *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(&ws[buf][kk][block_col(t, 0)]);
+      *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(&ws[buf][kk][block_col(t, 4)]);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -213,11 +210,11 @@ __global__ void __launch_bounds__(kThreads, 2) linear_cuda_core_kernel(LinearPar
 
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int64_t row = row0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
+    const int64_t row = row0 + block_row(t, i);
     if (row >= p.n) continue;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t col = col0 + h * 64 + tx * 4;
+      const int64_t col = col0 + block_col(t, 4 * h);
       if (col >= p.m) continue;
       const float four[4] = {acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]};
       epilogue_four<kT>(p, row, col, four, vec_out && col + 4 <= p.m);
@@ -233,17 +230,15 @@ bool aligned(const void* q, int64_t bytes) { return reinterpret_cast<uintptr_t>(
 template <DType kT>
 Status launch_cuda_core(const LinearParams& p, cudaStream_t stream) {
   constexpr int kSize = int(sizeof(typename Elem<kT>::Bits));
-  constexpr int kVec = 4;
-  const int64_t blocks = ((p.n + kTileRows - 1) / kTileRows) * ((p.m + kTileCols - 1) / kTileCols);
+  const int64_t blocks = ((p.n + kTile - 1) / kTile) * ((p.m + kTile - 1) / kTile);
   if (blocks > INT32_MAX) return Status::kInvalidArgument;
   // Four outputs per store: M % 4 == 0 keeps every row's groups aligned.
   const int64_t out_bytes = 4 * kSize;
   const bool vec_out = p.m % 4 == 0 && aligned(p.out, out_bytes) &&
                        (p.residual == nullptr || aligned(p.residual, out_bytes)) &&
                        (p.bias == nullptr || aligned(p.bias, out_bytes));
-  const bool vec_in = p.k % kVec == 0 && aligned(p.x, kVec * kSize) && aligned(p.weight, kVec * kSize);
-  if (vec_in) {
-    linear_cuda_core_kernel<kT, kVec><<<dim3(unsigned(blocks)), dim3(kThreads), 0, stream>>>(p, vec_out);
+  if (linear_cc::vector_loads(p)) {
+    linear_cuda_core_kernel<kT, 4><<<dim3(unsigned(blocks)), dim3(kThreads), 0, stream>>>(p, vec_out);
   } else {
     linear_cuda_core_kernel<kT, 1><<<dim3(unsigned(blocks)), dim3(kThreads), 0, stream>>>(p, vec_out);
   }

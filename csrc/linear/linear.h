@@ -93,9 +93,6 @@ FASTRADIO_HD LinearTile linear_block_tile(int64_t block, int64_t tiles_r, int64_
 // Row tiles per group of the block order.
 inline constexpr int64_t kLinearGroupRows = 8;
 
-// Output tile side of the cuda_core tier (rows and columns), which the host twin walks too.
-inline constexpr int kLinearCudaCoreTile = 128;
-
 // --- the math of one output element (every tier, and the host twin) --------------------------------
 
 // One step of the dot product: fp32 fused multiply-add with a single rounding. The cuda_core tier
