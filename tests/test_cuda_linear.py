@@ -464,8 +464,9 @@ def test_mma_host_refusals():
 
 
 def test_mma_layout_is_bank_conflict_free():
-    """Every 8-lane phase of the 16-byte stage stores and of every ldmatrix hits 8 distinct bank
-    groups in the XOR-swizzled layout (an unswizzled one of 64-byte rows would be 4-way)."""
+    """Every phase of the 16-byte stage stores, of every ldmatrix (XOR-swizzled stages: unswizzled
+    64-byte rows would be 4-way) and of the staged epilogue's 8-byte accumulator stores and
+    16-byte reads (rows padded by 8 floats) hits distinct banks."""
     assert _C._linear_mma_conflicts(0) == 1
     assert _C._linear_mma_conflicts(1) == 1
 

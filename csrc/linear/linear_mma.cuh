@@ -41,13 +41,22 @@ struct Config {
   static constexpr int kXElems = kRows * kK;  // per stage
   static constexpr int kWElems = kCols * kK;
   static constexpr int kStageElems = kXElems + kWElems;
-  static constexpr int kSmemBytes = kStages * kStageElems * 2;
+  static constexpr int kPipeBytes = kStages * kStageElems * 2;
+  // The staged epilogue (mma_sm80): the block's fp32 outputs in shared memory, rows padded by 8
+  // floats so that the warps' 8-byte accumulator stores are conflict-free, then read back by
+  // threads that each own 4 + 4 columns of a row (one float4 each, 8 consecutive threads per
+  // 128-byte phase): coalesced stores and no accumulators live during the GELU.
+  static constexpr int kOutStride = kCols + 8;
+  static constexpr int kOutBytes = kRows * kOutStride * 4;
+  static constexpr int kOutRowsPerPass = kThreads / 16;
+  static constexpr int kOutPasses = kRows / kOutRowsPerPass;
   static constexpr int kXChunks = kRows * kChunksPerRow / kThreads;  // 16-byte chunks per thread per stage
   static constexpr int kWChunks = kCols * kChunksPerRow / kThreads;
   static_assert(kRows * kChunksPerRow % kThreads == 0 && kCols * kChunksPerRow % kThreads == 0,
                 "whole chunks per thread");
   static_assert(kK == 32, "swizzle() assumes 64-byte rows of four chunks");
   static_assert(kNi % 2 == 0, "B fragments come in pairs of n8 tiles");
+  static_assert(kCols == 128 && kRows % kOutRowsPerPass == 0, "staged epilogue: 16 threads x 8 columns per row");
 };
 
 // The tile configs of the tiers (the host twin, linear_mma_host.h, walks the same).
@@ -104,6 +113,13 @@ FASTRADIO_HD Cell acc_cell(int warp_r, int warp_c, int lane, int mi, int ni, int
               warp_c * C::kWarpCols + ni * 8 + 2 * (lane & 3) + (e & 1)};
 }
 
+// Staged epilogue: block-tile (row, first of 4 columns) that `thread` finishes in pass `pass`,
+// half `half` (columns 4(thread % 16) + {0..3} and 64 + the same).
+template <class C>
+FASTRADIO_HD Cell out_cell(int thread, int pass, int half) {
+  return Cell{pass * C::kOutRowsPerPass + thread / 16, half * 64 + 4 * (thread % 16)};
+}
+
 #if defined(__CUDACC__)
 
 // One 16-byte chunk (k-values k..k+7 of `row`) of a (rows, K) row-major fp16/bf16 matrix, zeros
@@ -149,7 +165,7 @@ __device__ __forceinline__ void load_b(const uint16_t* ws, int warp_c, int lane,
   }
 }
 
-// The epilogue of the warp's accumulators (ptx.h's C picture: c[0..1] at row g, columns 2t, 2t+1;
+// The direct epilogue (mma_sm75) of the warp's accumulators (ptx.h's C picture: c[0..1] at row g, columns 2t, 2t+1;
 // c[2..3] at row g + 8): bias, activation, residual, one rounding. Column pairs are one 4-byte
 // access when `vec2` (M even, every pointer 4-byte aligned), else two predicated elements.
 template <DType kT, class C>
@@ -204,12 +220,96 @@ __device__ __forceinline__ void epilogue(const LinearParams& p, const float (&ac
   }
 }
 
+// The staged epilogue (see Config::kOutStride): accumulators -> shared tile (acc_cell), barrier,
+// then each thread's 4-column groups (out_cell): bias, activation, residual, one rounding. Four
+// columns are one 8-byte access when `vec4` (M % 4 == 0, every pointer 8-byte aligned), else
+// predicated elements. `smem` is the pipeline's, free once every warp is past its last stage.
+template <DType kT, class C>
+__device__ __forceinline__ void epilogue_staged(const LinearParams& p, const float (&acc)[C::kMi][C::kNi][4],
+                                                float* smem, int64_t row0, int64_t col0, int warp_r, int warp_c,
+                                                int lane, bool vec4) {
+  __syncthreads();  // every warp is done with the pipeline's stages
+#pragma unroll
+  for (int mi = 0; mi < C::kMi; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < C::kNi; ++ni)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const Cell cell = acc_cell<C>(warp_r, warp_c, lane, mi, ni, 2 * h);
+        *reinterpret_cast<float2*>(smem + cell.row * C::kOutStride + cell.col) =
+            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+      }
+  __syncthreads();
+  const uint16_t* __restrict__ bias = static_cast<const uint16_t*>(p.bias);  // (m,) or null
+  const uint16_t* residual = static_cast<const uint16_t*>(p.residual);       // (n, m) or null; may be out
+  uint16_t* out = static_cast<uint16_t*>(p.out);                             // (n, m)
+  const int thread = int(threadIdx.x);
+  float b[2][4];  // this thread's columns are the same in every pass
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t col = col0 + out_cell<C>(thread, 0, half).col;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) b[half][j] = 0.0f;
+    if (bias == nullptr || col >= p.m) continue;
+    if (vec4) {
+      const uint2 w = __ldg(reinterpret_cast<const uint2*>(bias + col));
+      b[half][0] = Elem<kT>::to_float(uint16_t(w.x)), b[half][1] = Elem<kT>::to_float(uint16_t(w.x >> 16));
+      b[half][2] = Elem<kT>::to_float(uint16_t(w.y)), b[half][3] = Elem<kT>::to_float(uint16_t(w.y >> 16));
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (col + j < p.m) b[half][j] = Elem<kT>::to_float(bias[col + j]);
+    }
+  }
+#pragma unroll 1
+  for (int pass = 0; pass < C::kOutPasses; ++pass) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const Cell cell = out_cell<C>(thread, pass, half);
+      const int64_t row = row0 + cell.row, col = col0 + cell.col;
+      if (row >= p.n || col >= p.m) continue;
+      const float4 a = *reinterpret_cast<const float4*>(smem + cell.row * C::kOutStride + cell.col);
+      const float v[4] = {a.x, a.y, a.z, a.w};
+      const int64_t at = row * p.m + col;
+      float r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (residual != nullptr) {
+        if (vec4) {
+          const uint2 w = *reinterpret_cast<const uint2*>(residual + at);
+          r[0] = Elem<kT>::to_float(uint16_t(w.x)), r[1] = Elem<kT>::to_float(uint16_t(w.x >> 16));
+          r[2] = Elem<kT>::to_float(uint16_t(w.y)), r[3] = Elem<kT>::to_float(uint16_t(w.y >> 16));
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            if (col + j < p.m) r[j] = Elem<kT>::to_float(residual[at + j]);
+        }
+      }
+      uint16_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) o[j] = Elem<kT>::from_float(linear_epilogue(v[j], b[half][j], p.activation, r[j]));
+      if (vec4) {
+        *reinterpret_cast<uint2*>(out + at) =
+            make_uint2(uint32_t(o[0]) | (uint32_t(o[1]) << 16), uint32_t(o[2]) | (uint32_t(o[3]) << 16));
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (col + j < p.m) out[at + j] = o[j];
+      }
+    }
+  }
+}
+
 #endif  // __CUDACC__
 
 // Whether the epilogue may use 4-byte column pairs for these pointers and M.
 inline bool pairs_ok(const LinearParams& p) {
   const auto al4 = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 4 == 0; };
   return p.m % 2 == 0 && al4(p.out) && al4(p.residual) && al4(p.bias);
+}
+
+// Whether the staged epilogue may use 8-byte groups of four columns for these pointers and M.
+inline bool quads_ok(const LinearParams& p) {
+  const auto al8 = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 8 == 0; };
+  return p.m % 4 == 0 && al8(p.out) && al8(p.residual) && al8(p.bias);
 }
 
 // Whether the operands allow 16-byte chunk loads (else the predicated element path).

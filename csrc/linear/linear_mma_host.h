@@ -2,7 +2,8 @@
 // else can check that the swizzled stage layout, the ldmatrix lane addresses, the fragment
 // registers and the accumulator-to-output mapping of linear_mma.cuh fit together into x·Wᵀ. This
 // walks the blocks and warps exactly as the kernels do, through the SAME helpers (chunk_of,
-// swizzle, a_chunk, b_chunk, acc_cell, linear_block_tile, linear_epilogue), and emulates the two
+// swizzle, a_chunk, b_chunk, acc_cell, out_cell, linear_block_tile, linear_epilogue), with
+// mma_sm80's staged epilogue (mma_sm75 stores the acc_cell mapping directly), and emulates the two
 // hardware instructions from their PTX ISA definitions (written here independently of the kernel):
 //   ldmatrix.x4: lanes 8q..8q+7 give the row addresses of matrix q; lane L receives, in register q,
 //                elements 2(L%4) and 2(L%4)+1 of row L/4 of matrix q (the first in the low half);
@@ -35,6 +36,7 @@ void linear_mma_host_blocks(const LinearParams& p) {
   const int warps = C::kThreads / 32;
   std::vector<uint16_t> stage(C::kStageElems);
   std::vector<float> acc(size_t(C::kThreads) * C::kMi * C::kNi * 4);
+  std::vector<float> ctile(size_t(C::kRows) * C::kOutStride);
   const auto acc_at = [&](int thread, int mi, int ni, int e) -> float& {
     return acc[((size_t(thread) * C::kMi + mi) * C::kNi + ni) * 4 + e];
   };
@@ -122,19 +124,31 @@ void linear_mma_host_blocks(const LinearParams& p) {
         }
       }
     }
+    // The staged epilogue: accumulators into a NaN-poisoned shared tile (acc_cell), read back by
+    // every thread's 4-column groups (out_cell).
+    std::fill(ctile.begin(), ctile.end(), NAN);
     for (int thread = 0; thread < C::kThreads; ++thread) {
       const int warp = thread / 32, lane = thread % 32;
       for (int mi = 0; mi < C::kMi; ++mi)
         for (int ni = 0; ni < C::kNi; ++ni)
           for (int e = 0; e < 4; ++e) {
             const linear_mma::Cell cell = linear_mma::acc_cell<C>(warp / C::kWarpsC, warp % C::kWarpsC, lane, mi, ni, e);
-            const int64_t row = row0 + cell.row, col = col0 + cell.col;
+            ctile[size_t(cell.row) * C::kOutStride + cell.col] = acc_at(thread, mi, ni, e);
+          }
+    }
+    for (int thread = 0; thread < C::kThreads; ++thread)
+      for (int pass = 0; pass < C::kOutPasses; ++pass)
+        for (int half = 0; half < 2; ++half) {
+          const linear_mma::Cell cell = linear_mma::out_cell<C>(thread, pass, half);
+          for (int j = 0; j < 4; ++j) {
+            const int64_t row = row0 + cell.row, col = col0 + cell.col + j;
             if (row >= p.n || col >= p.m) continue;
             const float bv = bias ? Elem<kT>::to_float(bias[col]) : 0.0f;
             const float rv = residual ? Elem<kT>::to_float(residual[row * p.m + col]) : 0.0f;
-            out[row * p.m + col] = Elem<kT>::from_float(linear_epilogue(acc_at(thread, mi, ni, e), bv, p.activation, rv));
+            const float v = ctile[size_t(cell.row) * C::kOutStride + cell.col + j];
+            out[row * p.m + col] = Elem<kT>::from_float(linear_epilogue(v, bv, p.activation, rv));
           }
-    }
+        }
   }
 }
 
@@ -147,38 +161,64 @@ Status linear_mma_host_config(const LinearParams& p) {
   }
 }
 
-// Most 16-byte accesses of one shared-memory phase (8 lanes, 128 bytes) that fall in the same
-// 16-byte bank group, over every 16-byte stage store (8 consecutive threads) and every ldmatrix
-// matrix (its 8 row addresses) of every warp and k16 step: 1 = conflict-free.
+// Most accesses of one shared-memory phase that hit the same bank (1 = conflict-free), over every
+// access pattern of the kernels: the 16-byte stage stores (8 consecutive threads per phase), every
+// ldmatrix matrix (its 8 row addresses), and the staged epilogue's 8-byte accumulator stores
+// (16 lanes per phase) and 16-byte reads (8 threads per phase), for every warp and step.
 template <class C>
 int linear_mma_conflict_ways() {
   int worst = 0;
-  const auto phase = [&](const int (&elem)[8]) {
-    int count[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < 8; ++i) worst = std::max(worst, ++count[(elem[i] * 2 / 16) % 8]);
+  // `lanes` accesses of `words` 32-bit words from word offsets start[0..lanes).
+  const auto phase = [&](const int* start, int lanes, int words) {
+    int count[32] = {};
+    for (int i = 0; i < lanes; ++i)
+      for (int w = 0; w < words; ++w) worst = std::max(worst, ++count[(start[i] + w) % 32]);
   };
   for (int rows : {C::kRows, C::kCols}) {
     const int chunks = rows * C::kChunksPerRow / C::kThreads;
     for (int i = 0; i < chunks; ++i)
       for (int t0 = 0; t0 < C::kThreads; t0 += 8) {
-        int elem[8];
-        for (int j = 0; j < 8; ++j) elem[j] = linear_mma::swizzle(linear_mma::chunk_of<C>(t0 + j, i));
-        phase(elem);
+        int start[8];
+        for (int j = 0; j < 8; ++j) start[j] = linear_mma::swizzle(linear_mma::chunk_of<C>(t0 + j, i)) / 2;
+        phase(start, 8, 4);
       }
   }
-  for (int warp = 0; warp < C::kThreads / 32; ++warp)
+  for (int warp = 0; warp < C::kThreads / 32; ++warp) {
+    const int warp_r = warp / C::kWarpsC, warp_c = warp % C::kWarpsC;
     for (int ks = 0; ks < C::kK / 16; ++ks)
       for (int q = 0; q < 4; ++q) {
         for (int mi = 0; mi < C::kMi; ++mi) {
-          int elem[8];
-          for (int j = 0; j < 8; ++j) elem[j] = linear_mma::swizzle(linear_mma::a_chunk<C>(warp / C::kWarpsC, 8 * q + j, mi, ks));
-          phase(elem);
+          int start[8];
+          for (int j = 0; j < 8; ++j) start[j] = linear_mma::swizzle(linear_mma::a_chunk<C>(warp_r, 8 * q + j, mi, ks)) / 2;
+          phase(start, 8, 4);
         }
         for (int nj = 0; nj < C::kNi / 2; ++nj) {
-          int elem[8];
-          for (int j = 0; j < 8; ++j) elem[j] = linear_mma::swizzle(linear_mma::b_chunk<C>(warp % C::kWarpsC, 8 * q + j, nj, ks));
-          phase(elem);
+          int start[8];
+          for (int j = 0; j < 8; ++j) start[j] = linear_mma::swizzle(linear_mma::b_chunk<C>(warp_c, 8 * q + j, nj, ks)) / 2;
+          phase(start, 8, 4);
         }
+      }
+    for (int mi = 0; mi < C::kMi; ++mi)
+      for (int ni = 0; ni < C::kNi; ++ni)
+        for (int h = 0; h < 2; ++h)
+          for (int l0 = 0; l0 < 32; l0 += 16) {
+            int start[16];
+            for (int j = 0; j < 16; ++j) {
+              const linear_mma::Cell cell = linear_mma::acc_cell<C>(warp_r, warp_c, l0 + j, mi, ni, 2 * h);
+              start[j] = cell.row * C::kOutStride + cell.col;
+            }
+            phase(start, 16, 2);
+          }
+  }
+  for (int pass = 0; pass < C::kOutPasses; ++pass)
+    for (int half = 0; half < 2; ++half)
+      for (int t0 = 0; t0 < C::kThreads; t0 += 8) {
+        int start[8];
+        for (int j = 0; j < 8; ++j) {
+          const linear_mma::Cell cell = linear_mma::out_cell<C>(t0 + j, pass, half);
+          start[j] = cell.row * C::kOutStride + cell.col;
+        }
+        phase(start, 8, 4);
       }
   return worst;
 }

@@ -54,7 +54,7 @@ struct StageRegs {
 template <bool kAligned>
 __global__ void __launch_bounds__(C::kThreads, 1) linear_sm75_kernel(LinearParams p, bool vec2) {
 #if FASTRADIO_DEVICE_ARCH >= 750
-  static_assert(C::kSmemBytes <= 48 * 1024, "static shared memory is capped at 48 KiB");
+  static_assert(C::kPipeBytes <= 48 * 1024, "static shared memory is capped at 48 KiB");
   __shared__ __align__(128) uint16_t smem[C::kStages * C::kStageElems];
   const int64_t tiles_r = (p.n + C::kRows - 1) / C::kRows;
   const int64_t tiles_c = (p.m + C::kCols - 1) / C::kCols;

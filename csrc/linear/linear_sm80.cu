@@ -8,14 +8,17 @@
 // than the GPU has SMs (one image: 1032 tokens x 1024 features = 72 tiles on 132 SMs) take
 // 64 x 128 tiles with 4 warps instead (48 KiB), which doubles the blocks. K % 8 != 0 or unaligned
 // x/W: the same pipeline with predicated 2-byte loads stored synchronously (correct, slower).
+// The epilogue goes through shared memory (linear_mma.cuh, epilogue_staged): the accumulators die
+// before the GELU (whose erff, interleaved with 64 live accumulators, spilled on sm_100/sm_120) and
+// the stores become 8-byte groups of 16 threads per 128-byte row segment.
 //
 // Expected speed (reasoned, not yet measured on a GPU): each stage brings 16 KiB for
 // 2·128·128·32 = 1 MFLOP (64 FLOP per byte of L2 traffic; a group's x panels and all of W stay in
 // L2 for the model's shapes: W is at most 1536 x 6144 x 2 B = 18 MiB). Per warp and k16: 6
 // ldmatrix.x4 (conflict-free, checked by tests/test_cuda_linear.py) feed 16 mma. ptxas keeps the
-// kernels at <= 128 registers without spills (__launch_bounds__(256, 2); 121-128 depending on arch
-// and toolchain), so two 128 x 128 blocks share an SM (2 x 64 KiB shared memory, 16 warps) on
-// sm_80/sm_90 (one on the 99 KiB sm_86/89/120). On A100 that is the classic CUTLASS sm80 shape:
+// kernels at <= 128 registers without spills (__launch_bounds__(256, 2); 117-125 depending on arch
+// and toolchain), so two 128 x 128 blocks share an SM (2 x 68 KiB shared memory with the staged
+// epilogue's tile, 16 warps) on sm_80/sm_90 (one on the 99 KiB sm_86/89/120). On A100 that is the classic CUTLASS sm80 shape:
 // ~75-85 % of the 312 TFLOP/s fp16/bf16 peak at large N. On H100 mma.sync issues at roughly half
 // the rate of wgmma and, without TMA, the loads take issue slots: expect ~40-55 % of the measured
 // ~790 TFLOP/s (about 330-430), i.e. behind torch.addmm (cuBLAS, wgmma) on big batches; closing
@@ -39,6 +42,10 @@ constexpr int kSmemLimit = smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10);
 // pipeline's latency is hidden by other blocks' warps, 16 per SM.
 template <class C>
 constexpr int kMinBlocks = C::kThreads == 256 ? 2 : 4;
+
+// Dynamic shared memory: the pipeline's stages, reused by the staged epilogue.
+template <class C>
+constexpr int kSmemBytes = C::kPipeBytes > C::kOutBytes ? C::kPipeBytes : C::kOutBytes;
 
 template <DType kT>
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -71,10 +78,10 @@ __device__ __forceinline__ void load_tile(uint16_t* tile, const uint16_t* __rest
 }
 
 template <DType kT, class C, bool kAligned>
-__global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel(LinearParams p, bool vec2) {
+__global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel(LinearParams p, bool vec4) {
 #if FASTRADIO_DEVICE_ARCH >= 800
-  static_assert(C::kSmemBytes <= kSmemLimit, "shared memory over the arch's limit");
-  extern __shared__ __align__(128) uint16_t smem[];
+  static_assert(kSmemBytes<C> <= kSmemLimit, "shared memory over the arch's limit");
+  extern __shared__ __align__(128) uint16_t smem[];  // kSmemBytes<C>
   const uint16_t* __restrict__ x = static_cast<const uint16_t*>(p.x);       // (n, k)
   const uint16_t* __restrict__ w = static_cast<const uint16_t*>(p.weight);  // (m, k)
   const int64_t tiles_r = (p.n + C::kRows - 1) / C::kRows;
@@ -117,7 +124,7 @@ __global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel
     ptx::cp_async_commit();
     const uint16_t* xs = smem + stage * C::kStageElems;
     const uint16_t* ws = xs + C::kXElems;
-#pragma unroll
+#pragma unroll 1  // unrolled, ptxas keeps both steps' fragments live: 128 registers, spills on sm_100+
     for (int ks = 0; ks < C::kK / 16; ++ks) {
       uint32_t a[C::kMi][4], b[C::kNi][2];
       linear_mma::load_a<C>(xs, warp_r, lane, ks, a);
@@ -129,9 +136,9 @@ __global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel
     }
     stage = stage + 1 == C::kStages ? 0 : stage + 1;
   }
-  ptx::cp_async_wait<0>();  // only empty groups remain; nothing may be in flight at exit
+  ptx::cp_async_wait<0>();  // only empty groups remain: the stages may be reused
 
-  linear_mma::epilogue<kT, C>(p, acc, row0, col0, warp_r, warp_c, lane, vec2);
+  linear_mma::epilogue_staged<kT, C>(p, acc, reinterpret_cast<float*>(smem), row0, col0, warp_r, warp_c, lane, vec4);
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
@@ -162,9 +169,9 @@ Status launch(const LinearParams& p, cudaStream_t stream) {
   if (blocks == 0) return Status::kInvalidArgument;
   auto kernel = linear_sm80_kernel<kT, C, kAligned>;
   // Over 48 KiB needs the opt-in, per device; setting it again is harmless (and capture-safe).
-  if (C::kSmemBytes > 48 * 1024)
-    FASTRADIO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
-  kernel<<<dim3(unsigned(blocks)), dim3(C::kThreads), C::kSmemBytes, stream>>>(p, linear_mma::pairs_ok(p));
+  if (kSmemBytes<C> > 48 * 1024)
+    FASTRADIO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes<C>));
+  kernel<<<dim3(unsigned(blocks)), dim3(C::kThreads), kSmemBytes<C>, stream>>>(p, linear_mma::quads_ok(p));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }
