@@ -131,3 +131,31 @@ def test_external_preprocessor_is_not_folded(folders, run):
     x = cond(torch.stack(_images([(32, 32)], seed=4, device=dev)))
     a, b = fast(x), ref(x)
     assert rel_l2(a.features, b.features) <= 1e-5
+
+
+def test_cuda_graph_runner_refuses_cpu(folders):
+    model = fastradio.load(folders["test-d128"], device="cpu", dtype=torch.float32, backend="reference")
+    with pytest.raises(ValueError, match="need the model and the example on a CUDA device, got model on cpu"):
+        fastradio.CudaGraphRunner(model, torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_gpu_cuda_graph_replay_equals_eager(folders, run, dtype):
+    """The whole forward captured once and replayed on new inputs equals eager calls (bitwise: the
+    same kernels run), for every backend/tier run; wrong shapes and dtypes are refused."""
+    dev = torch.device("cuda")
+    _skip_unless_runs(run, dev, dtype)
+    model = fastradio.load(folders["test-d160"], device=dev, dtype=dtype, backend=run)
+    x0, x1 = (torch.stack(_images([(48, 32)] * 2, seed=s, device=dev)) for s in (5, 6))
+    runner = fastradio.CudaGraphRunner(model, x0)
+    for x in (x1, x0):
+        got, want = runner(x), model(x)
+        assert torch.equal(got.summary, want.summary) and torch.equal(got.features, want.features)
+    keep = runner(x1)
+    runner(x0)
+    assert torch.equal(keep.summary, model(x1).summary), "copy_outputs=True must not alias the static outputs"
+    with pytest.raises(ValueError, match=r"captured for input shape \(2, 3, 48, 32\), got \(1, 3, 48, 32\)"):
+        runner(x0[:1])
+    with pytest.raises(TypeError, match="expected torch.float32 input"):
+        runner(x0.half())
