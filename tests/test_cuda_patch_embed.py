@@ -3,7 +3,7 @@
 Without a GPU: the binding refuses bad arguments before touching CUDA and fails cleanly without
 a driver; the wrapper validates tensors with the messages it shares with the triton backend
 (backends/checks/patch_embed.py) and explains its refusals; tiers resolve per dtype (mma_sm80 is
-fp16/bf16 only); the fake implementation gives the right shapes; and the kernels' indexing and
+fp16/bf16 only, mma_sm75 fp16 only); the fake implementation gives the right shapes; and the kernels' indexing and
 epilogue run on the host through ``_C._patch_embed_host`` (the same patch-row, feature-offset,
 token-row and prefix-ownership helpers as the kernels): one-hot weights pick exactly the pixel
 the spec says, every token lands at its row, every prefix row is written exactly once for any M
@@ -125,13 +125,14 @@ def _host(x, weight, pos, prefix, tile_m=128):
 def test_built_tiers():
     assert "cuda_core" in COMPILED
     assert INFO["kernels"]["patch_embed"]["cuda_core"]["sass"] == INFO["archs"]
-    ge80 = [a for a in INFO["archs"] if int(a.rstrip("a")) >= 80]
-    assert ("mma_sm80" in COMPILED) == bool(ge80)
-    if ge80:
-        assert INFO["kernels"]["patch_embed"]["mma_sm80"]["sass"] == ge80
-        assert "built without sm_75" in _C.check_arch("patch_embed", "mma_sm80", 7, 5)
+    for tier, min_arch in (("mma_sm75", 75), ("mma_sm80", 80)):
+        archs = [a for a in INFO["archs"] if int(a.rstrip("a")) >= min_arch]
+        assert (tier in COMPILED) == bool(archs), tier
+        if archs:
+            assert INFO["kernels"]["patch_embed"][tier]["sass"] == archs
+            assert f"built without sm_{min_arch - 5}" in _C.check_arch("patch_embed", tier, *divmod(min_arch - 5, 10))
     assert cuda.OP_NAMES["patch_embed"] == "fastradio::cuda_patch_embed"
-    assert cuda.TIER_DTYPES["patch_embed"] == {"mma_sm80": (F16, BF16)}
+    assert cuda.TIER_DTYPES["patch_embed"] == {"mma_sm80": (F16, BF16), "mma_sm75": (F16,)}
 
 
 # -- the binding refuses bad arguments before any CUDA call ------------------------------------------
@@ -160,7 +161,7 @@ GOOD = dict(x=0x1000, weight=0x2000, pos=0x3000, prefix=0x4000, out=0x5000, batc
     (dict(dtype=3), "dtype must be one of 0 (float32), 1 (float16), 2 (bfloat16), got 3"),
     (dict(dtype=-1), "got -1"),
     (dict(tier=99), "tier must be one of 0 (cuda_core)"),
-    (dict(tier=TIERS["mma_sm75"]), "(mma_sm75) is not compiled for patch_embed in this build; compiled: cuda_core"),
+    (dict(tier=TIERS["wgmma_sm90a"]), "(wgmma_sm90a) is not compiled for patch_embed in this build; compiled: cuda_core"),
 ])
 def test_binding_rejects_bad_arguments(change, expect):
     with pytest.raises(ValueError) as info:
@@ -169,11 +170,17 @@ def test_binding_rejects_bad_arguments(change, expect):
     assert str(info.value).startswith("patch_embed_fwd: ")
 
 
-@pytest.mark.skipif("mma_sm80" not in COMPILED, reason="mma_sm80 not compiled in this build")
-def test_binding_rejects_fp32_on_the_tensor_core_tier():
+@pytest.mark.parametrize("tier,dtype,expect", [
+    ("mma_sm80", "float32", "tier 2 (mma_sm80) takes float16, bfloat16, got float32 (float32 runs on cuda_core)"),
+    ("mma_sm75", "float32", "tier 1 (mma_sm75) takes float16, got float32"),
+    ("mma_sm75", "bfloat16", "tier 1 (mma_sm75) takes float16, got bfloat16"),
+])
+def test_binding_rejects_dtypes_a_tensor_core_tier_lacks(tier, dtype, expect):
+    if tier not in COMPILED:
+        pytest.skip(f"{tier} not compiled in this build")
     with pytest.raises(ValueError) as info:
-        _C.patch_embed_fwd(**{**GOOD, "tier": TIERS["mma_sm80"], "dtype": CODES["float32"]})
-    assert "tier 2 (mma_sm80) takes float16, bfloat16, got float32 (float32 runs on cuda_core)" in str(info.value)
+        _C.patch_embed_fwd(**{**GOOD, "tier": TIERS[tier], "dtype": CODES[dtype]})
+    assert expect in str(info.value)
 
 
 def test_host_twin_checks_the_same_arguments():
@@ -350,6 +357,11 @@ def test_tiers_resolve_per_dtype(monkeypatch):
         cuda._common._tier_code("patch_embed", torch.device("cuda:0"), TIERS["mma_sm80"], F32)
     monkeypatch.setenv(cuda.TIER_ENV, "patch_embed:cuda_core")
     assert cuda.resolve_tier("patch_embed", "cuda:0", dtype=BF16) == "cuda_core"
+    if "mma_sm75" in COMPILED:
+        monkeypatch.setenv(cuda.TIER_ENV, "patch_embed:mma_sm75")
+        assert cuda.resolve_tier("patch_embed", "cuda:0", dtype=F16) == "mma_sm75"
+        with pytest.raises(RuntimeError, match=r"patch_embed/mma_sm75 takes torch.float16, not torch.bfloat16"):
+            cuda.resolve_tier("patch_embed", "cuda:0", dtype=BF16)
 
 
 # -- the kernels' indexing and epilogue on the host, against a float64 oracle -----------------------

@@ -1,8 +1,8 @@
 // patch_embed, CUDA-core tier, and the launcher of every tier: tokens (B, P + h*w, D) =
 // [prefix; im2patch(x) . W^T + pos] in one launch (spec c-radiov2.md §3).
 // Mirrors fastradio.backends.reference.patch_embed. Tier: cuda_core, every arch from sm_60,
-// fp32/fp16/bf16 inputs with fp32 FMA math (fp32 mode is IEEE: no TF32); the tensor-core tier is
-// patch_embed_sm80.cu.
+// fp32/fp16/bf16 inputs with fp32 FMA math (fp32 mode is IEEE: no TF32); the tensor-core tiers
+// are patch_embed_mma.cuh (patch_embed_sm80.cu, patch_embed_sm75.cu).
 //
 // A classic register-blocked SGEMM: 128 x 128 output tiles, K steps of 16, 256 threads with
 // 8 x 8 accumulators each, shared-memory tiles stored as fp32 (16-bit inputs are widened once, at
@@ -38,25 +38,48 @@ struct Vectorised {
   bool out;
 };
 
-// 8 contiguous elements at p as fp32; vec: one 16-byte (16-bit types) or two (fp32) loads.
+// 8 contiguous elements at p, as raw bits (8 words for fp32, 4 for 16-bit types: the prefetch
+// of the next K step stays small, which is what keeps sm_62's 128 registers a thread enough).
+// vec: one 16-byte (16-bit types) or two (fp32) loads; else 8 scalar loads.
 template <DType kT>
-__device__ __forceinline__ void load8(const typename Elem<kT>::Bits* p, bool vec, float (&v)[8]) {
-  if (vec) {
+struct Chunk8 {
+  static constexpr int kWords = kT == DType::kFloat32 ? 8 : 4;
+  uint32_t w[kWords];
+
+  __device__ __forceinline__ void load(const typename Elem<kT>::Bits* p, bool vec) {
     if constexpr (kT == DType::kFloat32) {
-      const float4 lo = __ldg(reinterpret_cast<const float4*>(p));
-      const float4 hi = __ldg(reinterpret_cast<const float4*>(p) + 1);
-      v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+      if (vec) {
+        const uint4 lo = __ldg(reinterpret_cast<const uint4*>(p));
+        const uint4 hi = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+        w[0] = lo.x, w[1] = lo.y, w[2] = lo.z, w[3] = lo.w, w[4] = hi.x, w[5] = hi.y, w[6] = hi.z, w[7] = hi.w;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) w[i] = __ldg(p + i);
+      }
     } else {
-      const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
-      const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+      if (vec) {
+        const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+        w[0] = r.x, w[1] = r.y, w[2] = r.z, w[3] = r.w;
+      } else {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = Elem<kT>::to_float(static_cast<uint16_t>(w[i / 2] >> (16 * (i % 2))));
+        for (int i = 0; i < 4; ++i) w[i] = uint32_t(__ldg(p + 2 * i)) | (uint32_t(__ldg(p + 2 * i + 1)) << 16);
+      }
     }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = Elem<kT>::to_float(__ldg(p + i));
   }
-}
+
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) w[i] = 0u;
+  }
+
+  __device__ __forceinline__ float get(int i) const {
+    if constexpr (kT == DType::kFloat32) {
+      return Elem<kT>::to_float(w[i]);
+    } else {
+      return Elem<kT>::to_float(static_cast<uint16_t>(w[i / 2] >> (16 * (i % 2))));
+    }
+  }
+};
 
 // Tokens of 4 features n..n+3 of one row: round(acc + pos), stored. vec: one 16/8-byte access of
 // pos and of out (all 4 in range); else per element, up to dim.
@@ -121,27 +144,25 @@ __global__ void __launch_bounds__(kThreads, 1) patch_embed_cuda_core_kernel(Patc
   const bool b_ok = bn < dim;
   const Bits* b_row = weight + (b_ok ? bn : 0) * kPatchK + khalf * 8;
 
-  float a_next[8], b_next[8];
+  Chunk8<kT> a_next, b_next;
   auto load_step = [&](int ks) {
     const int f = ks * kBK + khalf * 8;
     if (a_ok) {
-      load8<kT>(x + a_base + patch_embed_feature_offset(f, p.height, p.width), vec.x, a_next);
+      a_next.load(x + a_base + patch_embed_feature_offset(f, p.height, p.width), vec.x);
     } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) a_next[i] = 0.0f;
+      a_next.zero();
     }
     if (b_ok) {
-      load8<kT>(b_row + ks * kBK, vec.w, b_next);
+      b_next.load(b_row + ks * kBK, vec.w);
     } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) b_next[i] = 0.0f;
+      b_next.zero();
     }
   };
   auto store_step = [&](int buf) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      a_tile[buf][khalf * 8 + i][lrow] = a_next[i];
-      b_tile[buf][khalf * 8 + i][lrow] = b_next[i];
+      a_tile[buf][khalf * 8 + i][lrow] = a_next.get(i);
+      b_tile[buf][khalf * 8 + i][lrow] = b_next.get(i);
     }
   };
 
@@ -242,6 +263,9 @@ Status patch_embed_fwd(const PatchEmbedParams& p, cudaStream_t stream) {
   if (s != Status::kSuccess) return s;
   switch (p.tier) {
     case Tier::kCudaCore: return detail::patch_embed_cuda_core(p, stream);
+#if FASTRADIO_HAS_PATCH_EMBED_MMA_SM75
+    case Tier::kMmaSm75: return detail::patch_embed_mma_sm75(p, stream);
+#endif
 #if FASTRADIO_HAS_PATCH_EMBED_MMA_SM80
     case Tier::kMmaSm80: return detail::patch_embed_mma_sm80(p, stream);
 #endif

@@ -44,10 +44,12 @@ struct PatchEmbedParams {
 Status patch_embed_fwd(const PatchEmbedParams& params, cudaStream_t stream);
 
 // Which dtypes a tier's kernels exist for: cuda_core takes all three; mma_sm80 fp16 and bf16
-// (its tensor cores have no IEEE fp32 mode, and TF32 would break the fp32 accuracy rule).
+// (tensor cores have no IEEE fp32 mode, and TF32 would break the fp32 accuracy rule); mma_sm75
+// fp16 (Turing has no bf16 MMA).
 inline bool patch_embed_tier_takes(Tier tier, DType dtype) {
   switch (tier) {
     case Tier::kCudaCore: return true;
+    case Tier::kMmaSm75: return dtype == DType::kFloat16;
     case Tier::kMmaSm80: return dtype == DType::kFloat16 || dtype == DType::kBFloat16;
     default: return false;
   }
@@ -115,6 +117,7 @@ FASTRADIO_HD PrefixImages patch_embed_prefix_images(int64_t m0, int64_t tile_m, 
 // Per-tier launchers behind patch_embed_fwd (arguments already checked), one translation unit each.
 namespace detail {
 Status patch_embed_cuda_core(const PatchEmbedParams& p, cudaStream_t stream);  // patch_embed.cu
+Status patch_embed_mma_sm75(const PatchEmbedParams& p, cudaStream_t stream);   // patch_embed_sm75.cu
 Status patch_embed_mma_sm80(const PatchEmbedParams& p, cudaStream_t stream);   // patch_embed_sm80.cu
 }  // namespace detail
 

@@ -10,9 +10,10 @@ from ._common import _C, _DTYPE_CODES, _tier_arg, _tier_code, current_stream, re
 
 # --- patch_embed ----------------------------------------------------------------------------------
 
-#: Tiers that take only some compute dtypes: the tensor-core tier has no IEEE fp32 mode (TF32
-#: would break the fp32 accuracy rule), so float32 always runs on cuda_core.
-PATCH_EMBED_TIER_DTYPES: dict[str, tuple[torch.dtype, ...]] = {"mma_sm80": (torch.float16, torch.bfloat16)}
+#: Tiers that take only some compute dtypes: tensor cores have no IEEE fp32 mode (TF32 would
+#: break the fp32 accuracy rule), so float32 always runs on cuda_core; Turing's have no bf16.
+PATCH_EMBED_TIER_DTYPES: dict[str, tuple[torch.dtype, ...]] = {"mma_sm80": (torch.float16, torch.bfloat16),
+                                                               "mma_sm75": (torch.float16,)}
 
 
 def _check_patch_embed(x, weight, pos, prefix) -> None:
@@ -53,7 +54,7 @@ def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix
     float16 or bfloat16. fp32 accumulation (IEEE in float32), pos added in fp32, one rounding.
     Same contract as ``fastradio.backends.reference.patch_embed``. Strided weight/pos/prefix are
     copied first (small); a strided x is refused rather than silently copied. ``tier``: see the
-    package docstring (``mma_sm80`` takes float16 and bfloat16 only).
+    package docstring (``mma_sm80`` takes float16 and bfloat16, ``mma_sm75`` float16).
     """
     weight, pos, prefix = (t.contiguous() if isinstance(t, torch.Tensor) else t for t in (weight, pos, prefix))
     _check_patch_embed(x, weight, pos, prefix)
