@@ -267,8 +267,10 @@ def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Te
 
 
 # --- patch_embed ----------------------------------------------------------------------------------
-# tokens (B, P + h*w, D) = [prefix; im2patch(x) . W^T + pos] in one launch (spec §3). Uses the
-# device/contiguity helpers of the add_layer_norm section above.
+# tokens (B, P + h*w, D) = [prefix; im2patch(x) . W^T + pos] in one launch (spec §3). Argument
+# checks shared with the cuda backend; the device check of the add_layer_norm section above.
+
+from fastradio.backends.checks import patch_embed as _checks_patch_embed  # noqa: E402
 
 _PATCH_EMBED_IMPORT_ERROR: str | None = None
 if _IMPORT_ERROR is None:
@@ -276,6 +278,9 @@ if _IMPORT_ERROR is None:
         from fastradio.kernels.patch_embed import K as _PATCH_EMBED_K
         from fastradio.kernels.patch_embed import PATCH as _PATCH_EMBED_PATCH
         from fastradio.kernels.patch_embed import patch_embed as _launch_patch_embed
+        if (_PATCH_EMBED_PATCH, _PATCH_EMBED_K) != (_checks_patch_embed.PATCH, _checks_patch_embed.K):
+            raise ImportError(f"kernels/patch_embed.py has patch {_PATCH_EMBED_PATCH}, K {_PATCH_EMBED_K}; "
+                              f"the checks expect {_checks_patch_embed.PATCH}, {_checks_patch_embed.K}")
     except Exception as e:  # a broken kernel file must not take the other ops down
         _PATCH_EMBED_IMPORT_ERROR = f"kernels/patch_embed.py failed to import ({type(e).__name__}: {e})"
 
@@ -288,37 +293,10 @@ _OP_REFUSALS["patch_embed"] = _patch_embed_refusals
 
 
 def _check_patch_embed(x, weight, pos, prefix) -> None:
-    # Everything the kernel's raw pointers rely on, with what was expected and what came.
-    op = "patch_embed"
-    named = [("x", x), ("weight", weight), ("pos", pos), ("prefix", prefix)]
-    for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    p = _PATCH_EMBED_PATCH
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{op}: x must have shape (B, 3, H, W), got {tuple(x.shape)}")
-    hh, ww = x.shape[2], x.shape[3]
-    if hh < p or ww < p or hh % p or ww % p:
-        raise ValueError(f"{op}: H and W must be positive multiples of {p}, got H={hh}, W={ww}")
-    h, w = hh // p, ww // p
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"{op}: x must be float32, float16 or bfloat16 (the compute dtype), got {x.dtype}")
-    if weight.dim() != 2 or weight.shape[1] != _PATCH_EMBED_K or weight.shape[0] < 1:
-        raise ValueError(f"{op}: weight must have shape (D, {_PATCH_EMBED_K}) with D >= 1 (features "
-                         f"ch*256 + dy*16 + dx), got {tuple(weight.shape)}")
-    d = weight.shape[0]
-    if tuple(pos.shape) != (h * w, d):
-        raise ValueError(f"{op}: pos must have shape (h*w, D) = ({h * w}, {d}) for a {hh}x{ww} image "
-                         f"and D from weight, got {tuple(pos.shape)}")
-    if prefix.dim() != 2 or prefix.shape[1] != d:
-        raise ValueError(f"{op}: prefix must have shape (P, D) = (P, {d}) with D from weight, "
-                         f"got {tuple(prefix.shape)}")
-    for name, t in named[1:]:
-        if t.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
-    _check_contiguous(op, named)
-    _check_same_device(op, "x", x, named[1:])
-    _check_kernel_device(op, "x", x.device)
+    # The checks both fast backends share (backends/checks/patch_embed.py), then where the Triton
+    # kernel can run.
+    _checks_patch_embed.check_patch_embed(x, weight, pos, prefix)
+    _check_kernel_device("patch_embed", "x", x.device)
 
 
 def _patch_embed_impl(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -328,8 +306,7 @@ def _patch_embed_impl(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, 
 
 def _patch_embed_fake(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     _check_patch_embed(x, weight, pos, prefix)
-    p = _PATCH_EMBED_PATCH
-    return x.new_empty((x.shape[0], prefix.shape[0] + (x.shape[2] // p) * (x.shape[3] // p), weight.shape[0]))
+    return x.new_empty(_checks_patch_embed.output_shape(x, weight, prefix))
 
 
 _patch_embed_op = None
