@@ -2,8 +2,10 @@
 // attention_mma.cuh with register-staged copies (no cp.async before sm_80: the next K/V tile is
 // loaded into registers before the current tile's math and stored to the other stage after it)
 // and each m16n8k16 as two m16n8k8. Mirrors fastradio.backends.reference.attention; head dims 64
-// and 80, 4 or 8 warps of 16 query rows, 64 keys per step. Same shared-memory roofline as the
-// sm_80 tier (see attention_sm80.cu); on Turing the 45 KB of K/V stages allow one block per SM.
+// and 80, 8 warps of 16 query rows, 64 keys per step. Same shared-memory roofline as the sm_80
+// tier (see attention_sm80.cu). Always 8 warps: Turing's 64 KB of shared memory per SM hold one
+// block (36-45 KB of K/V stages), so a 4-warp block would leave the SM at 4 warps; and the
+// register staging of a 4-warp block (10 x 16 bytes per thread) takes clang to 252 registers.
 #include "attention/attention_mma.cuh"
 
 namespace fastradio {
@@ -34,12 +36,7 @@ Status launch(const AttentionParams& p, cudaStream_t stream) {
 
 Status attention_mma_sm75(const AttentionParams& p, cudaStream_t stream) {
   if (p.dtype != DType::kFloat16) return Status::kUnsupportedDType;
-  int dev = 0, sms = 0;
-  FASTRADIO_CUDA_TRY(cudaGetDevice(&dev));
-  FASTRADIO_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const bool wide = attn::mma_warps(p, sms) == 8;
-  if (p.head_dim == 64) return wide ? launch<64, 8>(p, stream) : launch<64, 4>(p, stream);
-  return wide ? launch<80, 8>(p, stream) : launch<80, 4>(p, stream);
+  return p.head_dim == 64 ? launch<64, 8>(p, stream) : launch<80, 8>(p, stream);
 }
 
 }  // namespace fastradio
