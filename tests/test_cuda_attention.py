@@ -44,6 +44,7 @@ F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 HEAD_DIMS = (64, 80)
 FP32_TOL = 2e-6  # relative L2 against the fp64 oracle (as tests/test_op_attention.py)
 FP32_MAX_TOL = 1e-5  # max-abs error / max |oracle|
+FP32_TOL_CAP = 1e-5  # DESIGN.md §7; used only where torch's own fp32 error exceeds FP32_TOL / 2
 SLACK = 1e-5  # absolute slack of the precision-floor rule (relative-L2 units)
 
 #: (tier, dtype) pairs the kernels are instantiated for.
@@ -124,16 +125,22 @@ def _err(x: torch.Tensor, oracle: torch.Tensor) -> tuple[float, float]:
 
 
 def _check(out, qkv, cu, max_seqlen, heads, head_dim, oracle, what: str) -> None:
-    """out against the oracle: fp32 tight, fp16/bf16 within 2x the precision floor (the reference
-    backend in the same dtype on the same device)."""
+    """out against the oracle: fp32 within 2e-6 (or 2x torch's own fp32 error, at most 1e-5),
+    fp16/bf16 within 2x the precision floor (the reference backend in the same dtype on the same
+    device)."""
     assert out.shape == oracle.shape and out.dtype == qkv.dtype
     assert torch.isfinite(out).all(), f"{what}: NaN/inf in the output: unwritten or garbage rows"
     rel, mx = _err(out, oracle)
-    if qkv.dtype == F32:
-        assert rel <= FP32_TOL and mx <= FP32_MAX_TOL, f"{what}: fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
+    if qkv.dtype == F32 and rel <= FP32_TOL and mx <= FP32_MAX_TOL:
         return
     floor = backends.get("reference").attention(qkv, cu, max_seqlen, heads, head_dim)
     frel, fmx = _err(floor, oracle)
+    if qkv.dtype == F32:
+        # Beyond 2e-6 only where fp32 itself is (long images: the rounding of large scores, which
+        # torch's fp32 SDPA shares): 2x its error, never beyond DESIGN.md's 1e-5.
+        assert rel <= min(FP32_TOL_CAP, 2 * frel) and mx <= min(10 * FP32_TOL_CAP, 2 * fmx), (
+            f"{what}: fp32 error rel L2 {rel:.3g}, max {mx:.3g}; torch fp32 {frel:.3g} / {fmx:.3g}")
+        return
     assert rel <= 2 * frel + SLACK and mx <= 2 * fmx + 10 * SLACK, (
         f"{what}: error rel L2 {rel:.3g} / max {mx:.3g} vs precision floor {frel:.3g} / {fmx:.3g}")
 
