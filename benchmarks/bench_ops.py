@@ -15,7 +15,8 @@ Ops and peers (bf16, plus fp16 on the first shape of each op; C-RADIOv2-L: D 102
 - ``add_layer_norm`` vs ``x + delta`` then ``F.layer_norm`` (eager). GB/s = bytes read +
   written / time, over the copy bandwidth measured in the same run ("copy" row).
 - ``patch_embed`` vs ``F.conv2d`` (stride 16) + flatten/transpose + pos add + ``torch.cat`` of
-  the 8 prefix tokens. TFLOP/s and GB/s.
+  the 8 prefix tokens (+ an fp32 row on the first shape: the CUDA-core tier; the peer's cuDNN
+  may use TF32 there). TFLOP/s and GB/s.
 - ``pos_embed``: the real 128 x 128 table, D in {768, 1024, 1280, 1536}, square grids for 224 to
   4096 px, out dtype bf16 (+ fp32 on a few shapes), vs ``F.interpolate(bilinear,
   align_corners=True)`` + top-left crop + cast. Bytes = table rows the resize actually reads
@@ -215,8 +216,8 @@ class Bench:
             if name == "cuda" and hasattr(mod, "build_info"):
                 tiers = mod.build_info().get("tiers", {}).get(op, [])
                 for tier in tiers:
-                    try:  # per dtype: e.g. linear's mma_sm75 takes float16 only
-                        mod.resolve_tier(op, self.device, tier, dtype=dtype)
+                    try:
+                        mod.resolve_tier(op, self.device, tier, dtype=dtype)  # a tier may take only some dtypes
                     except RuntimeError as e:
                         self.skip(base, f"cuda[{tier}]", "fastradio", str(e), once_key=key + (tier,))
                         continue
@@ -416,7 +417,9 @@ def bench_add_layer_norm(b: Bench) -> None:
 # -- patch_embed ------------------------------------------------------------------------------------
 
 def bench_patch_embed(b: Bench) -> None:
-    for arch_name, px, batch, dtype in _configs_with_dtypes(b.mode):
+    # + fp32 on the first shape: fp32 mode runs the CUDA-core tier (no IEEE fp32 tensor cores).
+    a, px0, b0 = CONFIGS[b.mode][0]
+    for arch_name, px, batch, dtype in _configs_with_dtypes(b.mode) + [(a, px0, b0, torch.float32)]:
         d = ARCHS[arch_name].width
         h = w = px // PATCH
         kdim = 3 * PATCH * PATCH

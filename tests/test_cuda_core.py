@@ -126,7 +126,7 @@ def test_supports_explains_refusals():
     assert reasons and "not a CUDA device" in reasons[0]
     reasons = cuda.supports("pos_embed", torch.device("cuda"), torch.float64)
     assert any("float64" in r for r in reasons)
-    assert "does not implement" in cuda.supports("attention", torch.device("cuda"), torch.float16)[0]
+    assert "does not implement" in cuda.supports("no_such_op", torch.device("cuda"), torch.float16)[0]
     if not torch.cuda.is_available():
         reasons = cuda.supports("pos_embed", torch.device("cuda"), torch.bfloat16)
         assert reasons and "torch.cuda.is_available() is False" in reasons[0]

@@ -247,6 +247,7 @@ def test_dtype_cast_keeps_position_table_fp32(tiny):
     m = fastradio.load(tiny.source.folder, device="cpu", dtype=torch.bfloat16)
     assert m.dtype == torch.bfloat16
     assert m.model.patch_generator.pos_embed.dtype == torch.float32
+    assert m.input_conditioner.norm_mean.dtype == m.input_conditioner.norm_std.dtype == torch.float32
     torch.testing.assert_close(m.model.patch_generator.pos_embed, tiny.model.patch_generator.pos_embed, rtol=0, atol=0)
     s, f = m(_images(1, 32, 32, seed=1))
     assert s.dtype == torch.bfloat16
@@ -289,3 +290,37 @@ def test_residual_stream_dtype(tiny):
 def test_channels_last_input(tiny):
     x = _images(2, 32, 48, seed=12)
     torch.testing.assert_close(tiny(x.to(memory_format=torch.channels_last)).summary, tiny(x).summary)
+
+
+def test_folded_input_normalisation_is_exact_in_fp32(ckpts):
+    """The fold the fast backends run (DESIGN.md decision 15): raw pixels through W' = W / std plus
+    the shift on the position table equal the spec's normalise-then-embed, to fp32 rounding."""
+    from fastradio.backends import reference
+
+    model = fastradio.load(ckpts["d128"][0], dtype=torch.float32, backend="reference")
+    x = _images(2, 48, 32, seed=5)
+    h, w = 48 // 16, 32 // 16
+    pg = model.model.patch_generator
+    wf, shift = model._folded_embedder()
+    folded = reference.patch_embed(x, wf, model._pos_table(h, w, shift), pg.cls_token.token)
+    plain = reference.patch_embed(model.input_conditioner(x), pg.embedder.weight, model._pos_table(h, w),
+                                  pg.cls_token.token)
+    assert ((folded - plain).norm() / plain.norm()).item() <= 1e-6
+    # The shift is a real constant (CLIP means are ~0.45): dropping it would be far off.
+    assert shift.abs().max() > 1e-2
+
+
+def test_folded_weight_is_rounded_once_after_a_cast(ckpts):
+    """Loaded in fp32 and cast to bf16, the folded weight comes from the fp32 weight (one rounding),
+    and a change of the weight afterwards is picked up (no stale cache)."""
+    model = fastradio.load(ckpts["d128"][0], dtype=torch.float32, backend="reference")
+    w32 = model.model.patch_generator.embedder.weight.detach().clone()
+    inv_std = (1.0 / model.input_conditioner.norm_std.float().view(3)).repeat_interleave(256)
+    model = model.to(torch.bfloat16)
+    wf, _ = model._folded_embedder()
+    assert wf.dtype == torch.bfloat16
+    assert torch.equal(wf, (w32 * inv_std).to(torch.bfloat16))
+    with torch.no_grad():
+        model.model.patch_generator.embedder.weight.mul_(2)
+    wf2, _ = model._folded_embedder()
+    assert torch.equal(wf2, (model.model.patch_generator.embedder.weight.float() * inv_std).to(torch.bfloat16))

@@ -6,11 +6,14 @@
     image of one token, prime lengths, several images of different lengths in one call, a uniform
     batch, max_seqlen far above most lengths; head dims 64 and 80;
 (b) isolation: a NaN in one image (or one head) stays there, also when it sits in the rows right
-    next to the neighbouring images;
+    next to the neighbouring images (every backend);
 (c) the Triton launcher below the op: every tile config and both schedules, NaN-poisoned out=,
     the bf16 emulation of the interpreter, launch-config determinism;
-(d) wrong inputs are rejected with messages naming what was expected and what came;
-(e) opcheck, FakeTensor shapes and torch.compile(fullgraph=True);
+(d) wrong inputs are rejected with messages naming what was expected and what came (the same
+    messages in triton and cuda: backends/checks/attention.py), cu_seqlens' values read once per
+    tensor version;
+(e) opcheck, FakeTensor shapes and torch.compile(fullgraph=True), CUDA-graph capture (triton and
+    cuda; the cuda backend's own tests, every tier forced, are in tests/test_cuda_attention.py);
 (f) the kernel compiles for sm_80 and sm_90 without a GPU (bundled ptxas: registers, no spills).
 
 Inputs are drawn per case from a fixed seed (set FASTRADIO_TEST_SEED to draw different ones) with
@@ -40,6 +43,7 @@ from fastradio import backends
 from kernel_testing import backend_or_skip, dtype_id
 
 BACKENDS = ("reference", "triton", "cuda")
+FAST = ("triton", "cuda")  # the backends with their own kernels and argument checks
 DEVICES = ("cpu", "cuda")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 80)
@@ -199,7 +203,7 @@ ISO_LENGTHS = [7, 13, 31]
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's numpy sees NaN/inf
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
-@pytest.mark.parametrize("backend", ("triton", "reference"))
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_in_one_image_stays_there(backend, head_dim):
     device = _device()
     dtype = torch.float16
@@ -223,9 +227,10 @@ def test_nan_in_one_image_stays_there(backend, head_dim):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
-def test_nan_in_one_head_stays_there(head_dim):
+@pytest.mark.parametrize("backend", FAST)
+def test_nan_in_one_head_stays_there(backend, head_dim):
     device = _device()
-    mod = _backend_or_skip("triton", device, torch.float32, head_dim)
+    mod = _backend_or_skip(backend, device, torch.float32, head_dim)
     heads = 2
     n = sum(ISO_LENGTHS)
     clean = _qkv(n, heads, head_dim, _seed("iso-head", head_dim)).to(device)
@@ -412,8 +417,9 @@ def _bad_inputs(device):
 
 @pytest.mark.parametrize("what", list(_bad_inputs("cpu")))
 @pytest.mark.parametrize("device", DEVICES)
-def test_rejects_bad_input(device, what):
-    mod = _backend_or_skip("triton", device)
+@pytest.mark.parametrize("backend", FAST)
+def test_rejects_bad_input(backend, device, what):
+    mod = _backend_or_skip(backend, device)
     args, match = _bad_inputs(device)[what]
     with pytest.raises((TypeError, ValueError)) as info:
         mod.attention(*args)
@@ -422,27 +428,42 @@ def test_rejects_bad_input(device, what):
     assert re.search(match, str(info.value)), (match, str(info.value))
 
 
-def test_refusal_reasons_name_the_head_dim():
-    pytest.importorskip("triton")
-    mod = backends.get("triton")
-    for hd in (32, 96, 128):
-        reasons = mod.supports("attention", torch.device("cpu"), torch.float16, head_dim=hd)
-        assert any("head_dim" in r and str(hd) in r for r in reasons), reasons
-    for hd in HEAD_DIMS:
-        assert not any("head_dim" in r for r in mod.supports("attention", torch.device("cpu"), torch.float16,
-                                                                head_dim=hd))
+@pytest.mark.parametrize("backend", FAST)
+def test_refusal_reasons_name_the_head_dim(backend):
+    if backend == "triton":
+        pytest.importorskip("triton")
+    mod = backends.get(backend)
+    for device in ("cpu", "cuda"):  # the head-dim reason comes whatever else is missing
+        for hd in (32, 96, 128):
+            reasons = mod.supports("attention", torch.device(device), torch.float16, head_dim=hd)
+            assert any("head_dim" in r and str(hd) in r for r in reasons), reasons
+        for hd in HEAD_DIMS:
+            assert not any("head_dim" in r for r in mod.supports("attention", torch.device(device), torch.float16,
+                                                                    head_dim=hd))
     assert any("dtype" in r for r in mod.supports("attention", torch.device("cpu"), torch.int8, head_dim=64))
 
 
-def test_cuda_values_are_checked_once_per_cu_seqlens():
-    mod = _backend_or_skip("triton", _device())
+@pytest.mark.parametrize("backend", FAST)
+def test_cuda_values_are_checked_once_per_cu_seqlens(backend, monkeypatch):
+    # The value check (one sync on GPU) runs once per cu_seqlens tensor version, in both backends:
+    # the host reads are counted through the shared check's one reading function.
+    from fastradio.backends.checks import attention as checks
+
     device = _device()
+    mod = _backend_or_skip(backend, device)
+    reads = []
+    monkeypatch.setattr(checks, "host_values", lambda cu: reads.append(cu) or cu.tolist())
     qkv = _qkv(10, 2, 64, 0).to(device)
     cu = _cu([3, 7], device)
     mod.attention(qkv, cu, 7, 2, 64)
-    assert mod._ATTENTION_CHECKED[0][0]() is cu
+    assert checks.CHECKED[0][0]() is cu and len(reads) == 1
+    mod.attention(qkv, cu, 7, 2, 64)
+    assert len(reads) == 1  # same tensor, same version: not read again
+    mod.attention(qkv, cu, 8, 2, 64)
+    assert len(reads) == 2  # another max_seqlen: checked again
     cu[1] = 4  # in place: the version changes, so the values are checked again
     mod.attention(qkv, cu, 7, 2, 64)
+    assert len(reads) == 3
     cu[2] = 9
     with pytest.raises(ValueError, match="end at N"):
         mod.attention(qkv, cu, 7, 2, 64)
@@ -450,14 +471,16 @@ def test_cuda_values_are_checked_once_per_cu_seqlens():
 
 # -- (e) opcheck, FakeTensor, torch.compile ---------------------------------------------------------
 
-def test_registered_custom_op_passes_opcheck():
+@pytest.mark.parametrize("backend", FAST)
+def test_registered_custom_op_passes_opcheck(backend):
     device = _device()
-    mod = _backend_or_skip("triton", device)
-    assert mod.OP_NAMES["attention"] == "fastradio::triton_attention"
-    op = torch.ops.fastradio.triton_attention.default
+    mod = _backend_or_skip(backend, device)
+    assert mod.OP_NAMES["attention"] == f"fastradio::{backend}_attention"
+    op = getattr(torch.ops.fastradio, f"{backend}_attention").default
+    extra = (-1,) if backend == "cuda" else ()  # the cuda op's tier code (-1: automatic)
     for lengths, hd, dt in (([3, 7], 64, torch.float32), ([5], 80, torch.float16)):
         qkv = _qkv(sum(lengths), 2, hd, 1).to(dt).to(device)
-        torch.library.opcheck(op, (qkv, _cu(lengths, device), max(lengths), 2, hd),
+        torch.library.opcheck(op, (qkv, _cu(lengths, device), max(lengths), 2, hd, *extra),
                               test_utils=("test_schema", "test_faketensor"))
 
 
@@ -477,8 +500,9 @@ def test_fake_tensor_shape(backend, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compile_fullgraph(device):
-    mod = _backend_or_skip("triton", device, torch.float16, 64)
+@pytest.mark.parametrize("backend", FAST)
+def test_compile_fullgraph(backend, device):
+    mod = _backend_or_skip(backend, device, torch.float16, 64)
     # On CPU, Inductor spends ~20 s compiling C++; aot_eager still runs Dynamo's full-graph capture
     # and the functionalisation that custom ops must survive.
     compiler = "inductor" if device == "cuda" else "aot_eager"
@@ -530,9 +554,11 @@ def test_gpu_autotune_opt_in(monkeypatch):
         _check_against_oracle(out, qkv, cu, max_seqlen, heads, hd, oracle, torch.bfloat16, "cuda")
 
 
-def test_gpu_cuda_graph_capture():
-    _gpu_kernel_or_skip()
-    mod = backends.get("triton")
+@pytest.mark.parametrize("backend", FAST)
+def test_gpu_cuda_graph_capture(backend):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    mod = _backend_or_skip(backend, "cuda", torch.bfloat16, 64)
     qkv, cu, max_seqlen, heads, lengths, oracle = _case_data("uniform-512px", 64, torch.bfloat16, "cuda")
     mod.attention(qkv, cu, max_seqlen, heads, 64)  # compile + value check outside the capture
     cu2 = cu.clone()  # a new tensor: its values cannot be checked during capture, and are not

@@ -6,6 +6,7 @@
 (b) every backend against that oracle: fp32 within 1e-5 (IEEE fp32 accumulation, no TF32),
     fp16/bf16 within 2x the reference backend's own error (the precision floor, DESIGN §7), prefix
     rows copied exactly, on B = 1/3, non-square grids with h, w in {1, 2, 5}, D in {8, 80, 130};
+    the CUDA backend also once per compiled tier and dtype it takes (FASTRADIO_TIER);
 (c) NaN in one image stays in its token; outputs poisoned first; the GPU tile shapes run in the
     interpreter too; (d) bad inputs are rejected with messages that name what was expected and what
     came; (e) opcheck, FakeTensor shapes, torch.compile; (f) the Triton kernel compiles for
@@ -161,6 +162,40 @@ def test_against_oracle(backend, device, case, dtype):
     frel, fmx = _err(floor, oracle)
     assert rel <= 2 * frel + 1e-12 and mx <= 2 * fmx + 1e-12, (
         f"{dtype} error rel L2 {rel:.3g} / max {mx:.3g} vs precision floor {frel:.3g} / {fmx:.3g}")
+
+
+def _cuda_tiers():
+    # Every tier of the CUDA backend compiled into this build (the default run above takes only the
+    # automatic one per dtype); an absent extension yields none and the test is skipped below.
+    try:
+        from fastradio.backends import cuda
+    except ImportError:
+        return [pytest.param(None, None, id="no-extension")]
+    tiers = cuda.build_info()["tiers"].get("patch_embed", [])
+    return [pytest.param(t, dt, id=f"{t}-{dtype_id(dt)}") for t in tiers for dt in DTYPES
+            if dt in cuda.TIER_DTYPES.get("patch_embed", {}).get(t, DTYPES)] or [pytest.param(None, None, id="none")]
+
+
+@pytest.mark.parametrize("case", CASES + GPU_CASES[4:], ids=_case_id)
+@pytest.mark.parametrize("tier,dtype", _cuda_tiers())
+def test_cuda_every_tier_against_oracle(tier, dtype, case, monkeypatch):
+    if tier is None:
+        pytest.skip("the cuda backend has no patch_embed tier in this build")
+    mod = _backend_or_skip("cuda", "cuda", dtype)
+    monkeypatch.setenv(mod.TIER_ENV, f"patch_embed:{tier}")
+    b, h, w, d, p = case
+    x, weight, pos, prefix = _inputs(case, dtype, _seed("tier", tier, case, str(dtype)), "cuda")
+    _poison_allocator((b, p + h * w, d), dtype, "cuda")
+    out = mod.patch_embed(x, weight, pos, prefix)
+    assert torch.isfinite(out).all(), "NaN/inf in the output: unwritten or garbage elements"
+    torch.testing.assert_close(out[:, :p], prefix.expand(b, -1, -1), rtol=0, atol=0)
+    oracle = _oracle(x.cpu(), weight.cpu(), pos.cpu(), prefix.cpu())
+    rel, mx = _err(out, oracle)
+    if dtype == torch.float32:
+        assert rel <= FP32_TOL and mx <= FP32_TOL, f"{tier}: fp32 error rel L2 {rel:.3g}, max {mx:.3g}"
+        return
+    floor = _err(backends.get("reference").patch_embed(x.cpu(), weight.cpu(), pos.cpu(), prefix.cpu()), oracle)
+    assert rel <= 2 * floor[0] + 1e-12 and mx <= 2 * floor[1] + 1e-12, (tier, rel, mx, floor)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -50,8 +50,9 @@ inline constexpr SmemLimit kSmemOptinLimits[] = {
 };
 
 // Opt-in limit of `arch` (e.g. 80); the host pass (FASTRADIO_DEVICE_ARCH / 10 >= 100000) is not
-// limited, and an arch missing from the table gets the 48 KiB every arch has.
-constexpr int smem_optin_limit(int arch) {
+// limited, and an arch missing from the table gets the 48 KiB every arch has. __host__ __device__
+// so that a kernel body can static_assert against it (nvcc refuses host-only constexpr calls there).
+FASTRADIO_HD constexpr int smem_optin_limit(int arch) {
   if (arch >= 100000) return 1 << 30;
   for (const SmemLimit& l : kSmemOptinLimits)
     if (l.arch == arch) return l.kib * 1024;

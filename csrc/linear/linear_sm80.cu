@@ -34,10 +34,6 @@ namespace {
 using Big = linear_mma::Sm80Big;
 using Small = linear_mma::Sm80Small;
 
-// This compilation pass's opt-in shared-memory limit, as a constant: device code may not call the
-// host constexpr function itself.
-constexpr int kSmemLimit = smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10);
-
 // Blocks per SM the register budget must allow (<= 128 registers per thread either way): the
 // pipeline's latency is hidden by other blocks' warps, 16 per SM.
 template <class C>
@@ -80,7 +76,7 @@ __device__ __forceinline__ void load_tile(uint16_t* tile, const uint16_t* __rest
 template <DType kT, class C, bool kAligned>
 __global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel(LinearParams p, bool vec4) {
 #if FASTRADIO_DEVICE_ARCH >= 800
-  static_assert(kSmemBytes<C> <= kSmemLimit, "shared memory over the arch's limit");
+  static_assert(kSmemBytes<C> <= smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10), "shared memory over the arch's limit");
   extern __shared__ __align__(128) uint16_t smem[];  // kSmemBytes<C>
   const uint16_t* __restrict__ x = static_cast<const uint16_t*>(p.x);       // (n, k)
   const uint16_t* __restrict__ w = static_cast<const uint16_t*>(p.weight);  // (m, k)

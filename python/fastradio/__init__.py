@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 
 from .api import ModelInfo, list_models, load  # noqa: E402
 from .model import RadioModel, RadioOutput, Resolution  # noqa: E402
+from .graphs import CudaGraphRunner  # noqa: E402
 
-__all__ = ["load", "list_models", "ModelInfo", "RadioModel", "RadioOutput", "Resolution", "__version__"]
+__all__ = ["load", "list_models", "ModelInfo", "RadioModel", "RadioOutput", "Resolution", "CudaGraphRunner", "__version__"]

@@ -137,7 +137,11 @@ class RadioModel(nn.Module):
         self._external_preprocessor = False
         self._backend = backend
         self._plan: ops.Plan | None = None
-        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._pos_cache: dict[tuple[int, int, bool], torch.Tensor] = {}
+        # Input normalisation folded into the patch embedding (see _folded_embedder): the cached
+        # result, and the fp32 weight it is best computed from when the model was cast down.
+        self._fold_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._fold_src: tuple[tuple, torch.Tensor] | None = None
         # 1/sqrt(i+1) on both LayerNorm outputs of block i when the config asks for scaled_ln.
         self._ln_scale = [1.0 / math.sqrt(i + 1) if config.scaled_ln else 1.0 for i in range(config.depth)]
 
@@ -228,15 +232,30 @@ class RadioModel(nn.Module):
         # (spec §3), so keep the fp32 values and only follow the device.
         pe = self.model.patch_generator.pos_embed
         keep = pe.data if pe.dtype == torch.float32 else None
+        # The input normalisation's constants stay fp32 too (bf16 would move CLIP's std by ~0.1 %).
+        cond = {n: b.data for n, b in self.input_conditioner.named_buffers() if b.dtype == torch.float32}
+        emb = self.model.patch_generator.embedder
+        src = emb.weight.detach() if emb.weight.dtype == torch.float32 else None
         out = super()._apply(fn, recurse)
         if keep is not None and pe.dtype != torch.float32:
             pe.data = keep.to(device=pe.device)
+        for n, buf in self.input_conditioner.named_buffers():
+            if n in cond and buf.dtype != torch.float32:
+                buf.data = cond[n].to(device=buf.device)
+        if src is not None and emb.weight.dtype != torch.float32:
+            # Cast down: keep the fp32 embedding weight so the folded weight is rounded only once.
+            self._fold_src = (self._weight_key(emb.weight), src)
+        elif emb.weight.dtype == torch.float32:
+            self._fold_src = None
         self._plan = None
         self._pos_cache.clear()
+        self._fold_cache = None
         return out
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._pos_cache.clear()
+        self._fold_cache = None
+        self._fold_src = None
         return super()._load_from_state_dict(*args, **kwargs)
 
     # -- forward -----------------------------------------------------------------------------------
@@ -296,24 +315,70 @@ class RadioModel(nn.Module):
             outs.append(self._outputs(seg.unsqueeze(0), h, w, feature_fmt))
         return outs
 
-    def _pos_table(self, h: int, w: int) -> torch.Tensor:
-        """Position embeddings for an h x w grid, (h*w, D) in the compute dtype; cached per grid."""
-        key = (h, w)
+    def _pos_table(self, h: int, w: int, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Position embeddings for an h x w grid, (h*w, D) in the compute dtype; cached per grid.
+        ``shift`` (D,) fp32, the folded normalisation's constant, is added in fp32 before rounding."""
+        key = (h, w, shift is not None)
         cached = None if torch.compiler.is_compiling() else self._pos_cache.get(key)
         if cached is not None:
             return cached
         g, d = self.config.pos_grid, self.embed_dim
         table = self.model.patch_generator.pos_embed.view(g, g, d)
-        pos = self.plan.pos_embed(table, h, w, self.dtype)
+        if shift is None:
+            pos = self.plan.pos_embed(table, h, w, self.dtype)
+        else:
+            pos = (self.plan.pos_embed(table, h, w, torch.float32) + shift).to(self.dtype)
         if not torch.compiler.is_compiling():
             self._pos_cache[key] = pos
         return pos
 
+    @staticmethod
+    def _weight_key(w: torch.Tensor) -> tuple:
+        return (w.data_ptr(), w._version, w.dtype, w.device)
+
+    @property
+    def folds_input_norm(self) -> bool:
+        """Whether the input normalisation is folded into the patch embedding: when the
+        preprocessor is internal and a fast backend runs patch_embed (the reference backend keeps
+        the spec's literal order, normalise then embed)."""
+        return not self._external_preprocessor and self.plan.names["patch_embed"] != "reference"
+
+    def _folded_embedder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W', shift): patch_embed(x, W') + shift == patch_embed((x - mean) / std, W) for raw
+        pixels x. With y_f = (x_f - m_c) / s_c for feature f of channel c (f = c*256 + ...):
+        W·y = (W / s)·x - (W / s)·m, so W' = W / s (per input channel) and shift = -W'·m, a
+        constant per output channel that rides on the fp32 position table. Computed in fp32 from
+        the fp32 weight when the model was cast down (one rounding to the compute dtype), cached
+        while the weight and the conditioner are unchanged. Saves the normalisation pass over the
+        image and its fp32 temporary."""
+        emb = self.model.patch_generator.embedder.weight
+        cond = self.input_conditioner
+        key = (self._weight_key(emb), self._weight_key(cond.norm_mean), self._weight_key(cond.norm_std))
+        if self._fold_cache is not None and self._fold_cache[0] == key and not torch.compiler.is_compiling():
+            return self._fold_cache[1]
+        src = emb
+        if self._fold_src is not None and self._fold_src[0] == self._weight_key(emb):
+            src = self._fold_src[1]
+        w32 = src.detach().to(device=emb.device, dtype=torch.float32)
+        per_feature = self.patch_size * self.patch_size
+        inv_std = (1.0 / cond.norm_std.float().view(3)).repeat_interleave(per_feature)     # (768,)
+        mean = cond.norm_mean.float().view(3).repeat_interleave(per_feature)
+        w_folded = w32 * inv_std
+        shift = -(w_folded @ mean)                                                          # (D,)
+        out = (w_folded.to(emb.dtype).contiguous(), shift.contiguous())
+        if not torch.compiler.is_compiling():
+            self._fold_cache = (key, out)
+        return out
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → tokens (B, 8 + h*w, D): conditioner, patch embed, position, prefix."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        x = self.input_conditioner(x).to(self.dtype).contiguous()  # kernels take NCHW-contiguous
         pg = self.model.patch_generator
+        if self.folds_input_norm:
+            weight, shift = self._folded_embedder()
+            x = x.to(self.dtype).contiguous()
+            return self.plan.patch_embed(x, weight, self._pos_table(h, w, shift), pg.cls_token.token)
+        x = self.input_conditioner(x).to(self.dtype).contiguous()  # kernels take NCHW-contiguous
         return self.plan.patch_embed(x, pg.embedder.weight, self._pos_table(h, w), pg.cls_token.token)
 
     @property

@@ -267,8 +267,10 @@ def add_layer_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Te
 
 
 # --- patch_embed ----------------------------------------------------------------------------------
-# tokens (B, P + h*w, D) = [prefix; im2patch(x) . W^T + pos] in one launch (spec §3). Uses the
-# device/contiguity helpers of the add_layer_norm section above.
+# tokens (B, P + h*w, D) = [prefix; im2patch(x) . W^T + pos] in one launch (spec §3). Argument
+# checks shared with the cuda backend; the device check of the add_layer_norm section above.
+
+from fastradio.backends.checks import patch_embed as _checks_patch_embed  # noqa: E402
 
 _PATCH_EMBED_IMPORT_ERROR: str | None = None
 if _IMPORT_ERROR is None:
@@ -276,6 +278,9 @@ if _IMPORT_ERROR is None:
         from fastradio.kernels.patch_embed import K as _PATCH_EMBED_K
         from fastradio.kernels.patch_embed import PATCH as _PATCH_EMBED_PATCH
         from fastradio.kernels.patch_embed import patch_embed as _launch_patch_embed
+        if (_PATCH_EMBED_PATCH, _PATCH_EMBED_K) != (_checks_patch_embed.PATCH, _checks_patch_embed.K):
+            raise ImportError(f"kernels/patch_embed.py has patch {_PATCH_EMBED_PATCH}, K {_PATCH_EMBED_K}; "
+                              f"the checks expect {_checks_patch_embed.PATCH}, {_checks_patch_embed.K}")
     except Exception as e:  # a broken kernel file must not take the other ops down
         _PATCH_EMBED_IMPORT_ERROR = f"kernels/patch_embed.py failed to import ({type(e).__name__}: {e})"
 
@@ -288,37 +293,10 @@ _OP_REFUSALS["patch_embed"] = _patch_embed_refusals
 
 
 def _check_patch_embed(x, weight, pos, prefix) -> None:
-    # Everything the kernel's raw pointers rely on, with what was expected and what came.
-    op = "patch_embed"
-    named = [("x", x), ("weight", weight), ("pos", pos), ("prefix", prefix)]
-    for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    p = _PATCH_EMBED_PATCH
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{op}: x must have shape (B, 3, H, W), got {tuple(x.shape)}")
-    hh, ww = x.shape[2], x.shape[3]
-    if hh < p or ww < p or hh % p or ww % p:
-        raise ValueError(f"{op}: H and W must be positive multiples of {p}, got H={hh}, W={ww}")
-    h, w = hh // p, ww // p
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"{op}: x must be float32, float16 or bfloat16 (the compute dtype), got {x.dtype}")
-    if weight.dim() != 2 or weight.shape[1] != _PATCH_EMBED_K or weight.shape[0] < 1:
-        raise ValueError(f"{op}: weight must have shape (D, {_PATCH_EMBED_K}) with D >= 1 (features "
-                         f"ch*256 + dy*16 + dx), got {tuple(weight.shape)}")
-    d = weight.shape[0]
-    if tuple(pos.shape) != (h * w, d):
-        raise ValueError(f"{op}: pos must have shape (h*w, D) = ({h * w}, {d}) for a {hh}x{ww} image "
-                         f"and D from weight, got {tuple(pos.shape)}")
-    if prefix.dim() != 2 or prefix.shape[1] != d:
-        raise ValueError(f"{op}: prefix must have shape (P, D) = (P, {d}) with D from weight, "
-                         f"got {tuple(prefix.shape)}")
-    for name, t in named[1:]:
-        if t.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
-    _check_contiguous(op, named)
-    _check_same_device(op, "x", x, named[1:])
-    _check_kernel_device(op, "x", x.device)
+    # The checks both fast backends share (backends/checks/patch_embed.py), then where the Triton
+    # kernel can run.
+    _checks_patch_embed.check_patch_embed(x, weight, pos, prefix)
+    _check_kernel_device("patch_embed", "x", x.device)
 
 
 def _patch_embed_impl(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -328,8 +306,7 @@ def _patch_embed_impl(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, 
 
 def _patch_embed_fake(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     _check_patch_embed(x, weight, pos, prefix)
-    p = _PATCH_EMBED_PATCH
-    return x.new_empty((x.shape[0], prefix.shape[0] + (x.shape[2] // p) * (x.shape[3] // p), weight.shape[0]))
+    return x.new_empty(_checks_patch_embed.output_shape(x, weight, prefix))
 
 
 _patch_embed_op = None
@@ -356,13 +333,11 @@ def patch_embed(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix
 
 # --- attention ------------------------------------------------------------------------------------
 # Variable-length non-causal attention over packed images (ops.attention; kernels/attention.py).
-# Structural checks always; cu_seqlens' values (start 0, non-decreasing, end N, lengths <=
-# max_seqlen) need them on the host: free on CPU, one sync on GPU, so there they are checked once
-# per cu_seqlens tensor (the model passes the same one to every block) and skipped while tracing
-# (torch.compile, FakeTensor) or capturing a CUDA graph. The kernel clamps every bound to [0, N], so
-# an unchecked, malformed cu_seqlens can give wrong numbers but never touches memory outside qkv/out.
+# The argument checks, structural and of cu_seqlens' values (once per cu_seqlens tensor version,
+# skipped while tracing or capturing), are shared with the cuda backend: backends/checks/attention.py.
+# Only the device checks below are this backend's own.
 
-import weakref as _weakref  # noqa: E402
+from fastradio.backends.checks import attention as _attention_checks  # noqa: E402
 
 _ATTENTION_IMPORT_ERROR: str | None = None
 if _IMPORT_ERROR is None:
@@ -371,7 +346,6 @@ if _IMPORT_ERROR is None:
         from fastradio.kernels.attention import attention as _launch_attention
     except Exception as e:  # a broken kernel file must not take the other ops down
         _ATTENTION_IMPORT_ERROR = f"kernels/attention.py failed to import ({type(e).__name__}: {e})"
-_ATTENTION_HEAD_DIMS_TEXT = "64 or 80"
 
 
 def _attention_refusals(device: torch.device, dtype: torch.dtype, **facts) -> list[str]:
@@ -379,51 +353,18 @@ def _attention_refusals(device: torch.device, dtype: torch.dtype, **facts) -> li
         return [_ATTENTION_IMPORT_ERROR]
     head_dim = facts.get("head_dim")
     if head_dim is not None and head_dim not in _ATTENTION_HEAD_DIMS:
-        return [f"head_dim {head_dim} is not {_ATTENTION_HEAD_DIMS_TEXT} (the head dims the attention kernel "
-                "is built and tuned for: C-RADIOv2-B/L/g use 64, -H uses 80)"]
+        return [f"head_dim {head_dim} is not {_attention_checks.HEAD_DIMS_TEXT} (the head dims the attention "
+                "kernel is built and tuned for: C-RADIOv2-B/L/g use 64, -H uses 80)"]
     return []
 
 
 _OP_REFUSALS["attention"] = _attention_refusals
 
-#: (weakref to the last cu_seqlens whose values passed, its _version, N, max_seqlen).
-_ATTENTION_CHECKED: list = [None]
-
-
-def _is_int(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, torch.SymInt))
-
 
 def _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> None:
     # Everything the kernel's raw pointers rely on, with what was expected and what came.
+    _attention_checks.check_structure(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
     op = "attention"
-    for name, t in (("qkv", qkv), ("cu_seqlens", cu_seqlens)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if not _is_int(num_heads) or num_heads < 1:
-        raise ValueError(f"{op}: num_heads must be an int >= 1, got {num_heads!r}")
-    if not _is_int(head_dim) or head_dim not in _ATTENTION_HEAD_DIMS:
-        raise ValueError(f"{op}: head_dim must be {_ATTENTION_HEAD_DIMS_TEXT} (the head dims the kernel is built "
-                         f"for), got {head_dim!r}")
-    if not _is_int(max_seqlen) or max_seqlen < 1:
-        raise ValueError(f"{op}: max_seqlen must be an int >= 1, got {max_seqlen!r}")
-    if qkv.dtype not in _DTYPES:
-        raise TypeError(f"{op}: qkv must be float32, float16 or bfloat16, got {qkv.dtype}")
-    width = 3 * num_heads * head_dim
-    if qkv.dim() != 2 or qkv.shape[1] != width:
-        raise ValueError(f"{op}: qkv must have shape (N, 3*num_heads*head_dim) = (N, {width}) for "
-                         f"{num_heads} heads of {head_dim}, got {tuple(qkv.shape)}")
-    if not qkv.is_contiguous():
-        raise ValueError(f"{op}: qkv must be contiguous, got strides {qkv.stride()} for shape "
-                         f"{tuple(qkv.shape)} (call .contiguous())")
-    if cu_seqlens.dtype != torch.int32:
-        raise TypeError(f"{op}: cu_seqlens must be int32, got {cu_seqlens.dtype}")
-    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1:
-        raise ValueError(f"{op}: cu_seqlens must have shape (S+1,) with S >= 0 images, got {tuple(cu_seqlens.shape)}")
-    if not cu_seqlens.is_contiguous():
-        raise ValueError(f"{op}: cu_seqlens must be contiguous, got stride {cu_seqlens.stride()}")
-    if cu_seqlens.device != qkv.device:
-        raise ValueError(f"{op}: cu_seqlens must be on qkv's device {qkv.device}, got {cu_seqlens.device}")
     dev = qkv.device
     if dev.type == "cpu" and not _kernels_interpreted():
         raise ValueError(f"{op}: qkv is on cpu but the Triton interpreter is off "
@@ -436,36 +377,10 @@ def _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> None:
             raise ValueError(f"{op}: the Triton kernels need compute capability 8.0+, {dev} has {cap[0]}.{cap[1]}")
 
 
-def _check_attention_values(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> None:
-    """cu_seqlens' values against N and max_seqlen, where that costs no tracing break (see above)."""
-    if (type(cu_seqlens) is not torch.Tensor or type(qkv) is not torch.Tensor or torch.compiler.is_compiling()
-            or cu_seqlens.device.type == "meta"):
-        return  # FakeTensor / FunctionalTensor / tracing: values unknown
-    n = qkv.shape[0]
-    last = _ATTENTION_CHECKED[0]
-    if (last is not None and last[0]() is cu_seqlens and last[1:] == (cu_seqlens._version, n, max_seqlen)):
-        return
-    if cu_seqlens.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return
-    cu = cu_seqlens.tolist()
-    op = "attention"
-    if cu[0] != 0:
-        raise ValueError(f"{op}: cu_seqlens must start at 0, got {cu[0]}")
-    for i in range(1, len(cu)):
-        if cu[i] < cu[i - 1]:
-            raise ValueError(f"{op}: cu_seqlens must be non-decreasing, got {cu[i]} after {cu[i - 1]} at index {i}")
-    if cu[-1] != n:
-        raise ValueError(f"{op}: cu_seqlens must end at N = qkv.shape[0] = {n}, got {cu[-1]}")
-    longest = max((b - a for a, b in zip(cu, cu[1:])), default=0)
-    if longest > max_seqlen:
-        raise ValueError(f"{op}: max_seqlen must be >= the longest image ({longest} tokens), got {max_seqlen}")
-    _ATTENTION_CHECKED[0] = (_weakref.ref(cu_seqlens), cu_seqlens._version, n, max_seqlen)
-
-
 def _attention_impl(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int,
                     head_dim: int) -> torch.Tensor:
     _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
-    _check_attention_values(qkv, cu_seqlens, max_seqlen)
+    _attention_checks.check_values(qkv, cu_seqlens, max_seqlen)
     return _launch_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
 
 
@@ -492,7 +407,7 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
     if _attention_op is None:
         raise RuntimeError(f"the triton backend cannot run attention: {_IMPORT_ERROR or _ATTENTION_IMPORT_ERROR}")
     _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
-    _check_attention_values(qkv, cu_seqlens, max_seqlen)
+    _attention_checks.check_values(qkv, cu_seqlens, max_seqlen)
     return _attention_op(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
 
 # --- end attention --------------------------------------------------------------------------------

@@ -23,11 +23,14 @@ import torch
 from ._common import (_BUILD, _C, _DTYPE_CODES, _TIER_CODES, OP_NAMES, OP_REFUSALS, TIER_DTYPES, TIER_ENV,  # noqa: F401
                       _forced_tier, build_info, resolve_tier)
 from ._add_layer_norm import ADD_LAYER_NORM_DTYPES, add_layer_norm
+from ._attention import ATTENTION_HEAD_DIMS, ATTENTION_TIER_DTYPES, attention
 from ._linear import LINEAR_TIER_DTYPES, linear
+from ._patch_embed import PATCH_EMBED_TIER_DTYPES, patch_embed
 from ._pos_embed import pos_embed
 
-__all__ = ["supports", "pos_embed", "add_layer_norm", "linear", "resolve_tier", "build_info", "OP_NAMES", "TIER_ENV",
-           "ADD_LAYER_NORM_DTYPES", "LINEAR_TIER_DTYPES"]
+__all__ = ["supports", "pos_embed", "add_layer_norm", "patch_embed", "attention", "linear", "resolve_tier",
+           "build_info", "OP_NAMES", "TIER_ENV", "ADD_LAYER_NORM_DTYPES", "PATCH_EMBED_TIER_DTYPES",
+           "ATTENTION_HEAD_DIMS", "ATTENTION_TIER_DTYPES", "LINEAR_TIER_DTYPES"]
 
 
 # --- what this backend can run --------------------------------------------------------------------
