@@ -293,6 +293,32 @@ def build_sdist(build_py: Path, out: Path, log_file: Path) -> Path:
     return made[-1]
 
 
+def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path) -> dict:
+    """Builds a wheel from the sdist the way a user's `pip install fastradio` does (build isolation,
+    the CUDA found on the machine: CUDA 13 nvcc here) for one arch, and lists the SASS inside."""
+    import check_wheel
+    out = work / "sdist-test"
+    if out.exists():
+        shutil.rmtree(out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FASTRADIO_", "CUDA"))}
+    env["FASTRADIO_CUDA_ARCHS"] = "80"
+    t = time.time()
+    run([python, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", str(sdist), "-w", str(out)],
+        env=env, log_file=log_file)
+    wheels = list(out.glob("fastradio-*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"building a wheel from {sdist.name} gave {[w.name for w in wheels]}")
+    import zipfile
+    with zipfile.ZipFile(wheels[0]) as z:
+        so = next(n for n in z.namelist() if n.startswith("fastradio/_C."))
+        (out / "_C.so").write_bytes(z.read(so))
+    binary = check_wheel.inspect_binary(out / "_C.so", co)
+    sass = check_wheel.sort_archs(binary["sass_bytes"])
+    if sass != ["80"]:
+        raise BuildError(f"the wheel built from {sdist.name} with FASTRADIO_CUDA_ARCHS=80 has SASS {sass}")
+    return {"wheel": wheels[0].name, "sass": sass, "seconds": round(time.time() - t, 1)}
+
+
 # --- the command --------------------------------------------------------------------------------------
 
 def parse_list(text: str) -> list[str]:
@@ -335,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timings: dict[str, float] = {}
     results: list[dict] = []
+    sdist_result: dict | None = None
     try:
         t = time.time()
         found = toolchains(work)
@@ -381,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_check:
             import check_wheel
             co = cuobjdump(tools_py)
+            if not args.no_sdist:
+                t = time.time()
+                log(f"building {sdist.name} as `pip install fastradio` would (FASTRADIO_CUDA_ARCHS=80)")
+                sdist_result = sdist_build_test(sdist, pythons[versions[0]], work, co, work / "logs" / "sdist.log")
+                timings["sdist build test"] = time.time() - t
+                log(f"  -> {sdist_result['wheel']}: SASS {' '.join(sdist_result['sass'])}")
             for variant, v, wheel, sass, ptx in built:
                 t = time.time()
                 log(f"checking {wheel.name}")
@@ -398,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     total = time.time() - start
-    (out / "report.json").write_text(json.dumps({"seconds": timings, "total_seconds": total, "wheels": results},
-                                                indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps({"seconds": timings, "total_seconds": total, "wheels": results,
+                                                 "sdist": sdist_result}, indent=2) + "\n")
     log("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {total:.0f}s")
     for r in results:
         state = {True: "PASS", False: "FAIL", None: "built"}[r["ok"]]

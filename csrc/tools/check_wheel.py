@@ -27,6 +27,7 @@ else it requires are installed by pip into the fresh venv.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -214,14 +215,17 @@ def deps_site(python: str, work: Path) -> str:
     py = root / "bin" / "python"
     want = "\n".join([torch_spec, *TEST_DEPS])
     stamp = root / ".fastradio-requirements"
-    if not (py.exists() and stamp.exists() and stamp.read_text() == want):
-        log(f"making the test-dependency venv {root} ({torch_spec}, Triton, pytest, ...): once per Python")
-        if not py.exists():
-            _run([python, "-m", "venv", root], check=True)
-        out = _run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", torch_spec, *TEST_DEPS])
-        if out.returncode != 0:
-            raise RuntimeError(f"installing the test dependencies failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-        stamp.write_text(want)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{tag}.lock", "w") as lock:  # one maker at a time; the others wait and reuse
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (py.exists() and stamp.exists() and stamp.read_text() == want):
+            log(f"making the test-dependency venv {root} ({torch_spec}, Triton, pytest, ...): once per Python")
+            if not py.exists():
+                _run([python, "-m", "venv", root], check=True)
+            out = _run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", torch_spec, *TEST_DEPS])
+            if out.returncode != 0:
+                raise RuntimeError(f"installing the test dependencies failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+            stamp.write_text(want)
     return _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True).stdout.strip()
 
 
