@@ -235,6 +235,25 @@ def test_this_python_is_found():
                           text=True).stdout.strip() == version
 
 
+def test_kernels_only_configure_describes_the_kernels_and_skips_redundant_arch_specific_sass(tmp_path):
+    """CMake -DFASTRADIO_KERNELS_ONLY=ON (configure only): fastradio_kernels.cmake carries the kernel
+    table, and a portable tier gets no sm_90a next to sm_90."""
+    nvcc = shutil.which("nvcc") or next((p for p in ("/usr/local/cuda-13.0/bin/nvcc", "/usr/local/cuda/bin/nvcc")
+                                         if Path(p).exists()), None)
+    if not nvcc or not shutil.which("cmake"):
+        pytest.skip("needs cmake and CUDA 13 nvcc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTRADIO_")}
+    out = subprocess.run(["cmake", "-S", str(REPO), "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={nvcc}",
+                          "-DFASTRADIO_KERNELS_ONLY=ON", "-DFASTRADIO_CUDA_ARCHS=80;90;90a"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "pos_embed/cuda_core: SASS sm_{80 90}, PTX compute_90" in out.stdout
+    text = (tmp_path / "fastradio_kernels.cmake").read_text()
+    assert '{"pos_embed", "cuda_core", "80;90", "90"},' in text
+    assert "set(FASTRADIO_KERNELS_ARCHS 80 90 90a)" in text
+    assert "FASTRADIO_HAS_POS_EMBED_CUDA_CORE=1" in text and "SOURCE_HASH [==[" in text
+
+
 # --- fastradio._dist: one distribution of fastradio at a time ----------------------------------------
 
 def _fake_dist(site: Path, name: str, version: str = "0.1.0") -> None:

@@ -257,9 +257,10 @@ def fresh_venv(wheel: Path, python: str, work: Path, venv_dir: Path) -> tuple[Pa
 
 
 def clean_env(py: Path) -> dict:
+    # Nothing that would import another fastradio (PYTHONPATH) or make the suite test this wheel's
+    # failure modes recursively (FASTRADIO_TEST_WHEEL_WORK); toolchain settings stay for the gate tests.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "FASTRADIO_TEST_WHEELHOUSE")
-           and not k.startswith("FASTRADIO_")}
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "FASTRADIO_TEST_WHEEL_WORK")}
     env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(py.parent.parent)
     return env
