@@ -318,6 +318,7 @@ def _check_args(manifest: dict, entry: dict, wheel: Path, tmp_path: Path, sass=N
     return [str(wheel), "--sass", ",".join(sass or entry["sass"]), "--ptx", ",".join(entry["ptx"]),
             "--python", entry["python"], "--cuobjdump", build.cuobjdump(Path(tools_py)),
             "--auditwheel", f"{tools_py} -m auditwheel", "--no-tests", "--work", str(tmp_path / "check"),
+            "--deps", str(Path(os.environ["FASTRADIO_TEST_WHEEL_WORK"]) / "check" / "deps"),  # made by its check
             "--report", str(tmp_path / "report.json")]
 
 

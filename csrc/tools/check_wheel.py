@@ -207,11 +207,11 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
 
 
-def deps_site(python: str, work: Path) -> str:
-    """site-packages of a per-Python venv holding the test dependencies (made once)."""
+def deps_site(python: str, deps: Path) -> str:
+    """site-packages of a per-Python venv under `deps` holding the test dependencies (made once)."""
     torch_spec = os.environ.get("TORCH_SPEC", "torch==2.13.0")
     tag = _run([python, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"], check=True).stdout.strip()
-    root = work / "deps" / tag
+    root = deps / tag
     py = root / "bin" / "python"
     want = "\n".join([torch_spec, *TEST_DEPS])
     stamp = root / ".fastradio-requirements"
@@ -238,14 +238,14 @@ print(json.dumps({"file": fastradio.__file__, "version": fastradio.__version__, 
 """
 
 
-def fresh_venv(wheel: Path, python: str, work: Path, venv_dir: Path) -> tuple[Path, dict]:
+def fresh_venv(wheel: Path, python: str, deps: Path, venv_dir: Path) -> tuple[Path, dict]:
     """A new venv with the wheel installed; returns its python and what the installed package says."""
     if venv_dir.exists():
         shutil.rmtree(venv_dir)
     _run([python, "-m", "venv", venv_dir], check=True)
     py = venv_dir / "bin" / "python"
     site = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True).stdout.strip()
-    Path(site, "_fastradio_check_deps.pth").write_text(deps_site(python, work) + "\n")
+    Path(site, "_fastradio_check_deps.pth").write_text(deps_site(python, deps) + "\n")
     out = _run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel])
     if out.returncode != 0:
         raise RuntimeError(f"pip install {wheel.name} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cuobjdump", default=os.environ.get("CUOBJDUMP", "") or shutil.which("cuobjdump") or "")
     ap.add_argument("--auditwheel", default=f"{shlex.quote(sys.executable)} -m auditwheel",
                     help="command running auditwheel")
-    ap.add_argument("--work", default=str(REPO / "build" / "wheels" / "check"))
+    ap.add_argument("--work", default=str(REPO / "build" / "wheels" / "check"), help="fresh venvs go here")
+    ap.add_argument("--deps", default="", help="where the per-Python test-dependency venvs are kept "
+                    "(default: <work>/deps)")
     ap.add_argument("--tests", default=str(REPO / "tests"), help="the test suite to run against the wheel")
     ap.add_argument("--no-tests", action="store_true", help="skip the test suite (binary and build_info only)")
     ap.add_argument("--pytest-args", default="", help="extra pytest arguments")
@@ -393,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return finish()
     venv_dir = work / wheel.name.removesuffix(".whl") / "venv"
     try:
-        py, info = fresh_venv(wheel, python, work, venv_dir)
+        py, info = fresh_venv(wheel, python, Path(args.deps).resolve() if args.deps else work / "deps", venv_dir)
     except (RuntimeError, subprocess.CalledProcessError) as e:
         problems.append(f"installing into a fresh venv: {e}")
         return finish()
