@@ -173,6 +173,15 @@ def test_verify_fails_when_one_tier_lacks_an_arch_the_union_still_has():
     assert any(p.startswith("kernel linear_core has SASS sm_75 sm_90 ") for p in problems), problems
 
 
+def test_verify_compares_a_sass_only_device_function_on_sass():
+    binary = _binary(GOOD_BINARY)
+    binary["functions_sass"]["device_helper"] = {"80", "90"}  # a non-inlined __device__ function of mma_sm80
+    assert check.verify(_build_info(GOOD_KERNELS), binary, ["75", "80", "90"], ["90"]) == []
+    binary["functions_sass"]["device_helper"] = {"90"}
+    problems = check.verify(_build_info(GOOD_KERNELS), binary, ["75", "80", "90"], ["90"])
+    assert any(p.startswith("kernel device_helper has SASS sm_90 and PTX none") for p in problems), problems
+
+
 def test_verify_fails_for_ptx_disagreement_arch_specific_alone_and_wrong_variant():
     binary = dict(GOOD_BINARY, pos_embed_kernel=({"75", "80", "90"}, {"80"}))
     problems = check.verify(_build_info(GOOD_KERNELS), _binary(binary), [], [])
