@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -270,7 +271,6 @@ def repair(tools_py: Path, wheel: Path, out: Path, log_file: Path) -> Path:
     repaired = list(tmp.glob("*.whl"))
     if len(repaired) != 1:
         raise BuildError(f"auditwheel produced {[w.name for w in repaired]}")
-    import zipfile
     with zipfile.ZipFile(repaired[0]) as z:
         grafted = [n for n in z.namelist() if ".libs/" in n]
     if grafted:
@@ -285,12 +285,12 @@ def repair(tools_py: Path, wheel: Path, out: Path, log_file: Path) -> Path:
 def build_sdist(build_py: Path, out: Path, log_file: Path) -> Path:
     """The sdist `fastradio` (built from source with the user's CUDA), from the repository itself."""
     out.mkdir(parents=True, exist_ok=True)
-    code = ("import sys; from scikit_build_core.build import build_sdist; "
-            "print(build_sdist(sys.argv[1]))")
-    before = set(out.glob("fastradio-*.tar.gz"))
-    run([str(build_py), "-c", code, str(out)], cwd=REPO, log_file=log_file)
-    made = sorted(set(out.glob("fastradio-*.tar.gz")) | before, key=lambda p: p.stat().st_mtime)
-    return made[-1]
+    code = "import sys; from scikit_build_core.build import build_sdist; print(build_sdist(sys.argv[1]))"
+    result = subprocess.run([str(build_py), "-c", code, str(out)], cwd=REPO, capture_output=True, text=True)
+    log_file.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"building the sdist failed - log: {log_file}\n{result.stderr[-3000:]}")
+    return out / result.stdout.strip().splitlines()[-1]
 
 
 def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path) -> dict:
@@ -308,7 +308,6 @@ def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Pa
     wheels = list(out.glob("fastradio-*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"building a wheel from {sdist.name} gave {[w.name for w in wheels]}")
-    import zipfile
     with zipfile.ZipFile(wheels[0]) as z:
         so = next(n for n in z.namelist() if n.startswith("fastradio/_C."))
         (out / "_C.so").write_bytes(z.read(so))
