@@ -121,7 +121,8 @@ def _check_against_oracle(x_new, a, x, delta, w, b, eps=EPS, *, vs_reference: bo
 
 def test_built_for_every_arch_of_the_build():
     assert "cuda_core" in INFO["tiers"]["add_layer_norm"]
-    assert INFO["kernels"]["add_layer_norm"]["cuda_core"]["sass"] == INFO["archs"]
+    portable = [a for a in INFO["archs"] if not (a[-1] in "af" and a[:-1] in INFO["archs"])]  # no 90a next to 90
+    assert INFO["kernels"]["add_layer_norm"]["cuda_core"]["sass"] == portable
     assert cuda.OP_NAMES["add_layer_norm"] == "fastradio::cuda_add_layer_norm"
     a = int([s for s in INFO["archs"] if not s.endswith("a")][0])
     assert _C.check_arch("add_layer_norm", "cuda_core", a // 10, a % 10) == ""

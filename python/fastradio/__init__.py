@@ -7,6 +7,10 @@
 
 __version__ = "0.1.0"
 
+from ._dist import check_single_distribution  # noqa: E402
+
+check_single_distribution()  # fastradio and fastradio-cu12/-cu13 over each other: refuse, with the fix
+
 from .api import ModelInfo, list_models, load  # noqa: E402
 from .model import RadioModel, RadioOutput, Resolution  # noqa: E402
 from .graphs import CudaGraphRunner  # noqa: E402
