@@ -13,6 +13,7 @@
 // E[x^2] - E[x]^2). Rows too wide for the registers of a 256-thread group (D > 4096 vectorised,
 // D > 1024 scalar) take a streaming kernel that re-reads its own x_new (three passes).
 #include "add_layer_norm/add_layer_norm.h"
+#include "common/kernel.h"
 
 #include <algorithm>
 
@@ -143,8 +144,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) add_layer_norm_kernel(AddLayer
   using WIO = VecIO<kW, kVec>;
   using XBits = typename Elem<kX>::Bits;
   using WBits = typename Elem<kW>::Bits;
-  __shared__ float sum_smem[1][kMaxWarps];
-  __shared__ float dev_smem[2][kMaxWarps];
+  FASTRADIO_SHARED(4, float, sum_smem, [1][kMaxWarps]);
+  FASTRADIO_SHARED(4, float, dev_smem, [2][kMaxWarps]);
   const XBits* __restrict__ x = static_cast<const XBits*>(p.x);          // (rows, dim)
   const WBits* __restrict__ delta = static_cast<const WBits*>(p.delta);  // (rows, dim) or null
   const WBits* __restrict__ weight = static_cast<const WBits*>(p.weight);  // (dim,)
@@ -247,8 +248,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) add_layer_norm_wide_kernel(Add
   using WIO = VecIO<kW, 1>;
   using XBits = typename Elem<kX>::Bits;
   using WBits = typename Elem<kW>::Bits;
-  __shared__ float sum_smem[1][kMaxWarps];
-  __shared__ float dev_smem[2][kMaxWarps];
+  FASTRADIO_SHARED(4, float, sum_smem, [1][kMaxWarps]);
+  FASTRADIO_SHARED(4, float, dev_smem, [2][kMaxWarps]);
   const XBits* x = static_cast<const XBits*>(p.x);          // (rows, dim)
   const WBits* delta = static_cast<const WBits*>(p.delta);  // (rows, dim) or null
   const WBits* __restrict__ weight = static_cast<const WBits*>(p.weight);  // (dim,)
@@ -314,8 +315,8 @@ Status launch_cached(const AddLayerNormParams& p, cudaStream_t stream) {
     g = int((groups + 31) / 32 * 32);
   }
   const int r = std::max(1, kTargetThreads / g);
-  add_layer_norm_kernel<kX, kW, kVec, kItems>
-      <<<dim3(unsigned(grid_blocks(p.rows, r))), dim3(g, r), 0, stream>>>(p);
+  FASTRADIO_LAUNCH(dim3(unsigned(grid_blocks(p.rows, r))), dim3(g, r), 0, stream,
+                   add_layer_norm_kernel<kX, kW, kVec, kItems>)(p);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }
@@ -332,7 +333,8 @@ Status launch(const AddLayerNormParams& p, cudaStream_t stream) {
   if (vec && p.dim <= int64_t(kMaxThreads) * kCacheFloats)
     return launch_cached<kX, kW, kVec, kCacheFloats / kVec>(p, stream);
   if (p.dim <= int64_t(kMaxThreads) * kItemsScalar) return launch_cached<kX, kW, 1, kItemsScalar>(p, stream);
-  add_layer_norm_wide_kernel<kX, kW><<<dim3(unsigned(grid_blocks(p.rows, 1))), dim3(kMaxThreads), 0, stream>>>(p);
+  FASTRADIO_LAUNCH(dim3(unsigned(grid_blocks(p.rows, 1))), dim3(kMaxThreads), 0, stream,
+                   add_layer_norm_wide_kernel<kX, kW>)(p);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

@@ -14,6 +14,7 @@
 // no rounding of P. Registers (~130-155) and 128 threads: __launch_bounds__(.., 1) keeps ptxas
 // from trading spills for occupancy; shared memory allows 3 blocks per SM on an A100 anyway.
 #include "attention/attention.h"
+#include "common/kernel.h"
 
 #include <algorithm>
 
@@ -89,9 +90,9 @@ __global__ void __launch_bounds__(kCoreThreads, 1) attention_core_kernel(Attenti
   using Bits = typename Sh::Bits;
   constexpr int kBN = Sh::kBN;
   constexpr int kOCols = Sh::kOCols;
-  __shared__ __align__(16) float qt[Sh::kQt];  // Q transposed: qt[d * kLdQ + row]
-  __shared__ __align__(16) float kp[Sh::kKP];  // K transposed: kp[d * kLdK + key]; then P: kp[key * kLdP + row]
-  __shared__ __align__(16) float vs[Sh::kV];   // V: vs[key * Dh + d]
+  FASTRADIO_SHARED(16, float, qt, [Sh::kQt]);  // Q transposed: qt[d * kLdQ + row]
+  FASTRADIO_SHARED(16, float, kp, [Sh::kKP]);  // K transposed: kp[d * kLdK + key]; then P: kp[key * kLdP + row]
+  FASTRADIO_SHARED(16, float, vs, [Sh::kV]);   // V: vs[key * Dh + d]
 
   const auto cu = [&](int64_t i) -> int64_t { return __ldg(p.cu_seqlens + i); };
   const AttentionTile tile = attention_tile(cu, p.rows, p.num_seqs, tiles_per_seq, Sh::kBM, blockIdx.x);
@@ -224,7 +225,7 @@ __global__ void __launch_bounds__(kCoreThreads, 1) attention_core_kernel(Attenti
 template <DType kD, int kHeadDim>
 Status launch_core(const AttentionParams& p, cudaStream_t stream) {
   const dim3 grid(unsigned(attention_grid_x(p, kCoreBlockM)), unsigned(p.num_heads));
-  attention_core_kernel<kD, kHeadDim><<<grid, kCoreThreads, 0, stream>>>(
+  FASTRADIO_LAUNCH(grid, kCoreThreads, 0, stream, attention_core_kernel<kD, kHeadDim>)(
       p, attention_exp2_scale(p.head_dim), attention_tiles_per_seq(p, kCoreBlockM));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;

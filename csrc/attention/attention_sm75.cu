@@ -7,6 +7,7 @@
 // block (36-45 KB of K/V stages), so a 4-warp block would leave the SM at 4 warps; and the
 // register staging of a 4-warp block (10 x 16 bytes per thread) takes clang to 252 registers.
 #include "attention/attention_mma.cuh"
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -15,7 +16,7 @@ template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1) attention_sm75_kernel(AttentionParams p, float c,
                                                                      int64_t tiles_per_seq) {
 #if FASTRADIO_DEVICE_ARCH >= 750
-  __shared__ __align__(16) uint16_t smem[S::kSmemElems];
+  FASTRADIO_SHARED(16, uint16_t, smem, [S::kSmemElems]);
   attn::attention_mma_block<S, DType::kFloat16, false>(p, c, tiles_per_seq, smem);
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -26,8 +27,7 @@ template <int kHeadDim, int kWarps>
 Status launch(const AttentionParams& p, cudaStream_t stream) {
   using S = attn::MmaShape<kHeadDim, kWarps>;
   const dim3 grid(unsigned(attention_grid_x(p, S::kBlockM)), unsigned(p.num_heads));
-  attention_sm75_kernel<S>
-      <<<grid, S::kThreads, 0, stream>>>(p, attention_exp2_scale(p.head_dim), attention_tiles_per_seq(p, S::kBlockM));
+  FASTRADIO_LAUNCH(grid, S::kThreads, 0, stream, attention_sm75_kernel<S>)(p, attention_exp2_scale(p.head_dim), attention_tiles_per_seq(p, S::kBlockM));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

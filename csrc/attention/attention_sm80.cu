@@ -14,6 +14,7 @@
 // tensor-core rate, so expect 25-35 % of 790 TFLOP/s, below SDPA's FlashAttention-3/cuDNN
 // backends there; a wgmma_sm90a tier is what would close that gap.
 #include "attention/attention_mma.cuh"
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -22,7 +23,7 @@ template <class S, DType kD>
 __global__ void __launch_bounds__(S::kThreads, 1) attention_sm80_kernel(AttentionParams p, float c,
                                                                      int64_t tiles_per_seq) {
 #if FASTRADIO_DEVICE_ARCH >= 800
-  __shared__ __align__(16) uint16_t smem[S::kSmemElems];
+  FASTRADIO_SHARED(16, uint16_t, smem, [S::kSmemElems]);
   attn::attention_mma_block<S, kD, true>(p, c, tiles_per_seq, smem);
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -33,8 +34,7 @@ template <int kHeadDim, int kWarps, DType kD>
 Status launch(const AttentionParams& p, cudaStream_t stream) {
   using S = attn::MmaShape<kHeadDim, kWarps>;
   const dim3 grid(unsigned(attention_grid_x(p, S::kBlockM)), unsigned(p.num_heads));
-  attention_sm80_kernel<S, kD>
-      <<<grid, S::kThreads, 0, stream>>>(p, attention_exp2_scale(p.head_dim), attention_tiles_per_seq(p, S::kBlockM));
+  FASTRADIO_LAUNCH(grid, S::kThreads, 0, stream, attention_sm80_kernel<S, kD>)(p, attention_exp2_scale(p.head_dim), attention_tiles_per_seq(p, S::kBlockM));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

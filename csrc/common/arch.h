@@ -9,11 +9,16 @@
 //   #endif
 //   }
 //
-// In the host pass FASTRADIO_DEVICE_ARCH is "infinite", so every body is parsed there too.
+// In the host pass FASTRADIO_DEVICE_ARCH is "infinite", so every body is parsed there too; on the
+// emulated device it is the emulated arch (host and "device" code are one pass there).
 #pragma once
 
 #if defined(__CUDA_ARCH__)
 #define FASTRADIO_DEVICE_ARCH __CUDA_ARCH__
+#elif defined(FASTRADIO_EMULATION)
+// The emulated device (csrc/emu/): kernel bodies, their arch guards and their shared-memory
+// static_asserts are compiled for the emulated arch (FASTRADIO_EMU_ARCH, e.g. 80 for sm_80).
+#define FASTRADIO_DEVICE_ARCH (FASTRADIO_EMU_ARCH * 10)
 #else
 #define FASTRADIO_DEVICE_ARCH 1000000
 #endif

@@ -16,6 +16,12 @@
 
 #include "common/arch.h"
 
+#if defined(FASTRADIO_EMULATION)
+// The emulated device (csrc/emu/): the same wrappers, written from the PTX ISA, not from the host
+// twins, so that the two check each other.
+#include "emu/ptx.h"
+#endif
+
 namespace fastradio {
 namespace ptx {
 

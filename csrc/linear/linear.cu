@@ -18,6 +18,7 @@
 // per SM hide the shared-memory latency instead (102-125 registers, no spills, on every arch).
 #include "linear/linear.h"
 #include "linear/linear_cuda_core.h"
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -158,8 +159,8 @@ template <DType kT, int kV>
 __global__ void __launch_bounds__(kThreads, 2) linear_cuda_core_kernel(LinearParams p, bool vec_out) {
 #if FASTRADIO_DEVICE_ARCH >= 600
   using Bits = typename Elem<kT>::Bits;
-  __shared__ __align__(16) float xs[2][kTileK][kSmemStride];
-  __shared__ __align__(16) float ws[2][kTileK][kSmemStride];
+  FASTRADIO_SHARED(16, float, xs, [2][kTileK][kSmemStride]);
+  FASTRADIO_SHARED(16, float, ws, [2][kTileK][kSmemStride]);
   const Bits* __restrict__ x = static_cast<const Bits*>(p.x);       // (n, k)
   const Bits* __restrict__ w = static_cast<const Bits*>(p.weight);  // (m, k)
   const int64_t tiles_r = (p.n + kTile - 1) / kTile;
@@ -238,9 +239,9 @@ Status launch_cuda_core(const LinearParams& p, cudaStream_t stream) {
                        (p.residual == nullptr || aligned(p.residual, out_bytes)) &&
                        (p.bias == nullptr || aligned(p.bias, out_bytes));
   if (linear_cc::vector_loads(p)) {
-    linear_cuda_core_kernel<kT, 4><<<dim3(unsigned(blocks)), dim3(kThreads), 0, stream>>>(p, vec_out);
+    FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(kThreads), 0, stream, linear_cuda_core_kernel<kT, 4>)(p, vec_out);
   } else {
-    linear_cuda_core_kernel<kT, 1><<<dim3(unsigned(blocks)), dim3(kThreads), 0, stream>>>(p, vec_out);
+    FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(kThreads), 0, stream, linear_cuda_core_kernel<kT, 1>)(p, vec_out);
   }
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;

@@ -11,6 +11,7 @@
 // (16 registers) on top of the 64 accumulators put the kernel at ~160-180 registers, so one block
 // (8 warps) runs per SM; capping it at 128 for two blocks spilled on every arch.
 #include "linear/linear_mma.cuh"
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -55,7 +56,7 @@ template <bool kAligned>
 __global__ void __launch_bounds__(C::kThreads, 1) linear_sm75_kernel(LinearParams p, bool vec2) {
 #if FASTRADIO_DEVICE_ARCH >= 750
   static_assert(C::kPipeBytes <= 48 * 1024, "static shared memory is capped at 48 KiB");
-  __shared__ __align__(128) uint16_t smem[C::kStages * C::kStageElems];
+  FASTRADIO_SHARED(128, uint16_t, smem, [C::kStages * C::kStageElems]);
   const int64_t tiles_r = (p.n + C::kRows - 1) / C::kRows;
   const int64_t tiles_c = (p.m + C::kCols - 1) / C::kCols;
   const LinearTile tile = linear_block_tile(blockIdx.x, tiles_r, tiles_c, kLinearGroupRows);
@@ -115,7 +116,8 @@ template <bool kAligned>
 Status launch(const LinearParams& p, cudaStream_t stream) {
   const int64_t blocks = linear_mma::grid_blocks<C>(p);
   if (blocks == 0) return Status::kInvalidArgument;
-  linear_sm75_kernel<kAligned><<<dim3(unsigned(blocks)), dim3(C::kThreads), 0, stream>>>(p, linear_mma::pairs_ok(p));
+  FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(C::kThreads), 0, stream, linear_sm75_kernel<kAligned>)(
+      p, linear_mma::pairs_ok(p));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

@@ -25,6 +25,7 @@
 // that gap is a wgmma_sm90a tier's job. Batch 1 (one wave of 64 x 128 tiles) is latency-bound
 // and shorter K loops amortise the pipeline fill less: ~25-35 %.
 #include "linear/linear_mma.cuh"
+#include "common/kernel.h"
 
 #include <atomic>
 
@@ -77,7 +78,7 @@ template <DType kT, class C, bool kAligned>
 __global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel(LinearParams p, bool vec4) {
 #if FASTRADIO_DEVICE_ARCH >= 800
   static_assert(kSmemBytes<C> <= smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10), "shared memory over the arch's limit");
-  extern __shared__ __align__(128) uint16_t smem[];  // kSmemBytes<C>
+  FASTRADIO_DYNAMIC_SHARED(128, uint16_t, smem);  // kSmemBytes<C>
   const uint16_t* __restrict__ x = static_cast<const uint16_t*>(p.x);       // (n, k)
   const uint16_t* __restrict__ w = static_cast<const uint16_t*>(p.weight);  // (m, k)
   const int64_t tiles_r = (p.n + C::kRows - 1) / C::kRows;
@@ -167,7 +168,7 @@ Status launch(const LinearParams& p, cudaStream_t stream) {
   // Over 48 KiB needs the opt-in, per device; setting it again is harmless (and capture-safe).
   if (kSmemBytes<C> > 48 * 1024)
     FASTRADIO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes<C>));
-  kernel<<<dim3(unsigned(blocks)), dim3(C::kThreads), kSmemBytes<C>, stream>>>(p, linear_mma::quads_ok(p));
+  FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(C::kThreads), kSmemBytes<C>, stream, kernel)(p, linear_mma::quads_ok(p));
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "common/convert.h"  // Elem<>: fp32 <-> fp16/bf16 bits, host and device
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -114,8 +115,8 @@ __global__ void __launch_bounds__(kThreads, 1) patch_embed_cuda_core_kernel(Patc
                                                                              int64_t n_tiles) {
 #if FASTRADIO_DEVICE_ARCH >= 600
   using Bits = typename Elem<kT>::Bits;
-  __shared__ __align__(16) float a_tile[2][kBK][kBM];  // [k][patch]
-  __shared__ __align__(16) float b_tile[2][kBK][kBN];  // [k][feature]
+  FASTRADIO_SHARED(16, float, a_tile, [2][kBK][kBM]);  // [k][patch]
+  FASTRADIO_SHARED(16, float, b_tile, [2][kBK][kBN]);  // [k][feature]
   const Bits* __restrict__ x = static_cast<const Bits*>(p.x);            // (B, 3, H, W)
   const Bits* __restrict__ weight = static_cast<const Bits*>(p.weight);  // (D, 768)
   const Bits* __restrict__ pos = static_cast<const Bits*>(p.pos);        // (h*w, D)
@@ -238,7 +239,8 @@ Status launch(const PatchEmbedParams& p, cudaStream_t stream) {
   const int64_t m_tiles = (rows + kBM - 1) / kBM;
   const int64_t n_tiles = (p.dim + kBN - 1) / kBN;
   if (m_tiles > (int64_t(1) << 31) / n_tiles - 1) return Status::kInvalidArgument;  // grid.x limit
-  patch_embed_cuda_core_kernel<kT><<<dim3(unsigned(m_tiles * n_tiles)), dim3(kThreads), 0, stream>>>(p, vec, n_tiles);
+  FASTRADIO_LAUNCH(dim3(unsigned(m_tiles * n_tiles)), dim3(kThreads), 0, stream, patch_embed_cuda_core_kernel<kT>)(
+      p, vec, n_tiles);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

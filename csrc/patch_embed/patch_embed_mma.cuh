@@ -21,6 +21,7 @@
 #pragma once
 
 #include "common/convert.h"  // Elem<>: fp32 <-> fp16/bf16 bits, host and device
+#include "common/kernel.h"
 #include "common/ptx.h"
 #include "patch_embed/patch_embed.h"
 
@@ -103,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, 1) patch_embed_mma_kernel(PatchEmbed
   constexpr int kStages = Cfg::kStages;
   static_assert(kSmemBytes<Cfg> <= smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10),
                 "shared memory over this arch's limit");
-  extern __shared__ __align__(16) unsigned char smem[];
+  FASTRADIO_DYNAMIC_SHARED(16, unsigned char, smem);
   uint16_t* const pipe = reinterpret_cast<uint16_t*>(smem);  // [stage][A rows | B rows][kLds]
   const uint16_t* __restrict__ x = static_cast<const uint16_t*>(p.x);            // (B, 3, H, W)
   const uint16_t* __restrict__ weight = static_cast<const uint16_t*>(p.weight);  // (D, 768)
@@ -326,7 +327,8 @@ Status launch(const PatchEmbedParams& p, cudaStream_t stream) {
     FASTRADIO_CUDA_TRY(cudaFuncSetAttribute(reinterpret_cast<const void*>(&patch_embed_mma_kernel<kT, Cfg>),
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   }
-  patch_embed_mma_kernel<kT, Cfg><<<dim3(unsigned(m_tiles * n_tiles)), dim3(kThreads), kSmem, stream>>>(p, vec, n_tiles);
+  FASTRADIO_LAUNCH(dim3(unsigned(m_tiles * n_tiles)), dim3(kThreads), kSmem, stream, patch_embed_mma_kernel<kT, Cfg>)(
+      p, vec, n_tiles);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }

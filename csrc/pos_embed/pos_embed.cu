@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "common/convert.h"
+#include "common/kernel.h"
 
 namespace fastradio {
 namespace {
@@ -115,7 +116,7 @@ Status launch(const PosEmbedParams& p, cudaStream_t stream) {
   const int ty = std::max(1, kTargetThreads / tx);
   const int64_t blocks = std::min<int64_t>((rows + ty - 1) / ty, int64_t(1) << 30);
   const float scale = pos_embed_scale(p.grid, std::max(p.h, p.w));
-  pos_embed_kernel<kOut, kVec><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p, scale);
+  FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(tx, ty), 0, stream, pos_embed_kernel<kOut, kVec>)(p, scale);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;
 }
