@@ -26,6 +26,13 @@
 // The binding checks archs before any launch; reaching a compiled-out body is a bug.
 #define FASTRADIO_UNREACHABLE_ARCH() __trap()
 
+// Whether this translation unit compiles device code: a CUDA compilation, or a kernel source built
+// for the emulated device (emu/device.h force-included). Device-only helpers in shared headers are
+// guarded by it (host-only TUs, e.g. the bindings and host twins, skip them).
+#if defined(__CUDACC__) || defined(FASTRADIO_EMU_DEVICE_H)
+#define FASTRADIO_DEVICE_CODE 1
+#endif
+
 // __host__ __device__ for small math helpers shared by kernels and their host twins.
 #if defined(__CUDACC__)
 #define FASTRADIO_HD __host__ __device__ __forceinline__

@@ -7,9 +7,9 @@
 //   FASTRADIO_DYNAMIC_SHARED(128, uint16_t, smem);     // extern __shared__ __align__(128) uint16_t smem[];
 //
 // The kernel comes last in FASTRADIO_LAUNCH so that the commas of its template arguments survive.
-// Under emulation a launch runs every block on the CPU, a static shared array is a per-block heap
-// buffer (exact size, poisoned before each block) and the dynamic buffer is one exact-size heap
-// buffer per launch. Nothing else in a kernel body differs between the two builds.
+// Under emulation a launch runs every block on the CPU, and a block's static shared arrays and its
+// dynamic buffer are heap buffers of exactly the declared / launched size, filled with 0xFF (NaN in
+// every float format) when the block starts. Nothing else in a kernel body differs between the two builds.
 #pragma once
 
 #if defined(FASTRADIO_EMULATION)

@@ -16,9 +16,9 @@
 
 #include "common/arch.h"
 
-#if defined(FASTRADIO_EMULATION)
-// The emulated device (csrc/emu/): the same wrappers, written from the PTX ISA, not from the host
-// twins, so that the two check each other.
+#if defined(FASTRADIO_EMU_DEVICE_H)
+// A kernel source compiled for the emulated device (csrc/emu/): the same wrappers, written from
+// the PTX ISA, not from the host twins, so that the two check each other.
 #include "emu/ptx.h"
 #endif
 

@@ -120,7 +120,7 @@ FASTRADIO_HD Cell out_cell(int thread, int pass, int half) {
   return Cell{pass * C::kOutRowsPerPass + thread / 16, half * 64 + 4 * (thread % 16)};
 }
 
-#if defined(__CUDACC__)
+#if defined(FASTRADIO_DEVICE_CODE)
 
 // One 16-byte chunk (k-values k..k+7 of `row`) of a (rows, K) row-major fp16/bf16 matrix, zeros
 // outside it. kAligned: K % 8 == 0 and src 16-byte aligned, so a chunk is wholly in or out and
@@ -298,7 +298,7 @@ __device__ __forceinline__ void epilogue_staged(const LinearParams& p, const flo
   }
 }
 
-#endif  // __CUDACC__
+#endif  // FASTRADIO_DEVICE_CODE
 
 // Whether the epilogue may use 4-byte column pairs for these pointers and M.
 inline bool pairs_ok(const LinearParams& p) {
