@@ -14,14 +14,18 @@ One module per op, ``_<op>.py``, each following one pattern (copy one for a new 
 Tiers (``_C.tiers()``): ``tier=None`` takes ``FASTRADIO_TIER`` (``cuda_core``, or per op:
 ``pos_embed:cuda_core,attention:mma_sm80``), else the most specialised tier compiled into this
 build that runs on the device. ``supports`` refuses a forced tier that cannot run.
+
+The emulated device: with ``FASTRADIO_EMULATED_DEVICE`` naming an emulated build of ``_C`` (csrc/emu/,
+``python csrc/tools/emulate.py``), the same wrappers run the kernels on the CPU and take CPU tensors
+(``DEVICE_TYPE``); for tests only.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._common import (_BUILD, _C, _DTYPE_CODES, _TIER_CODES, OP_NAMES, OP_REFUSALS, TIER_DTYPES, TIER_ENV,  # noqa: F401
-                      _forced_tier, build_info, resolve_tier)
+from ._common import (_BUILD, _C, _DTYPE_CODES, _TIER_CODES, DEVICE_NAME, DEVICE_TYPE, EMULATED, EMULATION_ENV,  # noqa: F401
+                      OP_NAMES, OP_REFUSALS, TIER_DTYPES, TIER_ENV, _forced_tier, build_info, resolve_tier)
 from ._add_layer_norm import ADD_LAYER_NORM_DTYPES, add_layer_norm
 from ._attention import ATTENTION_HEAD_DIMS, ATTENTION_TIER_DTYPES, attention
 from ._linear import LINEAR_TIER_DTYPES, linear
@@ -43,9 +47,9 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
     device = torch.device(device)
     if op not in _BUILD["tiers"]:
         reasons.append(f"{op} is not compiled in this build of fastradio._C")
-    if device.type != "cuda":
-        reasons.append(f"device {device} is not a CUDA device")
-    elif not torch.cuda.is_available():
+    if device.type != DEVICE_TYPE:
+        reasons.append(f"device {device} is not a {DEVICE_NAME} device")
+    elif not EMULATED and not torch.cuda.is_available():
         reasons.append("device is cuda but torch.cuda.is_available() is False (CPU-only torch, or no GPU/driver)")
     elif _C.device_count() == 0:
         reasons.append(f"fastradio._C (built against CUDA {_BUILD['cuda_version']}) finds no usable CUDA device "

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from ._common import _C, _DTYPE_CODES, _expect_tensor, _tier_arg, _tier_code, current_stream, register_op
+from ._common import (_C, _DTYPE_CODES, DEVICE_TYPE, _expect_tensor, _tier_arg, _tier_code, current_stream, device_guard,
+                      register_op)
 
 # --- add_layer_norm -------------------------------------------------------------------------------
 
@@ -59,7 +60,7 @@ def _check_add_layer_norm(x, delta, weight, bias, eps) -> None:
         raise ValueError(f"{fn}: eps must be a finite number >= 0, got {eps!r}")
 
 
-@torch.library.custom_op(register_op("add_layer_norm", lambda device, dtype, **facts: _refusals(dtype, **facts)), mutates_args=(), device_types="cuda")
+@torch.library.custom_op(register_op("add_layer_norm", lambda device, dtype, **facts: _refusals(dtype, **facts)), mutates_args=(), device_types=DEVICE_TYPE)
 def _add_layer_norm_op(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
                        eps: float, tier: int) -> tuple[torch.Tensor, torch.Tensor]:
     # Outputs may not alias inputs: without delta, x_new is an empty (0, D) placeholder and the
@@ -70,7 +71,7 @@ def _add_layer_norm_op(x: torch.Tensor, delta: torch.Tensor | None, weight: torc
     if n == 0:
         return x_new, out
     code = _tier_code("add_layer_norm", x.device, tier)
-    with torch.cuda.device(x.device):
+    with device_guard(x.device):
         stream = current_stream(x.device)
         _C.add_layer_norm_fwd(x.data_ptr(), 0 if delta is None else delta.data_ptr(), weight.data_ptr(),
                               bias.data_ptr(), 0 if delta is None else x_new.data_ptr(), out.data_ptr(), n, d, eps,

@@ -12,7 +12,8 @@ import torch
 
 from fastradio.backends.checks import attention as _checks
 
-from ._common import _C, _DTYPE_CODES, _tier_arg, _tier_code, current_stream, register_op
+from ._common import (_C, _DTYPE_CODES, DEVICE_NAME, DEVICE_TYPE, _tier_arg, _tier_code, current_stream, device_guard,
+                      register_op)
 
 # --- attention ------------------------------------------------------------------------------------
 
@@ -35,12 +36,12 @@ def _refusals(device: torch.device, dtype: torch.dtype, head_dim=None, **_facts)
 
 def _check_attention(qkv, cu_seqlens, max_seqlen, num_heads, head_dim) -> None:
     _checks.check_structure(qkv, cu_seqlens, max_seqlen, num_heads, head_dim)
-    if qkv.device.type != "cuda":
-        raise ValueError(f"attention: qkv must be on a CUDA device, got {qkv.device}")
+    if qkv.device.type != DEVICE_TYPE:
+        raise ValueError(f"attention: qkv must be on a {DEVICE_NAME} device, got {qkv.device}")
 
 
 @torch.library.custom_op(register_op("attention", _refusals, ATTENTION_TIER_DTYPES), mutates_args=(),
-                         device_types="cuda")
+                         device_types=DEVICE_TYPE)
 def _attention_op(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_heads: int, head_dim: int,
                   tier: int) -> torch.Tensor:
     n = qkv.shape[0]
@@ -52,7 +53,7 @@ def _attention_op(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, 
     code = _tier_code("attention", qkv.device, tier, qkv.dtype)
     if qkv.data_ptr() % 16:  # a view at an odd offset: the kernels read 16-byte pieces
         qkv = qkv.clone()
-    with torch.cuda.device(qkv.device):
+    with device_guard(qkv.device):
         stream = current_stream(qkv.device)
         _C.attention_fwd(qkv.data_ptr(), cu_seqlens.data_ptr(), out.data_ptr(), n, cu_seqlens.shape[0] - 1,
                          max_seqlen, num_heads, head_dim, _DTYPE_CODES[qkv.dtype], code, stream)

@@ -3,18 +3,51 @@ tensor checks done before raw pointers cross into ``_C`` (see the package docstr
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
+import importlib.util
 import os
 
 import torch
 
 from fastradio.backends import op_setting
 
-try:
-    from fastradio import _C
-except ImportError as e:  # the dispatcher reports this as the backend's refusal
-    raise ImportError(
-        f"fastradio._C, the compiled C++/CUDA extension, is not importable ({e}); build it with "
-        "`pip install --no-build-isolation .` and a CUDA compiler (see csrc/README.md)") from e
+#: The emulated device (csrc/emu/, DESIGN.md "The emulated device"): set to the path of an emulated
+#: ``_C`` (``python csrc/tools/emulate.py`` builds one), this backend loads that module instead of
+#: fastradio._C and its kernels run on the CPU, CPU tensors being the "device" memory. It exists to
+#: test the whole path (Python wrappers, binding, launchers, kernels) without a GPU; it is slow.
+EMULATION_ENV = "FASTRADIO_EMULATED_DEVICE"
+
+
+def _load_extension():
+    path = os.environ.get(EMULATION_ENV, "").strip()
+    if not path:
+        try:
+            from fastradio import _C
+        except ImportError as e:  # the dispatcher reports this as the backend's refusal
+            raise ImportError(
+                f"fastradio._C, the compiled C++/CUDA extension, is not importable ({e}); build it with "
+                "`pip install --no-build-isolation .` and a CUDA compiler (see csrc/README.md)") from e
+        return _C, False
+    if not os.path.isfile(path):
+        raise ImportError(f"{EMULATION_ENV}={path!r}: no such file (build the emulated _C with "
+                          "`python csrc/tools/emulate.py --build-only`)")
+    loader = importlib.machinery.ExtensionFileLoader("_C", path)
+    spec = importlib.util.spec_from_file_location("_C", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    if module.build_info().get("toolchain") != "emulated":
+        raise ImportError(f"{EMULATION_ENV}={path!r} is not an emulated build of _C "
+                          f"(toolchain {module.build_info().get('toolchain')!r})")
+    return module, True
+
+
+_C, EMULATED = _load_extension()
+
+#: The torch device type whose memory the kernels take: "cuda", or "cpu" on the emulated device.
+DEVICE_TYPE = "cpu" if EMULATED else "cuda"
+#: How messages name that device.
+DEVICE_NAME = "CPU (emulated CUDA device)" if EMULATED else "CUDA"
 
 
 #: Environment variable forcing a tier, for every op ("cuda_core") or per op ("pos_embed:cuda_core").
@@ -52,6 +85,9 @@ _CAPABILITY: dict[int, tuple[int, int]] = {}
 
 
 def _capability(device: torch.device) -> tuple[int, int]:
+    if EMULATED:
+        arch = int(_BUILD["archs"][0])
+        return arch // 10, arch % 10
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in _CAPABILITY:
         _CAPABILITY[index] = torch.cuda.get_device_capability(index)
@@ -134,8 +170,8 @@ def _expect_tensor(fn: str, name: str, t, *, dtype: torch.dtype, ndim: int) -> N
         raise TypeError(f"{fn}: {name} must be {dtype}, got {t.dtype}")
     if t.dim() != ndim:
         raise ValueError(f"{fn}: {name} must have {ndim} dims, got shape {tuple(t.shape)}")
-    if t.device.type != "cuda":
-        raise ValueError(f"{fn}: {name} must be on a CUDA device, got {t.device}")
+    if t.device.type != DEVICE_TYPE:
+        raise ValueError(f"{fn}: {name} must be on a {DEVICE_NAME} device, got {t.device}")
     if not t.is_contiguous():
         raise ValueError(f"{fn}: {name} must be contiguous, got strides {t.stride()} for shape {tuple(t.shape)}")
 
@@ -164,5 +200,11 @@ def register_op(op: str, refusals=None, tier_dtypes: dict[str, tuple[torch.dtype
 
 
 def current_stream(device: torch.device) -> int:
-    """torch's current stream on ``device``, as the integer handle ``_C`` takes."""
-    return torch.cuda.current_stream(device).cuda_stream
+    """torch's current stream on ``device``, as the integer handle ``_C`` takes (0, the default
+    stream, on the emulated device: its launches are synchronous)."""
+    return 0 if EMULATED else torch.cuda.current_stream(device).cuda_stream
+
+
+def device_guard(device: torch.device):
+    """Makes ``device`` current for the launch (a no-op on the emulated device)."""
+    return contextlib.nullcontext() if EMULATED else torch.cuda.device(device)

@@ -12,7 +12,8 @@ import torch
 
 from fastradio.backends.checks.linear import check_linear
 
-from ._common import _C, _DTYPE_CODES, _tier_arg, _tier_code, current_stream, register_op
+from ._common import (_C, _DTYPE_CODES, DEVICE_NAME, DEVICE_TYPE, _tier_arg, _tier_code, current_stream, device_guard,
+                      register_op)
 
 # --- linear ---------------------------------------------------------------------------------------
 
@@ -29,14 +30,14 @@ _MAX_DIM = 2**31 - 1  # N, M and K each (their products may be larger: 64-bit of
 def _check_linear(x, weight, bias, activation, residual) -> None:
     check_linear(x, weight, bias, activation, residual)
     fn = "linear"
-    if x.device.type != "cuda":
-        raise ValueError(f"{fn}: x must be on a CUDA device, got {x.device}")
+    if x.device.type != DEVICE_TYPE:
+        raise ValueError(f"{fn}: x must be on a {DEVICE_NAME} device, got {x.device}")
     for name, size in (("N", x.shape[0]), ("K", x.shape[1]), ("M", weight.shape[0])):
         if size > _MAX_DIM:
             raise ValueError(f"{fn}: {name} must be < 2**31, got {size}")
 
 
-@torch.library.custom_op(register_op("linear", tier_dtypes=LINEAR_TIER_DTYPES), mutates_args=(), device_types="cuda")
+@torch.library.custom_op(register_op("linear", tier_dtypes=LINEAR_TIER_DTYPES), mutates_args=(), device_types=DEVICE_TYPE)
 def _linear_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str,
                residual: torch.Tensor | None, tier: int) -> torch.Tensor:
     n, k = x.shape
@@ -45,7 +46,7 @@ def _linear_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if n == 0:
         return out
     code = _tier_code("linear", x.device, tier, x.dtype)
-    with torch.cuda.device(x.device):
+    with device_guard(x.device):
         stream = current_stream(x.device)
         _C.linear_fwd(x.data_ptr(), weight.data_ptr(), 0 if bias is None else bias.data_ptr(),
                       0 if residual is None else residual.data_ptr(), out.data_ptr(), n, m, k,

@@ -6,7 +6,8 @@ import torch
 
 from fastradio.backends.checks.patch_embed import check_patch_embed, output_shape
 
-from ._common import _C, _DTYPE_CODES, _tier_arg, _tier_code, current_stream, register_op
+from ._common import (_C, _DTYPE_CODES, DEVICE_NAME, DEVICE_TYPE, _tier_arg, _tier_code, current_stream, device_guard,
+                      register_op)
 
 # --- patch_embed ----------------------------------------------------------------------------------
 
@@ -18,12 +19,12 @@ PATCH_EMBED_TIER_DTYPES: dict[str, tuple[torch.dtype, ...]] = {"mma_sm80": (torc
 
 def _check_patch_embed(x, weight, pos, prefix) -> None:
     check_patch_embed(x, weight, pos, prefix)  # shared with the triton backend
-    if x.device.type != "cuda":
-        raise ValueError(f"patch_embed: x must be on a CUDA device, got {x.device}")
+    if x.device.type != DEVICE_TYPE:
+        raise ValueError(f"patch_embed: x must be on a {DEVICE_NAME} device, got {x.device}")
 
 
 @torch.library.custom_op(register_op("patch_embed", tier_dtypes=PATCH_EMBED_TIER_DTYPES), mutates_args=(),
-                         device_types="cuda")
+                         device_types=DEVICE_TYPE)
 def _patch_embed_op(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, prefix: torch.Tensor,
                     tier: int) -> torch.Tensor:
     b, _, hh, ww = x.shape
@@ -32,7 +33,7 @@ def _patch_embed_op(x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, pr
         return out
     d, p = weight.shape[0], prefix.shape[0]
     code = _tier_code("patch_embed", x.device, tier, x.dtype)
-    with torch.cuda.device(x.device):
+    with device_guard(x.device):
         stream = current_stream(x.device)
         _C.patch_embed_fwd(x.data_ptr(), weight.data_ptr(), pos.data_ptr(), prefix.data_ptr() if p else 0,
                            out.data_ptr(), b, hh, ww, d, p, _DTYPE_CODES[x.dtype], code, stream)

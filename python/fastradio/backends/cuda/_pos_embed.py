@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import (_C, _DTYPE_CODES, _expect_out_dtype, _expect_size, _expect_tensor, _tier_arg, _tier_code,
-                      current_stream, register_op)
+from ._common import (_C, _DTYPE_CODES, DEVICE_TYPE, _expect_out_dtype, _expect_size, _expect_tensor, _tier_arg,
+                      _tier_code, current_stream, device_guard, register_op)
 
 # --- pos_embed ------------------------------------------------------------------------------------
 
@@ -20,12 +20,12 @@ def _check_pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype
     _expect_out_dtype(fn, out_dtype)
 
 
-@torch.library.custom_op(register_op("pos_embed"), mutates_args=(), device_types="cuda")
+@torch.library.custom_op(register_op("pos_embed"), mutates_args=(), device_types=DEVICE_TYPE)
 def _pos_embed_op(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, tier: int) -> torch.Tensor:
     g, _, d = table.shape
     out = torch.empty((h * w, d), dtype=out_dtype, device=table.device)
     code = _tier_code("pos_embed", table.device, tier)
-    with torch.cuda.device(table.device):
+    with device_guard(table.device):
         stream = current_stream(table.device)
         _C.pos_embed_fwd(table.data_ptr(), out.data_ptr(), g, d, h, w, _DTYPE_CODES[out_dtype], code, stream)
     return out
