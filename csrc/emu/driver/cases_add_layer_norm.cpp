@@ -3,7 +3,9 @@
 // cross-warp shared-memory sum), scalar with a small group (D 37, odd) and with 3 warps (D 301),
 // the streaming kernel for wide rows (D 4104 vectorisable, D 1031 scalar), and a misaligned x
 // (scalar path at an even width). Row counts are not multiples of the rows per block. Row 0 of
-// every case has mean 1e3 and std 1e-2 (x and delta), where a plain fp32 mean loses the spread.
+// every case has mean 1e3 and std 1e-2 (x and delta), where a plain fp32 mean loses the spread (in
+// fp16/bf16 x it rounds to a constant row: variance 0, out = bias); row 1 has mean 0 and std 1e-2,
+// where eps (1e-6) moves the output by ~1 %, visible in every dtype.
 #include <cstdint>
 #include <string>
 
@@ -37,7 +39,10 @@ class AddLayerNormInstance : public Instance {
     fill_activations(x, rng);
     fill_normal(weight, rng, 1.0, 0.2);
     fill_normal(bias, rng, 0.0, 0.2);
-    for (int64_t d = 0; d < s.dim; ++d) x.set(d, 1e3 + 1e-2 * rng.normal());
+    for (int64_t d = 0; d < s.dim; ++d) {
+      x.set(d, 1e3 + 1e-2 * rng.normal());
+      x.set(s.dim + d, 1e-2 * rng.normal());
+    }
     inputs = {&x, &weight, &bias};
     std::vector<double> v = x.values();
     Buffer* delta = nullptr;
@@ -45,7 +50,7 @@ class AddLayerNormInstance : public Instance {
     if (s.delta) {
       delta = &make(wt, n);
       fill_activations(*delta, rng);
-      for (int64_t d = 0; d < s.dim; ++d) delta->set(d, 1e-2 * rng.normal());
+      for (int64_t d = 0; d < 2 * s.dim; ++d) delta->set(d, 1e-2 * rng.normal());
       inputs.push_back(delta);
       x_new = &make(xt, n);
       v = add_residual(v, delta->values(), xt);
@@ -95,7 +100,7 @@ void add_add_layer_norm_cases(std::vector<Case>& cases) {
       {21, 37, true},     // scalar, 16 threads
       {5, 301, false},    // scalar, 3 warps per row
       {3, 4104, true},    // wide (streaming) kernel
-      {2, 1031, false},   // wide, scalar width
+      {3, 1031, false},   // wide, scalar width
       {6, 256, true, 1},  // misaligned x: scalar path, 2 warps per row
   };
   const DType pairs[][2] = {{DType::kFloat32, DType::kFloat32},  {DType::kFloat16, DType::kFloat16},
