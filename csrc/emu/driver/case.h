@@ -56,7 +56,8 @@ struct Case {
   std::function<std::unique_ptr<Instance>(uint64_t seed)> make;
 };
 
-// Every case this build can run, in a fixed order, `quick` set.
+// Every case this build can run, in a fixed order, `quick` set. Throws std::logic_error if the
+// cases miss a dtype combination a registered tier takes (see case.cpp).
 std::vector<Case> all_cases();
 
 // Per-op registration (cases_<op>.cpp). Whether a tier is present: cuda_core always; a tensor-core

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 namespace fastradio::driver {
 namespace {
@@ -51,12 +52,14 @@ Verdict check(const std::vector<Output>& outputs) {
       const int64_t e = int64_t(i);
       if (is_exact(i)) {
         if (b.bits(e) != encode(b.dtype(), o.ref[i])) {
-          if (mismatched++ == 0 && first_bad < 0) first_bad = e;
+          if (first_bad < 0) first_bad = e;
+          ++mismatched;
         }
       } else {
         ++tolerance_elems;
         if (!std::isfinite(b.get(e)) && std::isfinite(o.ref[i])) {
-          if (nonfinite++ == 0 && first_bad < 0) first_bad = e;
+          if (first_bad < 0) first_bad = e;
+          ++nonfinite;
         }
       }
     }
@@ -78,6 +81,7 @@ Verdict check(const std::vector<Output>& outputs) {
     const Metrics got = metrics(o.ref, [&](size_t i) { return b.get(int64_t(i)); }, skip);
     Metrics bound{kFp32Bound, kFp32Bound};
     if (b.dtype() != DType::kFloat32) {
+      if (o.floor.size() != o.ref.size()) throw std::logic_error(o.name + ": a 16-bit output needs its precision floor");
       const Metrics fl = metrics(o.ref, [&](size_t i) { return o.floor[i]; }, skip);
       bound = Metrics{kFloorFactor * fl.l2 + kFloorSlack, kFloorFactor * fl.max + kFloorSlack};
     }

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <set>
 #include <string>
 #include <vector>
@@ -193,4 +194,11 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace fastradio::driver
 
-int main(int argc, char** argv) { return fastradio::driver::run(argc, argv); }
+int main(int argc, char** argv) {
+  try {
+    return fastradio::driver::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emu_driver: %s\n", e.what());
+    return 2;
+  }
+}
