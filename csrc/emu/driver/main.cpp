@@ -137,33 +137,35 @@ bool selected(const Case& c, const Options& o) {
   return true;
 }
 
-#if !defined(FASTRADIO_DRIVER_HOST_TWINS)
-// The lowest arch a tier's kernels run on: an emulated device below it would trap, as a real one
-// would be refused by the binding, so such cases are left out (and said so).
-int min_arch(Tier t) { return t == Tier::kMmaSm80 ? 80 : t == Tier::kMmaSm75 ? 75 : 60; }
+// Whether the device can run a tier: below the tier's lowest arch an emulated device would trap,
+// as a real one would be refused by the binding. The host twins run every tier.
+bool device_runs(Tier t) {
+#if defined(FASTRADIO_DRIVER_HOST_TWINS)
+  (void)t;
+  return true;
+#else
+  const int min_arch = t == Tier::kMmaSm80 ? 80 : t == Tier::kMmaSm75 ? 75 : 60;
+  return emu::emulated_arch() >= min_arch;
 #endif
+}
 
 int run(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   if (opt.self_test) return run_self_test() == 0 ? 0 : 1;
 
   std::vector<Case> cases;
-  for (Case& c : all_cases())
-    if (selected(c, opt)) cases.push_back(std::move(c));
-#if !defined(FASTRADIO_DRIVER_HOST_TWINS)
-  const int arch = emu::emulated_arch();
-  std::set<std::string> too_new;
-  std::vector<Case> runnable;
-  for (Case& c : cases) {
-    if (min_arch(c.tier) > arch) {
-      too_new.insert(tier_name(c.tier));
+  std::set<std::string> left_out;  // tiers the emulated arch cannot run
+  for (Case& c : all_cases()) {
+    if (!selected(c, opt)) continue;
+    if (device_runs(c.tier)) {
+      cases.push_back(std::move(c));
     } else {
-      runnable.push_back(std::move(c));
+      left_out.insert(tier_name(c.tier));
     }
   }
-  cases = std::move(runnable);
-  for (const std::string& t : too_new) std::fprintf(stderr, "emu_driver: sm_%d cannot run tier %s: its cases are left out\n", arch, t.c_str());
-#endif
+  for (const std::string& t : left_out)
+    std::fprintf(stderr, "emu_driver: the emulated sm_%d cannot run tier %s: its cases are left out\n",
+                 emu::emulated_arch(), t.c_str());
   if (opt.list) {
     for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
     return 0;
