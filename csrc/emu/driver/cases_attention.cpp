@@ -1,0 +1,130 @@
+// attention cases: head dims 64 and 80; packed schedules (mixed lengths with an image of 150
+// tokens = 3 key tiles of 64, a 1-token image and one shorter than a tile; equal lengths below
+// max_seqlen) and the dense one (every image max_seqlen long); two heads; for mma_sm80 both block
+// sizes, 4 warps on device 0 (132 SMs) and 8 on device 1 (2 SMs); mma_sm75 always has 8.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "attention/attention.h"
+#include "emu/driver/case.h"
+#include "emu/driver/random.h"
+#include "emu/driver/reference.h"
+#if defined(FASTRADIO_DRIVER_HOST_TWINS)
+#include "attention/attention_host.h"
+#endif
+
+namespace fastradio::driver {
+namespace {
+
+struct Spec {
+  std::vector<int32_t> lens;  // tokens per image
+  int64_t max_seqlen;         // == every length: the dense schedule; else packed
+  int64_t heads, head_dim;
+  int device = 0;
+};
+
+class AttentionInstance : public Instance {
+ public:
+  AttentionInstance(const Spec& s, Tier tier, DType dtype, uint64_t seed) : sms_(kDeviceSms[s.device]) {
+    cu_.push_back(0);
+    for (int32_t len : s.lens) cu_.push_back(cu_.back() + len);
+    const int64_t rows = cu_.back();
+    Rng rng(seed);
+    Buffer& qkv = make(dtype, rows * 3 * s.heads * s.head_dim);
+    fill_activations(qkv, rng);
+    inputs = {&qkv};
+    Buffer& out = make(dtype, rows * s.heads * s.head_dim);
+    Expected e = attention_expected(qkv.values(), cu_, s.heads, s.head_dim, dtype);
+    Output& o = add_output("out", out);
+    o.ref = std::move(e.ref);
+    o.floor = std::move(e.floor);
+
+    p_.qkv = qkv.data();
+    p_.cu_seqlens = cu_.data();
+    p_.out = out.data();
+    p_.rows = rows;
+    p_.num_seqs = int64_t(s.lens.size());
+    p_.max_seqlen = s.max_seqlen;
+    p_.num_heads = s.heads;
+    p_.head_dim = s.head_dim;
+    p_.dtype = dtype;
+    p_.tier = tier;
+  }
+
+  Status run() override {
+#if defined(FASTRADIO_DRIVER_HOST_TWINS)
+    return attention_host(p_, twin_warps());
+#else
+    return attention_fwd(p_, nullptr);
+#endif
+  }
+
+ private:
+#if defined(FASTRADIO_DRIVER_HOST_TWINS)
+  // The block size the launcher would pick: mma_sm75 always 8 warps; mma_sm80 8 when its grid of
+  // 128-query tiles gives at least two blocks per SM, else 4 (attn::mma_warps). cuda_core ignores it.
+  int twin_warps() const {
+    if (p_.tier != Tier::kMmaSm80) return 8;
+    const bool uniform = p_.rows % p_.num_seqs == 0 && p_.rows / p_.num_seqs == p_.max_seqlen;
+    const int64_t tiles = uniform ? p_.num_seqs * ((p_.max_seqlen + 127) / 128) : p_.rows / 128 + p_.num_seqs;
+    return tiles * p_.num_heads >= 2 * int64_t(sms_) ? 8 : 4;
+  }
+#endif
+
+  int sms_;
+  std::vector<int32_t> cu_;
+  AttentionParams p_;
+};
+
+void add(std::vector<Case>& cases, Tier tier, DType dtype, const Spec& s) {
+  const bool dense = std::all_of(s.lens.begin(), s.lens.end(), [&](int32_t l) { return l == s.max_seqlen; });
+  std::string lens;
+  for (int32_t l : s.lens) lens += (lens.empty() ? "l" : "-") + std::to_string(l);
+  std::string shape = lens + "_max" + std::to_string(s.max_seqlen) + "_h" + std::to_string(s.heads) + "_dh" +
+                      std::to_string(s.head_dim);
+  if (tier == Tier::kMmaSm80) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
+  Case c;
+  c.name = case_name("attention", tier, short_name(dtype), dense ? "uniform" : "packed", shape);
+  c.op = "attention";
+  c.tier = tier;
+  c.dtypes = {dtype};
+  c.device = s.device;
+  c.make = [s, tier, dtype](uint64_t seed) { return std::make_unique<AttentionInstance>(s, tier, dtype, seed); };
+  cases.push_back(std::move(c));
+}
+
+const Spec kPacked64{{150, 1, 40}, 150, 2, 64};
+const Spec kPacked80{{150, 1, 40}, 150, 2, 80};
+const Spec kUniform64{{70, 70}, 70, 2, 64};
+const Spec kUniform80{{70, 70}, 70, 2, 80};
+
+Spec on(const Spec& s, int device) {
+  Spec r = s;
+  r.device = device;
+  return r;
+}
+
+}  // namespace
+
+void add_attention_cases(std::vector<Case>& cases) {
+  for (DType t : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+    add(cases, Tier::kCudaCore, t, kPacked64);
+    add(cases, Tier::kCudaCore, t, kPacked80);
+    add(cases, Tier::kCudaCore, t, kUniform64);
+    add(cases, Tier::kCudaCore, t, kUniform80);
+    add(cases, Tier::kCudaCore, t, Spec{{70, 33, 70}, 100, 2, 64});  // packed, every image below max_seqlen
+  }
+#if defined(FASTRADIO_DRIVER_HOST_TWINS) || FASTRADIO_HAS_ATTENTION_MMA_SM80
+  add(cases, Tier::kMmaSm80, DType::kFloat16, kPacked64);             // 4 warps
+  add(cases, Tier::kMmaSm80, DType::kFloat16, on(kUniform80, 1));     // 8 warps
+  add(cases, Tier::kMmaSm80, DType::kBFloat16, kUniform64);           // 4 warps
+  add(cases, Tier::kMmaSm80, DType::kBFloat16, on(kPacked80, 1));     // 8 warps
+#endif
+#if defined(FASTRADIO_DRIVER_HOST_TWINS) || FASTRADIO_HAS_ATTENTION_MMA_SM75
+  add(cases, Tier::kMmaSm75, DType::kFloat16, kUniform80);
+  add(cases, Tier::kMmaSm75, DType::kFloat16, kPacked64);
+#endif
+}
+
+}  // namespace fastradio::driver
