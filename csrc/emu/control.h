@@ -19,6 +19,11 @@ struct Schedule {
   Order blocks = Order::kForward;
   Order threads = Order::kForward;
   uint64_t seed = 0;  // for kShuffle
+  // false: each round resumes every runnable thread once (the warps of a block advance about one
+  // collective per round, in step). true: always the first runnable thread of the order, so the
+  // first warp runs until it waits at a barrier before the next one starts: the most skewed
+  // interleaving, where a missing barrier lets a warp overwrite data others have not read yet.
+  bool greedy = false;
 };
 
 void set_schedule(const Schedule& s);

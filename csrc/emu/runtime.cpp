@@ -364,19 +364,35 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
   }
   ++rt().stats.blocks;
   rt().stats.threads += n;
+  auto resume = [&](Thread* t) {
+    g_thread = t;
+    g_current = &t->ctx;
+    ++rt().stats.switches;
+    fiber_switch(main_fiber(), &t->fiber);
+    g_thread = nullptr;
+    g_current = nullptr;
+  };
+  const bool greedy = rt().schedule.greedy;
+  std::vector<unsigned> perm = order(rt().schedule.threads, n, rng);
   while (L.exited < n) {
     bool ran = false;
-    for (unsigned i : order(rt().schedule.threads, n, rng)) {
-      Thread* t = L.threads[i];
-      if (t->state != State::kRunnable) continue;
-      g_thread = t;
-      g_current = &t->ctx;
-      ++rt().stats.switches;
-      fiber_switch(main_fiber(), &t->fiber);
-      g_thread = nullptr;
-      g_current = nullptr;
-      ran = true;
-      if (L.aborted) break;
+    if (greedy) {  // the first runnable thread of the order, every time
+      for (unsigned i : perm) {
+        if (L.threads[i]->state == State::kRunnable) {
+          resume(L.threads[i]);
+          ran = true;
+          break;
+        }
+      }
+    } else {  // a round: every runnable thread once
+      if (rt().schedule.threads == Order::kShuffle) perm = order(Order::kShuffle, n, rng);
+      for (unsigned i : perm) {
+        Thread* t = L.threads[i];
+        if (t->state != State::kRunnable) continue;
+        resume(t);
+        ran = true;
+        if (L.aborted) break;
+      }
     }
     if (L.aborted) break;
     if (!ran) {

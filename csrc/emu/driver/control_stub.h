@@ -14,6 +14,7 @@ struct Schedule {
   Order blocks = Order::kForward;
   Order threads = Order::kForward;
   uint64_t seed = 0;
+  bool greedy = false;
 };
 
 inline void set_schedule(const Schedule&) {}

@@ -52,8 +52,8 @@ struct Options {
                "usage: emu_driver [--op OP[,OP]] [--tier TIER[,..]] [--dtype D[,..]] [--filter SUBSTRING]\n"
                "                  [--quick] [--list] [--orders N] [--seed S] [--impl %s] [--self-test]\n"
                "  OP: pos_embed patch_embed add_layer_norm linear attention; TIER: cuda_core mma_sm75 mma_sm80;\n"
-               "  D: f32 f16 bf16. Options that take a value may repeat. --orders: schedules per case (default 3:\n"
-               "  forward, reverse, shuffled). This build runs the %s implementation.\n",
+               "  D: f32 f16 bf16. Options that take a value may repeat. --orders: schedules per case (default 4:\n"
+               "  forward, reverse greedy, forward greedy, shuffled). This build runs the %s implementation.\n",
                kImpl, kImpl);
   std::exit(2);
 }

@@ -10,18 +10,22 @@
 namespace fastradio::driver {
 namespace {
 
-// Schedule k of a case: forward, reverse, then shuffles with distinct seeds. Both the block order
-// of a launch and the thread resume order inside a block change together.
+// Schedule k of a case: forward in rounds; reverse and greedy (the last warp runs ahead to its
+// next barrier before the others start: missing barriers show up as poisoned reads); forward
+// greedy; then shuffles with distinct seeds. The block order changes with the thread order.
 emu::Schedule schedule(int k, uint64_t seed) {
   emu::Schedule s;
   if (k == 0) return s;
-  const emu::Order o = k == 1 ? emu::Order::kReverse : emu::Order::kShuffle;
+  const emu::Order o = k == 1 ? emu::Order::kReverse : k == 2 ? emu::Order::kForward : emu::Order::kShuffle;
   s.blocks = s.threads = o;
+  s.greedy = k == 1 || k == 2;
   s.seed = seed + uint64_t(k);
   return s;
 }
 
-const char* order_name(int k) { return k == 0 ? "forward" : k == 1 ? "reverse" : "shuffle"; }
+const char* order_name(int k) {
+  return k == 0 ? "forward" : k == 1 ? "reverse greedy" : k == 2 ? "forward greedy" : "shuffle";
+}
 
 // First element where two snapshots of `b` differ, or -1.
 int64_t first_difference(const Buffer& b, const std::vector<unsigned char>& x, const std::vector<unsigned char>& y) {

@@ -10,7 +10,7 @@
 namespace fastradio::driver {
 
 struct RunOptions {
-  int orders = 3;
+  int orders = 4;
   uint64_t seed = 0;
 };
 

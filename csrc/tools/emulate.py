@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Run the real CUDA kernels on the CPU: the emulated device (csrc/emu/, DESIGN.md "The emulated device").
+
+    python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, and the whole model
+    python csrc/tools/emulate.py --sanitizer thread       # ThreadSanitizer build (quick case list)
+    python csrc/tools/emulate.py --sanitizer address      # AddressSanitizer + UBSan build (quick case list)
+    python csrc/tools/emulate.py --sanitizer all          # the three builds, one after the other (CI)
+    python csrc/tools/emulate.py --op linear --tier mma_sm80
+    python csrc/tools/emulate.py --src /tmp/csrc-copy     # build from another csrc/ folder
+    python csrc/tools/emulate.py --mutants quick          # the mutation check (--mutants all: the whole list)
+
+For each build (emulated arch x sanitizer) it configures and builds CMake's emulation targets
+(FASTRADIO_CPU_EMULATION=ON; build/emu/...), runs the test driver (csrc/emu/driver/: every op,
+tier and dtype against fp64 references with DESIGN §7's tolerances, NaN-poisoned outputs, each case
+under several block/thread schedules that must agree bit for bit) and, for the plain sm_80 build,
+the whole network on the emulated device (tests/test_emulated_device.py through the emulated
+fastradio._C). It prints one table row per case (case, max error, bound, time) and exits non-zero
+on any mismatch, unwritten output, sanitizer report, deadlock, divergent barrier or launch error.
+
+The mutation check (--mutants) copies csrc/, applies each mutant of csrc/tools/emulate_mutants.py
+(a deleted __syncthreads or cp.async wait, a shifted wait count or tile bound, in every tensor-core
+kernel) and requires every mutant to be caught (by the plain build's values or schedules, or by
+ThreadSanitizer) while the controls (a wait that is really redundant) must still pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SANITIZERS = ("none", "thread", "address")
+DEFAULT_ARCHS = {"none": (80, 75), "thread": (80,), "address": (80,)}
+EMULATION_ENV = "FASTRADIO_EMULATED_DEVICE"  # python/fastradio/backends/cuda/_common.py
+
+# Report headers of the sanitizers and the emulator in the driver's stderr.
+_REPORT = re.compile(r"WARNING: ThreadSanitizer:|ERROR: AddressSanitizer:|ERROR: LeakSanitizer:|"
+                     r"runtime error:|^\[emu\] error:|^\[emu\] fatal:", re.MULTILINE)
+_SAN_ENV = {
+    "TSAN_OPTIONS": "halt_on_error=0:history_size=7:second_deadlock_stack=1",
+    "ASAN_OPTIONS": "halt_on_error=0:detect_leaks=1:abort_on_error=0",
+    "UBSAN_OPTIONS": "halt_on_error=0:print_stacktrace=1",
+}
+
+
+@dataclass
+class Build:
+    src: Path
+    arch: int
+    sanitizer: str
+    python: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"sm{self.arch}-{self.sanitizer}"
+
+    def directory(self, root: Path) -> Path:
+        tag = "csrc" if self.src == REPO / "csrc" else "src-" + hashlib.sha1(str(self.src).encode()).hexdigest()[:10]
+        return root / tag / self.label
+
+
+@dataclass
+class Case:
+    name: str
+    ok: bool
+    err: str = ""
+    bound: str = ""
+    seconds: str = ""
+    detail: str = ""
+    reports: list[str] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def have_fma() -> bool:
+    try:
+        return " fma " in f" {Path('/proc/cpuinfo').read_text()} ".replace("\n", " ")
+    except OSError:
+        return False
+
+
+def cmake_generator() -> list[str]:
+    ninja = shutil.which("ninja") or (Path(sys.executable).parent / "ninja")
+    return ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if Path(ninja).exists() else []
+
+
+def build(b: Build, root: Path, jobs: int, cxx: str | None, quiet: bool = False) -> Path:
+    """Configures (once) and builds the emulation targets of `b`; returns the build folder."""
+    out = b.directory(root)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "CMakeCache.txt").exists():
+        cmd = ["cmake", "-S", str(REPO), "-B", str(out), "-DFASTRADIO_CPU_EMULATION=ON",
+               f"-DFASTRADIO_EMU_ARCH={b.arch}", f"-DFASTRADIO_EMU_SANITIZER={b.sanitizer}",
+               f"-DFASTRADIO_EMU_SRC={b.src}", f"-DFASTRADIO_EMU_FMA={'ON' if have_fma() else 'OFF'}",
+               f"-DFASTRADIO_EMU_PYTHON={'ON' if b.python else 'OFF'}", f"-DPython_EXECUTABLE={sys.executable}",
+               *cmake_generator()]
+        if cxx:
+            cmd.append(f"-DCMAKE_CXX_COMPILER={cxx}")
+        run_checked(cmd, quiet=True)
+    t0 = time.time()
+    run_checked(["cmake", "--build", str(out), "-j", str(jobs)], quiet=True)
+    if not quiet:
+        log(f"  built {b.label} in {time.time() - t0:.0f} s ({out})")
+    return out
+
+
+def run_checked(cmd: list[str], quiet: bool = False, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-20000:] + p.stderr[-20000:])
+        raise SystemExit(f"emulate: command failed ({p.returncode}): {' '.join(cmd)}")
+    if not quiet:
+        sys.stdout.write(p.stdout)
+    return p
+
+
+def driver_args(args, quick: bool) -> list[str]:
+    out = []
+    for op in args.op or []:
+        out += ["--op", op]
+    if args.tier:
+        out += ["--tier", args.tier]
+    if args.filter:
+        out += ["--filter", args.filter]
+    if quick:
+        out.append("--quick")
+    if args.orders is not None:
+        out += ["--orders", str(args.orders)]
+    return out
+
+
+def run_driver(folder: Path, extra: list[str], timeout: float, exe_name: str = "fastradio_emu_driver"
+               ) -> tuple[list[Case], int, str]:
+    """Runs the driver; returns its cases (with the sanitizer reports each one caused), the
+    exit status, and the reports printed outside any case."""
+    exe = folder / exe_name
+    if not exe.exists():
+        raise SystemExit(f"emulate: {exe} was not built")
+    env = dict(os.environ, **_SAN_ENV)
+    try:
+        p = subprocess.run([str(exe), *extra], capture_output=True, text=True, env=env, timeout=timeout)
+        stdout, stderr, rc = p.stdout, p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        stderr = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")) + \
+            f"\n[emu] error: the driver ran past {timeout:.0f} s and was stopped\n"
+        rc = -1
+    cases, outside = parse_driver_output(stdout, stderr)
+    return cases, rc, outside
+
+
+def parse_driver_output(stdout: str, stderr: str) -> tuple[list[Case], str]:
+    """The driver's `CASE` lines, each with the sanitizer / emulator reports printed on stderr
+    between its `[emu-case-begin]` and `[emu-case-end]` markers; and the reports outside any case.
+    A case that began but printed no result line (the driver died in it) is a failure."""
+    cases: dict[str, Case] = {}
+    order: list[str] = []
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if parts[0] == "CASE" and len(parts) >= 3:
+            c = Case(parts[1], parts[2] == "PASS", *(parts[3:7] + [""] * 4)[:4])
+            cases[c.name] = c
+            order.append(c.name)
+    outside: list[str] = []
+    current: str | None = None
+    chunk: list[str] = []
+
+    def flush():
+        text = "\n".join(chunk)
+        chunk.clear()
+        if not _REPORT.search(text):
+            return
+        if current is None:
+            outside.append(text)
+        else:
+            cases[current].reports.append(text)
+
+    for line in stderr.splitlines():
+        m = re.match(r"\[emu-case-(begin|end)\] (.*)", line)
+        if not m:
+            chunk.append(line)
+            continue
+        flush()
+        current = m.group(2) if m.group(1) == "begin" else None
+        if current is not None and current not in cases:
+            cases[current] = Case(current, False, detail="(no result line: the driver died in this case)")
+            order.append(current)
+    flush()
+    return [cases[n] for n in dict.fromkeys(order)], "\n".join(outside)
+
+
+def short(text: str, n: int = 300) -> str:
+    lines = [ln for ln in text.splitlines() if _REPORT.search(ln) or ln.strip().startswith("#0")]
+    s = " | ".join(ln.strip() for ln in lines[:4]) or text.strip()[-n:]
+    return s[:n]
+
+
+def print_table(label: str, cases: list[Case]) -> None:
+    w = max([len(c.name) for c in cases] + [4])
+    log(f"\n{'case':<{w}}  result  {'max err':>10}  {'bound':>10}  {'time':>7}   [{label}]")
+    for c in cases:
+        bad = not c.ok or c.reports
+        res = "FAIL" if bad else "ok"
+        log(f"{c.name:<{w}}  {res:<6}  {c.err:>10}  {c.bound:>10}  {c.seconds:>7}" + (f"   {c.detail}" if bad and c.detail else ""))
+        for r in c.reports:
+            log(f"{'':<{w}}  report: {short(r)}")
+
+
+def check_build(b: Build, args, root: Path) -> bool:
+    """Builds `b`, runs the driver (and the model step for the plain sm_80 build); True if clean."""
+    log(f"\n== {b.label} ({'src ' + str(b.src)})")
+    folder = build(b, root, args.jobs, args.cxx)
+    quick = args.quick or (b.sanitizer != "none" and not args.full)
+    t0 = time.time()
+    cases, rc, outside = run_driver(folder, driver_args(args, quick), args.timeout)
+    print_table(b.label, cases)
+    bad = [c for c in cases if not c.ok or c.reports]
+    ok = not bad and rc == 0 and not outside and cases
+    if outside:
+        log(f"reports outside any case:\n{outside[-6000:]}")
+    log(f"-- {b.label}: {len(cases) - len(bad)} of {len(cases)} cases passed, driver exit {rc}, "
+        f"{time.time() - t0:.0f} s{'' if ok else '  <-- FAILED'}")
+    if not cases:
+        log("   the driver ran no case (a filter that matches nothing?)")
+    if b.python and not args.no_model:
+        ok = model_step(folder, args) and ok
+    return bool(ok)
+
+
+def model_step(folder: Path, args) -> bool:
+    """The whole network through the emulated _C (tests/test_emulated_device.py)."""
+    mods = sorted(folder.glob("_C*.so"))
+    if not mods:
+        log("emulate: the emulated _C was not built")
+        return False
+    env = dict(os.environ, **{EMULATION_ENV: str(mods[0])})
+    env.pop("FASTRADIO_TIER", None)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
+           str(REPO / "tests" / "test_emulated_device.py")]
+    if args.model_filter:
+        cmd += ["-k", args.model_filter]
+    log(f"\n== model on the emulated device: {' '.join(cmd[1:])}")
+    t0 = time.time()
+    p = subprocess.run(cmd, env=env, cwd=REPO, text=True, capture_output=True)
+    sys.stdout.write(p.stdout[-12000:])
+    if p.returncode != 0:
+        sys.stdout.write(p.stderr[-8000:])
+    skipped = re.search(r"(\d+) skipped", p.stdout)
+    passed = re.search(r"(\d+) passed", p.stdout)
+    ok = p.returncode == 0 and passed is not None
+    log(f"-- model: pytest exit {p.returncode}, {time.time() - t0:.0f} s"
+        f"{'' if ok else '  <-- FAILED'}{' (' + skipped.group(0) + ')' if skipped else ''}")
+    return ok
+
+
+# --- the mutation check -------------------------------------------------------------------------------
+
+def mutation_check(args, root: Path) -> bool:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from emulate_mutants import MUTANTS, QUICK  # noqa: E402
+
+    if args.mutants == "all":
+        chosen = list(MUTANTS)
+    elif args.mutants == "quick":
+        chosen = [m for m in MUTANTS if m.name in QUICK]
+    else:
+        names = set(args.mutants.split(","))
+        chosen = [m for m in MUTANTS if m.name in names]
+        missing = names - {m.name for m in chosen}
+        if missing:
+            raise SystemExit(f"emulate: unknown mutants {sorted(missing)}; known: {[m.name for m in MUTANTS]}")
+    src = root / "mutants" / "csrc"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(args.src, src, ignore=shutil.ignore_patterns("__pycache__"))
+    builds = [Build(src, 80, "none"), Build(src, 80, "thread")]
+    log(f"\n== mutation check: {len(chosen)} mutants, builds {', '.join(b.label for b in builds)} of {src}")
+    for b in builds:  # the unmutated copy first, so each mutant recompiles one file
+        build(b, root, args.jobs, args.cxx)
+    rows = []
+    all_ok = True
+    for m in chosen:
+        path = src / m.file
+        original = path.read_text()
+        count = original.count(m.find)
+        if count != 1:
+            raise SystemExit(f"emulate: mutant {m.name}: {m.find!r} occurs {count} times in {m.file} (must be once)")
+        path.write_text(original.replace(m.find, m.replace))
+        t0 = time.time()
+        verdicts = []
+        try:
+            for b in builds:
+                folder = build(b, root, args.jobs, args.cxx, quiet=True)
+                extra = ["--op", m.op] + (["--tier", m.tier] if m.tier else [])
+                cases, rc, outside = run_driver(folder, extra, args.timeout)
+                failed = [c.name for c in cases if not c.ok or c.reports]
+                verdicts.append((b.sanitizer, bool(failed or rc != 0 or outside or not cases), failed))
+        finally:
+            path.write_text(original)
+        caught = any(v[1] for v in verdicts)
+        ok = caught if m.expect == "caught" else not caught
+        all_ok &= ok
+        how = ", ".join(f"{s}: {'caught' if c else 'passed'}" + (f" ({len(f)} cases)" if f else "")
+                        for s, c, f in verdicts)
+        rows.append((m.name, m.expect, how, ok, time.time() - t0))
+        log(f"  {m.name:<44} expect {m.expect:<8} {how:<48} {'ok' if ok else 'WRONG'}  {time.time() - t0:.0f} s")
+    bad = [r for r in rows if not r[3]]
+    log(f"-- mutation check: {len(rows) - len(bad)} of {len(rows)} as expected"
+        f"{'' if not bad else '  <-- FAILED: ' + ', '.join(r[0] for r in bad)}")
+    return not bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--sanitizer", default="none",
+                    help="none | thread | address | all, or a comma list (default none)")
+    ap.add_argument("--arch", help="emulated archs, comma list (default: 80,75 plain; 80 with a sanitizer)")
+    ap.add_argument("--op", action="append", help="only this op (repeatable)")
+    ap.add_argument("--tier", help="only this tier (cuda_core, mma_sm75, mma_sm80)")
+    ap.add_argument("--filter", help="only cases whose name contains this")
+    ap.add_argument("--src", type=Path, default=REPO / "csrc", help="the csrc/ folder to build (default: this repo's)")
+    ap.add_argument("--quick", action="store_true", help="the driver's quick case list (default with a sanitizer)")
+    ap.add_argument("--full", action="store_true", help="the full case list also with a sanitizer")
+    ap.add_argument("--orders", type=int, help="schedules per case (the driver's default otherwise)")
+    ap.add_argument("--no-model", action="store_true", help="skip the whole-network step")
+    ap.add_argument("--model-filter", help="pytest -k expression for the model step")
+    ap.add_argument("--mutants", help="run the mutation check: quick | all | NAME,NAME,...")
+    ap.add_argument("--build-only", action="store_true", help="build, run nothing")
+    ap.add_argument("--build-dir", type=Path, default=REPO / "build" / "emu")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--cxx", help="C++ compiler (default: CMake's choice, e.g. g++; clang++ works too)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per driver run")
+    args = ap.parse_args(argv)
+    args.src = args.src.resolve()
+    if not (args.src / "emu" / "emulation.cmake").exists():
+        ap.error(f"--src {args.src} has no emu/emulation.cmake (is it a csrc/ folder?)")
+
+    t0 = time.time()
+    if args.mutants:
+        ok = mutation_check(args, args.build_dir)
+        log(f"\nemulate: {'PASSED' if ok else 'FAILED'} in {time.time() - t0:.0f} s")
+        return 0 if ok else 1
+
+    sans = SANITIZERS if args.sanitizer == "all" else tuple(args.sanitizer.split(","))
+    for s in sans:
+        if s not in SANITIZERS:
+            ap.error(f"--sanitizer must be one of {', '.join(SANITIZERS)} or all, got {s!r}")
+    builds = []
+    for s in sans:
+        archs = [int(a) for a in args.arch.split(",")] if args.arch else DEFAULT_ARCHS[s]
+        for i, a in enumerate(archs):
+            model = s == "none" and i == 0 and not args.no_model and args.src == REPO / "csrc"
+            builds.append(Build(args.src, a, s, python=model))
+    if args.build_only:
+        for b in builds:
+            build(b, args.build_dir, args.jobs, args.cxx)
+        return 0
+    results = [(b.label, check_build(b, args, args.build_dir)) for b in builds]
+    log("\n== summary")
+    for label, ok in results:
+        log(f"  {label:<14} {'passed' if ok else 'FAILED'}")
+    ok = all(r[1] for r in results)
+    log(f"emulate: {'PASSED' if ok else 'FAILED'} in {time.time() - t0:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
