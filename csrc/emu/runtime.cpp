@@ -443,7 +443,9 @@ cudaError_t check_config(const LaunchConfig& c, std::string* why) {
 
 // --- warp collectives --------------------------------------------------------------------------
 
-double f16_value(uint16_t h) {
+// fp16 / bf16 bits -> value, from the formats' definitions (exact in fp32). Tables, because an
+// mma.sync reads 768 of them.
+float f16_value_slow(uint16_t h) {
   const int sign = h >> 15, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
   double v;
   if (exp == 0x1f) {
@@ -453,14 +455,30 @@ double f16_value(uint16_t h) {
   } else {
     v = std::ldexp(double(man + 1024), exp - 25);
   }
-  return sign ? -v : v;
+  return float(sign ? -v : v);
 }
 
-double bf16_value(uint16_t b) {
+float bf16_value_slow(uint16_t b) {
   const uint32_t u = uint32_t(b) << 16;
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+}
+
+struct HalfTables {
+  float f16[65536];
+  float bf16[65536];
+  HalfTables() {
+    for (uint32_t i = 0; i < 65536; ++i) {
+      f16[i] = f16_value_slow(uint16_t(i));
+      bf16[i] = bf16_value_slow(uint16_t(i));
+    }
+  }
+};
+
+const HalfTables& half_tables() {
+  static const HalfTables t;
+  return t;
 }
 
 uint16_t half_of(uint32_t reg, int which) { return uint16_t(which ? reg >> 16 : reg & 0xffffu); }
@@ -472,16 +490,16 @@ uint16_t half_of(uint32_t reg, int which) { return uint16_t(which ? reg >> 16 : 
 //   C, D (16 x 8):   element e holds C[g + 8*(e/2)][2t + e%2]
 void compute_mma(Warp& w, int k, bool bf16) {
   const int a_regs = k / 4, b_regs = k / 8;
-  double A[16][16], B[16][8], C[16][8];
-  auto value = [&](uint16_t h) { return bf16 ? bf16_value(h) : f16_value(h); };
+  const float* value = bf16 ? half_tables().bf16 : half_tables().f16;
+  float A[16][16], B[16][8], C[16][8];
   for (int lane = 0; lane < 32; ++lane) {
     uint32_t r[10];
     std::memcpy(r, w.in[lane], (a_regs + b_regs + 4) * 4);
     const int g = lane / 4, t = lane % 4;
     for (int j = 0; j < a_regs; ++j)
-      for (int h = 0; h < 2; ++h) A[g + 8 * (j % 2)][2 * t + 8 * (j / 2) + h] = value(half_of(r[j], h));
+      for (int h = 0; h < 2; ++h) A[g + 8 * (j % 2)][2 * t + 8 * (j / 2) + h] = value[half_of(r[j], h)];
     for (int j = 0; j < b_regs; ++j)
-      for (int h = 0; h < 2; ++h) B[2 * t + 8 * j + h][g] = value(half_of(r[a_regs + j], h));
+      for (int h = 0; h < 2; ++h) B[2 * t + 8 * j + h][g] = value[half_of(r[a_regs + j], h)];
     float c[4];
     std::memcpy(c, &r[a_regs + b_regs], 16);
     for (int e = 0; e < 4; ++e) C[g + 8 * (e / 2)][2 * t + e % 2] = c[e];
@@ -492,7 +510,8 @@ void compute_mma(Warp& w, int k, bool bf16) {
     for (int e = 0; e < 4; ++e) {
       const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
       double s = C[row][col];
-      for (int kk = 0; kk < k; ++kk) s += A[row][kk] * B[kk][col];  // products exact in double
+      // Products and sum in double (every product of two 16-bit floats is exact there), one rounding.
+      for (int kk = 0; kk < k; ++kk) s += double(A[row][kk]) * double(B[kk][col]);
       d[e] = float(s);
     }
     std::memcpy(w.out[lane], d, 16);
@@ -645,7 +664,7 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
   Thread* t = cur();
   LaunchState& L = *g_launch;
   Warp& w = L.warps[t->warp];
-  const char* name = collective_name(a.kind);
+  const char* name = collective_name(a.kind);  // for the messages below
   const bool matrix = a.kind == Collective::kLdmatrix || a.kind == Collective::kMmaF16K16 ||
                       a.kind == Collective::kMmaBf16K16 || a.kind == Collective::kMmaF16K8;
   if (matrix && w.lanes != 32) fail(file, line, format("%s in a warp of %u threads (needs all 32)", name, w.lanes));
@@ -662,7 +681,7 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
     w.seq = t->collectives;
     w.in_bytes = in_bytes;
   } else if (w.args.kind != a.kind || w.args.param0 != a.param0 || w.args.param1 != a.param1 ||
-             w.args.mask != a.mask || w.line != line || std::strcmp(w.file, file) != 0 || w.seq != t->collectives) {
+             w.args.mask != a.mask || !same_site(w.file, w.line, file, line) || w.seq != t->collectives) {
     fail(file, line,
          format("divergent warp collective: lane %u calls %s (its collective #%llu) while %u lanes wait in %s at "
                 "%s:%d (#%llu)",
@@ -677,8 +696,8 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
     complete(w);
     w.arrived = 0;
     ++rt().stats.collectives;
-    for (Thread* o : L.threads)
-      if (o->warp == t->warp && o != t) o->state = State::kRunnable;
+    for (unsigned i = 32 * t->warp; i < 32 * t->warp + w.lanes; ++i)
+      if (L.threads[i] != t) L.threads[i]->state = State::kRunnable;
   }
   if (a.kind == Collective::kSyncwarp) hb_acquire(token(1 + t->warp));
   if (out_bytes > 0) std::memcpy(out, w.out[t->ctx.lane], out_bytes);

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Compile gate (DESIGN.md §6, §8): every CUDA source, every arch, both toolchains.
 
-Compiles each ``csrc/**/*.cu`` device-only, once per arch, with CUDA 13 nvcc (sm_75..sm_120,
-incl. 90a/100a) and with clang-19 + CUDA 12.9 (sm_60..sm_90), plus a clang host-side pass,
-captures ptxas's ``-v`` resource report and fails (exit 1) on:
+Compiles each ``csrc/**/*.cu`` (not the emulated device's own, csrc/emu/) device-only, once per
+arch, with CUDA 13 nvcc (sm_75..sm_120, incl. 90a/100a) and with clang-19 + CUDA 12.9
+(sm_60..sm_90), plus a clang host-side pass, captures ptxas's ``-v`` resource report and fails
+(exit 1) on:
 
 - a compile error (message names file, toolchain, arch);
 - any register spill (spill stores or loads > 0) in any function;
@@ -390,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         print("compile gate: no toolchain to run", file=sys.stderr)
         return 2
     archs = set(re.split(r"[,;\s]+", args.archs.strip())) - {""} if args.archs else None
-    sources = [p.resolve() for p in args.sources] if args.sources else sorted(CSRC.rglob("*.cu"))
+    # csrc/emu/ holds the emulated device's own test kernels (some broken on purpose): not GPU code.
+    sources = [p.resolve() for p in args.sources] if args.sources else sorted(
+        p for p in CSRC.rglob("*.cu") if p.relative_to(CSRC).parts[0] != "emu")
     if not sources:
         print("compile gate: no .cu sources found", file=sys.stderr)
         return 2
