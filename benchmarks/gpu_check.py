@@ -15,7 +15,9 @@ each is recorded as pass/fail/skip with its reason, duration and output tail:
 4. pytest: the tests that touch a device (``-k "cuda or gpu"``; the CPU-only ones run in CI),
    TRITON_INTERPRET unset, counts from JUnit XML;
 5. model-parity: ``model_parity.py`` (DESIGN §7 checks per backend and dtype, + an .npz);
-6. memcheck: ``compute-sanitizer --tool memcheck`` on a short pos_embed subset;
+6. sanitize[memcheck], sanitize[racecheck], sanitize[synccheck]: ``compute-sanitizer --tool X``
+   on ``sanitize_cases.py`` (one tiny launch of every op / tier / dtype variant, values checked
+   against the reference), one step per tool, 90 s for the three together;
 7. bench-ops: ``bench_ops.py`` (every op and backend against its PyTorch peer);
 8. pytest[tier=X]: the CUDA tests again with FASTRADIO_TIER forcing each other runnable tier;
 9. bench-model: ``bench_model.py`` (images/s and latency vs the reference and torch.compile).
@@ -33,6 +35,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -257,6 +260,23 @@ def _use_path(ctx: Ctx, path: Path) -> None:
     ctx.env["PYTHONPATH"] = str(path) + (os.pathsep + old if old else "")
 
 
+def _skipped_build(ctx: Ctx) -> None:
+    # A dry run tests the fastradio installed here when it has its compiled extension (the tests of
+    # the cuda backend import fastradio._C, which the source tree lacks); otherwise the source tree.
+    if ctx.args.dry_run and _installed_has_extension(ctx.env):
+        return
+    _use_source_tree(ctx)
+
+
+def _installed_has_extension(env: dict) -> bool:
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('fastradio._C') is None)"
+    try:
+        return subprocess.run(_py() + ["-c", probe], cwd=REPO.parent, env=env, capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def _use_source_tree(ctx: Ctx) -> None:
     # The dev layout: fastradio.kernels is a link to kernels/ (an ignored path, made here if absent).
     link = REPO / "python" / "fastradio" / "kernels"
@@ -312,19 +332,57 @@ def _tier_steps(ctx: Ctx) -> list:
     return steps
 
 
-def _sanitizer() -> Step:
-    select = ("against_oracle and (triton-cuda or cuda-cuda) and not gpuonly and "
-              "(G16-7x13-D3 or G128-131x2-D64 or G16-31x2-D1030 or G128-1x1-D80)")
+#: compute-sanitizer tools and each one's hard limit in seconds (90 s for the three): racecheck
+#: (shared-memory hazards) and synccheck (barrier misuse) matter for the tensor-core tiers' staged
+#: tiles; memcheck for every op's bounds.
+SANITIZER_TOOLS = (("memcheck", 30), ("racecheck", 35), ("synccheck", 25))
+SANITIZER_ERROR_RC = 99  # the sanitizer's --error-exitcode (the case script itself exits 0/1/2)
+SANITIZE_SCRIPT = "benchmarks/sanitize_cases.py"
+
+
+def _sanitizer_exe() -> str | None:
+    exe = shutil.which("compute-sanitizer")
+    if not exe:
+        found = sorted(Path("/usr/local").glob("cuda*/bin/compute-sanitizer"))
+        exe = str(found[-1]) if found else None
+    return exe
+
+
+def _sanitizer_report(text: str) -> dict:
+    """What compute-sanitizer said: its own lines (prefixed '========='), the error count
+    ('ERROR SUMMARY: N errors'; racecheck: 'RACECHECK SUMMARY: H hazards displayed (E errors, W
+    warnings)', whose warnings are counted apart)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("=========")]
+    out = {"errors": None}
+    for ln in lines:
+        m = re.search(r"ERROR SUMMARY: (\d+) errors?", ln)
+        if m:
+            out["errors"] = int(m.group(1))
+        m = re.search(r"RACECHECK SUMMARY: .*\((\d+) errors?, (\d+) warnings?\)", ln)
+        if m:
+            out["errors"] = max(out["errors"] or 0, int(m.group(1)))
+            out["warnings"] = int(m.group(2))
+    report = "\n".join(lines)
+    if len(report) > TAIL:
+        report = report[:TAIL // 2] + "\n[...]\n" + report[-TAIL // 2:]
+    out["report"] = report
+    return out
+
+
+def _sanitizer(tool: str, timeout_s: int) -> Step:
+    name = f"sanitize[{tool}]"
+    out = f"sanitize-{tool}.json"
 
     def command(ctx: Ctx) -> Command:
-        exe = shutil.which("compute-sanitizer")
-        if not exe:
-            found = sorted(Path("/usr/local").glob("cuda*/bin/compute-sanitizer"))
-            exe = str(found[-1]) if found else None
+        exe = ctx.info.get("sanitizer_exe", _sanitizer_exe())
         if not exe:
             return "compute-sanitizer not found (PATH, /usr/local/cuda*/bin)"
-        return [exe, "--tool", "memcheck", "--error-exitcode", "99", "--print-limit", "20"] + _py() + [
-            "-m", "pytest", "tests/test_op_pos_embed.py", "-q", "-rfE", "-p", "no:cacheprovider", "-k", select]
+        if not (REPO / SANITIZE_SCRIPT).exists():
+            return f"not available: {SANITIZE_SCRIPT} does not exist"
+        # The cases stop being launched a margin before the hard limit (start-up and exit counted).
+        limit = min(timeout_s, ctx.deadline - time.monotonic() - 5)
+        return [exe, "--tool", tool, "--error-exitcode", str(SANITIZER_ERROR_RC), "--print-limit", "20"] + _py() + [
+            SANITIZE_SCRIPT, "--json", str(ctx.tmp / out), "--budget-s", str(max(5, int(limit - 8)))]
 
     def env(ctx: Ctx) -> dict:
         e = _gpu_env(ctx)
@@ -332,12 +390,32 @@ def _sanitizer() -> Step:
         return e
 
     def after(ctx: Ctx, rec: dict, log: Path) -> None:
-        if rec.get("rc") == 99:
-            rec["reason"] = "memcheck reported errors"
-        elif rec.get("rc") == 5:
-            rec.update(status="fail", reason="the memcheck subset selected no tests")
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        rec["tool"] = tool
+        rec.update(_sanitizer_report(text))
+        try:
+            data = json.loads((ctx.tmp / out).read_text())
+        except (OSError, ValueError) as e:
+            data = None
+            rec["results_error"] = f"no results file: {e}"
+        if data is not None:
+            rec["cases"] = data.get("counts")
+            rec["failed_cases"] = [c for c in data.get("cases", []) if c.get("status") == "fail"]
+            rec["skipped_cases"] = {c["id"]: c.get("reason") for c in data.get("cases", []) if c.get("status") == "skip"}
+        errors = rec.get("errors")
+        if rec.get("rc") == SANITIZER_ERROR_RC or (errors or 0) > 0:
+            rec.update(status="fail", reason=f"{tool} reported {'?' if errors is None else errors} error(s)")
+        elif rec["status"] == "fail" and rec.get("failed_cases"):
+            rec["reason"] = f"{len(rec['failed_cases'])} case(s) failed their value check under {tool}"
+        elif rec["status"] == "fail" and "reason" not in rec:
+            rec["reason"] = f"exit code {rec.get('rc')} (see output_tail)"
+        elif rec["status"] == "pass" and not (data or {}).get("counts", {}).get("pass"):
+            rec.update(status="fail", reason=f"no case ran under {tool}")
 
-    return Step("memcheck", 150, command, env=env, after=after)
+    return Step(name, timeout_s, command, env=env, after=after)
 
 
 def _json_script(name: str, script: str, timeout_s: int, needs_load: bool = False,
@@ -389,13 +467,13 @@ def _gpu_env_or_plain(ctx: Ctx) -> dict:
 
 STEPS: list = [
     _probe("env"),
-    Step("build", 300, _build_command, env=_build_env, after=_build_after, on_skip=lambda c: _use_source_tree(c)),
+    Step("build", 300, _build_command, env=_build_env, after=_build_after, on_skip=lambda c: _skipped_build(c)),
     _probe("build"),
     # Most important first, so that a tight lease still gets correctness: the CPU-only tests
     # already run in CI, so on the GPU only the tests that touch a device ("cuda"/"gpu" in the id).
     _pytest("pytest", ["-k", "cuda or gpu"], 240),
     _json_script("model-parity", "benchmarks/model_parity.py", 120, needs_load=True, budget_flag=True),
-    _sanitizer(),
+    *(_sanitizer(tool, limit) for tool, limit in SANITIZER_TOOLS),
     _json_script("bench-ops", "benchmarks/bench_ops.py", 120),
     _tier_steps,
     _json_script("bench-model", "benchmarks/bench_model.py", 120, needs_load=True, budget_flag=True),

@@ -12,12 +12,15 @@ owns BLOCK_M query rows of one (image, head); its Q tile stays on chip while it 
 image's K/V in BLOCK_N-row tiles and keeps an online softmax per query row (running max m, running
 sum l, fp32 accumulator acc), so no T x T matrix ever exists in memory:
 
-    s = q·kᵀ (fp32 accumulate);  m' = max(m, rowmax(s)·c);  p = exp2(s·c - m')
-    l = l·exp2(m - m') + rowsum(p);  acc = acc·exp2(m - m') + p·v;  out = acc / l
+    s = q·kᵀ (fp32 accumulate);  m' = max(m, rowmax(s));  p = exp2((s - m')·c)
+    l = l·exp2((m - m')·c) + rowsum(p);  acc = acc·exp2((m - m')·c) + p·v;  out = acc / l
 
-with c = Dh^-0.5 · log2(e): the softmax scale and exp -> exp2 are folded into one constant, so
-``s·c - m'`` is one FMA per score and the max is tracked in the scaled domain. p is rounded to the
-input dtype before p·v (as every flash kernel does; the fp32 path keeps p in fp32).
+with c = Dh^-0.5 · log2(e): the softmax scale and exp -> exp2 are folded into one constant. The
+max is tracked in raw score units (as in csrc/attention/attention.h), not pre-scaled by c: for
+a row's top key s - m' is exactly 0, so its p is exactly 1 (``exp2(s·c - m')`` as one FMA against
+a max rounded as fl(s·c) would give exp2 of that rounding error, 1 ± a few ulp), and an image of
+one token returns v exactly. p is rounded to the input dtype before p·v (as every flash kernel
+does; the fp32 path keeps p in fp32).
 
 Isolation between images (a NaN in one image never reaches another): key/value rows are only ever
 read inside the image's own row range. Full K/V tiles are read without masks; the last, partial
@@ -116,11 +119,14 @@ def _attend_tile(
     if MASKED:
         s = tl.where(kv_ok[None, :], s, float("-inf"))
 
-    # Online softmax in the log2 domain. The first tile of an image always holds its key 0, so
-    # m_new is finite from then on (for finite inputs) and alpha = exp2(-inf) = 0 on the first tile.
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(s * qk_scale - m_new[:, None])
+    # Online softmax, max in raw score units, exponents in the log2 domain: p = exp2((s - m_new)·c)
+    # is exactly 1 for the row's max. The first tile of an image always holds its key 0, so m_new
+    # is finite from then on (for finite inputs) and alpha = exp2(-inf) = 0 on the first tile;
+    # masked keys (s = -inf) get p = 0. A NaN score gives a NaN p whether or not the max
+    # propagates it, so the row's output is NaN.
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.math.exp2((m_i - m_new) * qk_scale)
+    p = tl.math.exp2((s - m_new[:, None]) * qk_scale)
     l_i = l_i * alpha + tl.sum(p, 1)
 
     if MASKED:

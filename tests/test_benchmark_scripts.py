@@ -257,3 +257,173 @@ def test_gpu_check_passes_a_budget_to_both_steps(tmp_path):
         assert argv[1].endswith(script) and "--quick" in argv
         budget = float(argv[argv.index("--budget-s") + 1])
         assert 30 <= budget <= 45          # 60 s left overall, less the margins
+
+
+# -- the sanitizer steps: benchmarks/sanitize_cases.py and gpu_check's compute-sanitizer steps ----------
+
+def _bench_module(name: str):
+    import importlib
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_sanitize_cases_cover_every_tier_and_dtype_of_every_op():
+    sc = _bench_module("sanitize_cases")
+    from fastradio.backends import cuda
+
+    ids = [c.id for c in sc.CASES]
+    assert len(ids) == len(set(ids))
+    tensor_core = ("linear", "attention", "patch_embed")
+    assert {(c.op, c.tier) for c in sc.CASES} == {
+        (op, t) for op in tensor_core for t in ("cuda_core", "mma_sm75", "mma_sm80")} | {
+        ("add_layer_norm", "cuda_core"), ("pos_embed", "cuda_core")}
+    for c in sc.CASES:  # every case's dtype is one its tier takes ...
+        takes = cuda.TIER_DTYPES.get(c.op, {}).get(c.tier)
+        assert takes is None or c.dtype in takes, c.id
+    for op in tensor_core:  # ... and every dtype a tensor-core tier takes has a case
+        for tier, takes in cuda.TIER_DTYPES[op].items():
+            assert {c.dtype for c in sc.CASES if (c.op, c.tier) == (op, tier)} == set(takes), (op, tier)
+    # The tensor-core tiers come first (a short budget still sanitizes them), then cuda_core.
+    tiers = [c.tier for c in sc.CASES]
+    assert max(i for i, t in enumerate(tiers) if t != "cuda_core") < tiers.index("cuda_core")
+
+
+@pytest.mark.parametrize("sms", [46, 108, 132, 148])
+def test_sanitize_cases_reach_each_launcher_variant(sms):
+    """The shapes pick the variants they name, by the launchers' own rules (csrc/attention/
+    attention_mma.h mma_warps, csrc/linear/linear_sm80.cu), on GPUs of different sizes."""
+    sc = _bench_module("sanitize_cases")
+
+    def attention_warps(c):  # mma_warps: 8 when the 128-row grid has >= 2 blocks per SM
+        s = sc.resolve_shape(c, sms)
+        lengths = s["lengths"]
+        uniform = len(set(lengths)) == 1
+        grid = len(lengths) * -(-lengths[0] // 128) if uniform else sum(lengths) // 128 + len(lengths)
+        return 8 if grid * s["heads"] >= 2 * sms else 4
+
+    sm80 = [c for c in sc.CASES if (c.op, c.tier) == ("attention", "mma_sm80")]
+    assert {attention_warps(c) for c in sm80} == {4, 8}
+    assert any(len(set(sc.resolve_shape(c, sms)["lengths"])) == 1 for c in sm80)  # dense schedule
+    assert any(len(set(sc.resolve_shape(c, sms)["lengths"])) > 1 for c in sm80)  # packed schedule
+    gemm = [sc.resolve_shape(c, sms) for c in sc.CASES if (c.op, c.tier) == ("linear", "mma_sm80")]
+    big_blocks = [-(-s["n"] // 128) * -(-s["m"] // 128) for s in gemm if s["k"] % 8 == 0]
+    assert any(b >= sms for b in big_blocks) and any(b < sms for b in big_blocks)  # Big and Small tiles
+    assert any(s["k"] % 8 for s in gemm)  # the unaligned path
+
+
+def test_sanitize_cases_arguments_fit_the_cuda_wrappers():
+    """Every case's inputs pass the cuda backend's own argument checks (under FakeTensorMode on a
+    'cuda' device: no GPU needed), with the reference's output shapes and the dtypes of the op."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from fastradio.backends import cuda
+
+    sc = _bench_module("sanitize_cases")
+    for c in sc.CASES:
+        args = sc.make_inputs(c, sc.resolve_shape(c, 132))
+        want = sc.reference(c, args)
+        with FakeTensorMode():
+            fake = {k: torch.empty(v.shape, dtype=v.dtype, device="cuda") if isinstance(v, torch.Tensor) else v
+                    for k, v in args.items()}
+            out = getattr(cuda, c.op)(**fake, tier=c.tier)
+            got = [(tuple(t.shape), t.dtype) for t in (out if isinstance(out, tuple) else (out,))]
+        dtypes = [args["x"].dtype, c.dtype] if c.op == "add_layer_norm" else [c.dtype]
+        assert got == [(tuple(w.shape), dt) for w, dt in zip(want, dtypes)], c.id
+        for w in want:
+            assert torch.isfinite(w).all() and w.dtype == torch.float32, c.id
+
+
+def test_sanitize_cases_dry_run_and_list(tmp_path):
+    sc = _bench_module("sanitize_cases")
+    env = _env(tmp_path / "cache")
+    res = subprocess.run([sys.executable, str(BENCH / "sanitize_cases.py"), "--dry-run", "--json",
+                          str(tmp_path / "s.json")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    d = json.loads((tmp_path / "s.json").read_text())
+    assert d["script"] == "sanitize_cases" and d["mode"] == "dry-run" and d["ok"] is True
+    assert [c["id"] for c in d["cases"]] == [c.id for c in sc.CASES]
+    assert d["counts"] == {"pass": 0, "fail": 0, "skip": len(sc.CASES)}
+    assert all(c["reason"].startswith("dry run") for c in d["cases"])
+    listed = subprocess.run([sys.executable, str(BENCH / "sanitize_cases.py"), "--list", "--only", "mma_sm75"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0
+    assert [ln.split()[0] for ln in listed.stdout.splitlines()] == [c.id for c in sc.CASES if "mma_sm75" in c.id]
+    # Without a GPU (and without --dry-run) it refuses rather than reporting success.
+    if not torch.cuda.is_available():
+        res = subprocess.run([sys.executable, str(BENCH / "sanitize_cases.py")], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and "no CUDA device" in res.stderr
+
+
+def _sanitizer_ctx(tmp_path, gpu_check, exe="/opt/cuda/bin/compute-sanitizer"):
+    import argparse
+    import time
+
+    args = argparse.Namespace(dry_run=False, quick=False, out=None, budget_s=420)
+    ctx = gpu_check.Ctx(args=args, tmp=tmp_path, logs=tmp_path, deadline=time.monotonic() + 400,
+                        env={"TRITON_INTERPRET": "1", "PATH": "/usr/bin"})
+    ctx.info["sanitizer_exe"] = exe
+    ctx.gpu = True
+    return ctx
+
+
+def test_gpu_check_sanitizer_steps_command_lines(tmp_path):
+    gpu_check = _bench_module("gpu_check")
+    ctx = _sanitizer_ctx(tmp_path, gpu_check)
+    steps = [s for s in gpu_check.STEPS if isinstance(s, gpu_check.Step) and s.name.startswith("sanitize[")]
+    assert [s.name for s in steps] == ["sanitize[memcheck]", "sanitize[racecheck]", "sanitize[synccheck]"]
+    assert 60 <= sum(s.timeout_s for s in steps) <= 90 and all(s.needs_gpu for s in steps)
+    names = [s.name for s in gpu_check.STEPS if isinstance(s, gpu_check.Step)]
+    assert names.index("model-parity") < names.index("sanitize[memcheck]") < names.index("bench-ops")
+    for step, tool in zip(steps, ("memcheck", "racecheck", "synccheck")):
+        argv = step.command(ctx)
+        assert argv[:7] == ["/opt/cuda/bin/compute-sanitizer", "--tool", tool, "--error-exitcode", "99",
+                            "--print-limit", "20"]
+        assert argv[7:10] == [sys.executable, "benchmarks/sanitize_cases.py", "--json"]
+        assert argv[10] == str(tmp_path / f"sanitize-{tool}.json")
+        budget = int(argv[argv.index("--budget-s") + 1])
+        assert 5 <= budget <= step.timeout_s - 8
+        env = step.env(ctx)
+        assert env["PYTORCH_NO_CUDA_MEMORY_CACHING"] == "1" and "TRITON_INTERPRET" not in env
+    ctx.info["sanitizer_exe"] = None
+    assert steps[0].command(ctx).startswith("compute-sanitizer not found")
+
+
+@pytest.mark.parametrize("rc,log,cases,status,reason", [
+    (0, "========= COMPUTE-SANITIZER\n[sanitize_cases] pass x\n========= ERROR SUMMARY: 0 errors\n",
+     {"pass": 3, "fail": 0, "skip": 1}, "pass", None),
+    (99, "========= Invalid __global__ read of size 4 bytes\n=========     at attention_core_kernel\n"
+         "========= ERROR SUMMARY: 2 errors\n", {"pass": 3, "fail": 0, "skip": 0}, "fail", "reported 2 error(s)"),
+    (0, "========= RACECHECK SUMMARY: 3 hazards displayed (0 errors, 3 warnings)\n",
+     {"pass": 3, "fail": 0, "skip": 0}, "pass", None),
+    (1, "========= ERROR SUMMARY: 0 errors\n", {"pass": 2, "fail": 1, "skip": 0}, "fail", "1 case(s) failed"),
+    (0, "========= ERROR SUMMARY: 0 errors\n", {"pass": 0, "fail": 0, "skip": 4}, "fail", "no case ran"),
+    (2, "sanitize_cases: no CUDA device\n", None, "fail", "exit code 2"),
+])
+def test_gpu_check_sanitizer_step_records(tmp_path, rc, log, cases, status, reason):
+    """Per tool: pass/fail, the sanitizer's own report lines and error count, the case counts."""
+    gpu_check = _bench_module("gpu_check")
+    ctx = _sanitizer_ctx(tmp_path, gpu_check)
+    step = next(s for s in gpu_check.STEPS if isinstance(s, gpu_check.Step) and s.name == "sanitize[racecheck]")
+    path = tmp_path / "racecheck.log"
+    path.write_text(log)
+    if cases is not None:
+        rows = [{"id": f"c{i}", "status": s, "reason": "r"} for s, n in cases.items() for i in range(n)]
+        (tmp_path / "sanitize-racecheck.json").write_text(json.dumps({"counts": cases, "cases": rows}))
+    rec = {"name": step.name, "status": "pass" if rc == 0 else "fail", "rc": rc}
+    step.after(ctx, rec, path)
+    assert rec["status"] == status, rec
+    assert rec["tool"] == "racecheck"
+    assert rec["report"] == "\n".join(ln for ln in log.splitlines() if ln.startswith("========="))
+    if reason is None:
+        assert "reason" not in rec
+    else:
+        assert reason in rec["reason"], rec
+    if cases is not None:
+        assert rec["cases"] == cases and len(rec["failed_cases"]) == cases["fail"]
+    if "warnings" in log:
+        assert rec["errors"] == 0 and rec["warnings"] == 3

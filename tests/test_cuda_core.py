@@ -17,9 +17,7 @@ from fastradio import _C, backends
 from fastradio.backends import cuda
 from fastradio.backends import reference
 
-HAS_GPU = torch.cuda.is_available() and _C.device_count() > 0
-needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU (torch.cuda and a driver)")
-no_gpu = pytest.mark.skipif(HAS_GPU, reason="checks the no-driver/no-GPU path")
+from kernel_testing import needs_gpu, no_gpu
 
 CODES = _C.dtype_codes()
 TIERS = _C.tiers()

@@ -160,8 +160,8 @@ __global__ void __launch_bounds__(kCoreThreads, 1) attention_core_kernel(Attenti
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-      const float m_new = attention_new_max(m[i], mx, c);
-      alpha[i] = attention_rescale(m[i], m_new);
+      const float m_new = attention_new_max(m[i], mx);
+      alpha[i] = attention_rescale(m[i], m_new, c);
       m[i] = m_new;
 #pragma unroll
       for (int j = 0; j < 4; ++j) s[i][j] = attention_prob(s[i][j], c, m_new);

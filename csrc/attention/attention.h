@@ -146,14 +146,20 @@ FASTRADIO_HD AttentionTile attention_tile(const Cu& cu, int64_t rows, int64_t nu
 
 // --- one query row's online softmax ---------------------------------------------------------------
 //
-// Over the key tiles of its image a row keeps m (the running max of s*c, -inf before the first
-// tile), l (the running sum of 2^(s*c - m)) and the accumulator acc (sum of 2^(s*c - m) * v), with
-// c = log2(e) / sqrt(Dh): the softmax scale and exp -> exp2 folded into one constant, so each
-// probability is one FMA and one exp2. For each tile: m' = max(m, c * max(s)), alpha = 2^(m - m'),
-// l = l*alpha + sum(p), acc = acc*alpha + p·V; at the end out = acc / l. (c > 0, so
-// c * max(s) = max(c * s) exactly.) A row always sees its own key 0 in its first tile, so m is finite
-// from there on for finite inputs and l >= 1 at the end; a NaN score stays a NaN in p, hence in
-// out. Masked keys (past the image, in its last tile) get s = -inf, so p = 0.
+// Over the key tiles of its image a row keeps m (the running max of the raw scores s, -inf before
+// the first tile), l (the running sum of 2^((s - m) * c)) and the accumulator acc (sum of
+// 2^((s - m) * c) * v), with c = log2(e) / sqrt(Dh): the softmax scale and exp -> exp2 folded into
+// one constant. For each tile: m' = max(m, max(s)), alpha = 2^((m - m') * c),
+// l = l*alpha + sum(p), acc = acc*alpha + p·V with p = 2^((s - m') * c); at the end out = acc / l.
+// The max is kept in raw score units, not pre-multiplied by c: for the row's top key s - m' is
+// exactly 0, so its p is exactly 1 (2^(fma(s, c, -fl(s*c))) would be 2^(the rounding error of
+// s*c), 1 +- a few ulp), and a row with one key returns v exactly. s - m' is also exact for the
+// keys near the max (Sterbenz), where p matters most. A row always sees its own key 0 in its first
+// tile, so for finite inputs m' is finite from there on, alpha = 2^(-inf * c) = 0 on the first
+// tile, and l >= 1 at the end. (-inf) - (-inf) or inf - inf happen only with infinite scores (a
+// first tile whose every score is -inf or NaN, or a score of +inf): they give NaN, as torch's
+// softmax does. A NaN score stays a NaN in p, hence in out (fmaxf keeps it out of m). Masked keys
+// (past the image, in its last tile) get s = -inf, so p = 2^(-inf) = 0.
 
 // c, computed in double and rounded once (the launcher passes it to the kernels).
 inline float attention_exp2_scale(int64_t head_dim) {
@@ -168,14 +174,14 @@ FASTRADIO_HD float attention_exp2(float x) {
 #endif
 }
 
-// m' from m and the tile's raw row max (fmaxf: a NaN score does not become the max).
-FASTRADIO_HD float attention_new_max(float m, float tile_max, float c) { return fmaxf(m, tile_max * c); }
+// m' from m and the tile's row max, both raw scores (fmaxf: a NaN score does not become the max).
+FASTRADIO_HD float attention_new_max(float m, float tile_max) { return fmaxf(m, tile_max); }
 
-// alpha = 2^(m - m'): 0 on the first tile (m = -inf).
-FASTRADIO_HD float attention_rescale(float m, float m_new) { return attention_exp2(m - m_new); }
+// alpha = 2^((m - m') * c): 0 on the first tile (m = -inf).
+FASTRADIO_HD float attention_rescale(float m, float m_new, float c) { return attention_exp2((m - m_new) * c); }
 
-// p = 2^(s*c - m'), s*c - m' as one FMA.
-FASTRADIO_HD float attention_prob(float s, float c, float m_new) { return attention_exp2(fmaf(s, c, -m_new)); }
+// p = 2^((s - m') * c): exactly 1 for the row's max (s - m' = 0), 0 for a masked key (s = -inf).
+FASTRADIO_HD float attention_prob(float s, float c, float m_new) { return attention_exp2((s - m_new) * c); }
 
 // acc * alpha + the tile's own sum: a two-level sum instead of one running sum over up to 16k
 // keys, so the accumulation adds no error that grows with the image (measured on the host twin,

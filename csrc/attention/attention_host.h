@@ -63,8 +63,8 @@ void attention_host_core_block(const AttentionParams& p, float c, const Attentio
         if (j >= keys) s[j] = attention_masked_score();
         mx = fmaxf(mx, s[j]);
       }
-      const float m_new = attention_new_max(m, mx, c);
-      const float alpha = attention_rescale(m, m_new);
+      const float m_new = attention_new_max(m, mx);
+      const float alpha = attention_rescale(m, m_new, c);
       m = m_new;
       for (int j = 0; j < kBN; ++j) s[j] = attention_prob(s[j], c, m_new);
       for (int tx = 0; tx < kLanes; ++tx) {

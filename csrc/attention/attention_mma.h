@@ -123,8 +123,8 @@ FASTRADIO_HD void lane_softmax(float (&s)[kKeyTiles][4], float (&m)[2], float (&
                                float (&alpha)[2]) {
   FASTRADIO_ATTN_UNROLL
   for (int r = 0; r < 2; ++r) {
-    const float m_new = attention_new_max(m[r], mx[r], c);
-    alpha[r] = attention_rescale(m[r], m_new);
+    const float m_new = attention_new_max(m[r], mx[r]);
+    alpha[r] = attention_rescale(m[r], m_new, c);
     m[r] = m_new;
     l[r] *= alpha[r];
   }
