@@ -2,8 +2,8 @@
 """Run the real CUDA kernels on the CPU: the emulated device (csrc/emu/, DESIGN.md "The emulated device").
 
     python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, and the whole model
-    python csrc/tools/emulate.py --sanitizer thread       # ThreadSanitizer build (quick case list)
-    python csrc/tools/emulate.py --sanitizer address      # AddressSanitizer + UBSan build (quick case list)
+    python csrc/tools/emulate.py --sanitizer thread       # ThreadSanitizer build
+    python csrc/tools/emulate.py --sanitizer address      # AddressSanitizer + UBSan build
     python csrc/tools/emulate.py --sanitizer all          # the three builds, one after the other (CI)
     python csrc/tools/emulate.py --op linear --tier mma_sm80
     python csrc/tools/emulate.py --src /tmp/csrc-copy     # build from another csrc/ folder
@@ -19,8 +19,9 @@ on any mismatch, unwritten output, sanitizer report, deadlock, divergent barrier
 
 The mutation check (--mutants) copies csrc/, applies each mutant of csrc/tools/emulate_mutants.py
 (a deleted __syncthreads or cp.async wait, a shifted wait count or tile bound, in every tensor-core
-kernel) and requires every mutant to be caught (by the plain build's values or schedules, or by
-ThreadSanitizer) while the controls (a wait that is really redundant) must still pass.
+kernel), runs every driver case of the mutant's op and tier, and requires every mutant to be caught
+(by the plain build's values or schedules; with `all`, also by the ThreadSanitizer build) while the
+controls (a wait that is really redundant) must still pass.
 """
 
 from __future__ import annotations
@@ -98,15 +99,20 @@ def build(b: Build, root: Path, jobs: int, cxx: str | None, quiet: bool = False)
     """Configures (once) and builds the emulation targets of `b`; returns the build folder."""
     out = b.directory(root)
     out.mkdir(parents=True, exist_ok=True)
+    # Configured every time (a second configure is quick), so the options always match this run.
+    cmd = ["cmake", "-S", str(REPO), "-B", str(out), "-DFASTRADIO_CPU_EMULATION=ON",
+           f"-DFASTRADIO_EMU_ARCH={b.arch}", f"-DFASTRADIO_EMU_SANITIZER={b.sanitizer}",
+           f"-DFASTRADIO_EMU_SRC={b.src}", f"-DFASTRADIO_EMU_FMA={'ON' if have_fma() else 'OFF'}",
+           f"-DFASTRADIO_EMU_PYTHON={'ON' if b.python else 'OFF'}", f"-DPython_EXECUTABLE={sys.executable}"]
     if not (out / "CMakeCache.txt").exists():
-        cmd = ["cmake", "-S", str(REPO), "-B", str(out), "-DFASTRADIO_CPU_EMULATION=ON",
-               f"-DFASTRADIO_EMU_ARCH={b.arch}", f"-DFASTRADIO_EMU_SANITIZER={b.sanitizer}",
-               f"-DFASTRADIO_EMU_SRC={b.src}", f"-DFASTRADIO_EMU_FMA={'ON' if have_fma() else 'OFF'}",
-               f"-DFASTRADIO_EMU_PYTHON={'ON' if b.python else 'OFF'}", f"-DPython_EXECUTABLE={sys.executable}",
-               *cmake_generator()]
+        cmd += cmake_generator()
         if cxx:
             cmd.append(f"-DCMAKE_CXX_COMPILER={cxx}")
-        run_checked(cmd, quiet=True)
+    elif cxx:
+        cached = re.search(r"^CMAKE_CXX_COMPILER:\w+=(.*)$", (out / "CMakeCache.txt").read_text(), re.MULTILINE)
+        if cached and Path(cached.group(1)).name != Path(cxx).name:
+            raise SystemExit(f"emulate: {out} was configured with {cached.group(1)}; use another --build-dir for {cxx}")
+    run_checked(cmd, quiet=True)
     t0 = time.time()
     run_checked(["cmake", "--build", str(out), "-j", str(jobs)], quiet=True)
     if not quiet:
@@ -220,7 +226,7 @@ def check_build(b: Build, args, root: Path) -> bool:
     """Builds `b`, runs the driver (and the model step for the plain sm_80 build); True if clean."""
     log(f"\n== {b.label} ({'src ' + str(b.src)})")
     folder = build(b, root, args.jobs, args.cxx)
-    quick = args.quick or (b.sanitizer != "none" and not args.full)
+    quick = args.quick
     t0 = time.time()
     cases, rc, outside = run_driver(folder, driver_args(args, quick), args.timeout)
     print_table(b.label, cases)
@@ -283,7 +289,9 @@ def mutation_check(args, root: Path) -> bool:
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(args.src, src, ignore=shutil.ignore_patterns("__pycache__"))
-    builds = [Build(src, 80, "none"), Build(src, 80, "thread")]
+    # CI's quick set runs the plain build only (with its greedy schedules it catches every listed
+    # mutant by the values alone); the whole list also runs ThreadSanitizer on each mutant.
+    builds = [Build(src, 80, "none")] + ([Build(src, 80, "thread")] if args.mutants != "quick" else [])
     log(f"\n== mutation check: {len(chosen)} mutants, builds {', '.join(b.label for b in builds)} of {src}")
     for b in builds:  # the unmutated copy first, so each mutant recompiles one file
         build(b, root, args.jobs, args.cxx)
@@ -302,7 +310,7 @@ def mutation_check(args, root: Path) -> bool:
             for b in builds:
                 folder = build(b, root, args.jobs, args.cxx, quiet=True)
                 extra = ["--op", m.op] + (["--tier", m.tier] if m.tier else [])
-                cases, rc, outside = run_driver(folder, extra, args.timeout)
+                cases, rc, outside = run_driver(folder, extra, min(args.timeout, 600))
                 failed = [c.name for c in cases if not c.ok or c.reports]
                 verdicts.append((b.sanitizer, bool(failed or rc != 0 or outside or not cases), failed))
         finally:
@@ -330,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", help="only this tier (cuda_core, mma_sm75, mma_sm80)")
     ap.add_argument("--filter", help="only cases whose name contains this")
     ap.add_argument("--src", type=Path, default=REPO / "csrc", help="the csrc/ folder to build (default: this repo's)")
-    ap.add_argument("--quick", action="store_true", help="the driver's quick case list (default with a sanitizer)")
-    ap.add_argument("--full", action="store_true", help="the full case list also with a sanitizer")
+    ap.add_argument("--quick", action="store_true", help="the driver's quick case list (one case per op/tier/dtype)")
     ap.add_argument("--orders", type=int, help="schedules per case (the driver's default otherwise)")
     ap.add_argument("--no-model", action="store_true", help="skip the whole-network step")
     ap.add_argument("--model-filter", help="pytest -k expression for the model step")
