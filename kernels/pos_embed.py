@@ -1,9 +1,11 @@
 """Bilinear position-embedding resize (C-RADIOv2 spec §3) as one memory-bound Triton kernel.
 
 Computes out[r*w + c, :] = bilinear sample of the (G, G, D) fp32 table resized to (m, m),
-m = max(h, w), align_corners=True, at output pixel (r, c) of the top-left h x w window; all math
-in fp32, one rounding to the output dtype at the end. Per axis: scale = fp32(G-1) / fp32(m-1)
-(0 when m == 1), src = fp32(scale * i), i0 = floor(src), i1 = min(i0 + 1, G - 1), lam = src - i0.
+m = max(h, w), at output pixel (r, c) of the top-left h x w window; all math in fp32, one rounding
+to the output dtype at the end. Per axis, align_corners=True (C-RADIOv2): scale = fp32(G-1) /
+fp32(m-1) (0 when m == 1), src = fp32(scale * i); align_corners=False (C-RADIOv4, radio-family
+spec §3): scale = fp32(G) / fp32(m), src = max(0, fma(i + 0.5, scale, -0.5)); then
+i0 = min(floor(src), G - 1), i1 = min(i0 + 1, G - 1), lam = min(src - i0, 1).
 Mirrors ``fastradio.backends.reference.pos_embed``; the CUDA twin is ``csrc/pos_embed/``.
 Archs: sm_80+ on GPU (Triton), and CPU tensors under ``TRITON_INTERPRET=1`` (how CI runs it).
 """
@@ -36,7 +38,8 @@ def _pos_embed_kernel(
     w,  # width of the patch grid (columns of the output window)
     G,  # side of the stored grid
     D,  # embedding width
-    scale,  # fp32: (G-1)/(m-1), or 0 when m == 1
+    scale,  # fp32: (G-1)/(m-1) (0 when m == 1) with ALIGN_CORNERS, else G/m
+    ALIGN_CORNERS: tl.constexpr,
     BLOCK_N: tl.constexpr,  # output rows per program
     BLOCK_D: tl.constexpr,  # embedding columns per program
     SOFT_BF16: tl.constexpr,  # round fp32 -> bf16 in software (interpreter only)
@@ -51,16 +54,21 @@ def _pos_embed_kernel(
 
     r = rows // w
     c = rows - r * w
-    # src must be the *rounded* fp32 product (spec §3); fma(.., 0.0) rounds it once and, unlike a
-    # plain multiply, cannot be contracted with the subtraction below into an unrounded fma.
-    sy = tl.fma(scale, r.to(tl.float32), 0.0)
-    sx = tl.fma(scale, c.to(tl.float32), 0.0)
+    if ALIGN_CORNERS:
+        # src must be the *rounded* fp32 product (spec §3); fma(.., 0.0) rounds it once and, unlike
+        # a plain multiply, cannot be contracted with the subtraction below into an unrounded fma.
+        sy = tl.fma(scale, r.to(tl.float32), 0.0)
+        sx = tl.fma(scale, c.to(tl.float32), 0.0)
+    else:
+        # (i + 0.5)·scale − 0.5 rounded once: exactly torch's weights (radio-family spec §3).
+        sy = tl.maximum(tl.fma(r.to(tl.float32) + 0.5, scale, -0.5), 0.0)
+        sx = tl.maximum(tl.fma(c.to(tl.float32) + 0.5, scale, -0.5), 0.0)
     y0 = tl.minimum(sy.to(tl.int32), G - 1)  # src >= 0, so truncation is floor
     x0 = tl.minimum(sx.to(tl.int32), G - 1)
     y1 = tl.minimum(y0 + 1, G - 1)
     x1 = tl.minimum(x0 + 1, G - 1)
-    ly1 = sy - y0.to(tl.float32)
-    lx1 = sx - x0.to(tl.float32)
+    ly1 = tl.minimum(sy - y0.to(tl.float32), 1.0)  # past the last row (m > G, no align_corners)
+    lx1 = tl.minimum(sx - x0.to(tl.float32), 1.0)
     ly0 = 1.0 - ly1
     lx0 = 1.0 - lx1
 
@@ -103,14 +111,17 @@ def launch_config(n_rows: int, d: int) -> dict[str, int]:
     return {"BLOCK_N": block_n, "BLOCK_D": block_d, "num_warps": 4}
 
 
-def _fp32_scale(g: int, m: int) -> float:
+def _fp32_scale(g: int, m: int, align_corners: bool) -> float:
     # fp64 division of two small ints, rounded once to fp32, equals the fp32 division exactly.
+    if not align_corners:
+        return float(np.float32(g / m))
     return 0.0 if m == 1 else float(np.float32((g - 1) / (m - 1)))
 
 
-def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype,
+def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool = True,
               out: torch.Tensor | None = None) -> torch.Tensor:
-    """Resized position table: table (G, G, D) fp32 contiguous → (h*w, D) ``out_dtype``.
+    """Resized position table: table (G, G, D) fp32 contiguous → (h*w, D) ``out_dtype``, with
+    ``align_corners`` (True: C-RADIOv2; False: C-RADIOv4).
 
     Writes into ``out`` ((h*w, D), ``out_dtype``, contiguous, on table's device) when given.
     Checks only what protects memory; argument validation with full messages is the backend's
@@ -143,8 +154,8 @@ def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype,
     on_device = torch.cuda.device(table.device) if table.device.type == "cuda" else contextlib.nullcontext()
     with on_device:
         kernel[grid](
-            table, out, n_rows, w, g, d, _fp32_scale(g, max(h, w)),
-            BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
+            table, out, n_rows, w, g, d, _fp32_scale(g, max(h, w), align_corners),
+            ALIGN_CORNERS=bool(align_corners), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
             SOFT_BF16=interpreted and out_dtype == torch.bfloat16,
             num_warps=cfg["num_warps"],
         )

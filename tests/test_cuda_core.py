@@ -213,10 +213,12 @@ def test_resolve_tier(monkeypatch):
 
 # -- the kernel's math on the host, against torch ------------------------------------------------------
 
-def _host_pos_embed(table: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+def _host_pos_embed(table: torch.Tensor, h: int, w: int, dtype: torch.dtype, align_corners: bool = True
+                    ) -> torch.Tensor:
     g, _, d = table.shape
     out = torch.empty(h * w, d, dtype=dtype)
-    _C._pos_embed_host(table.data_ptr(), out.data_ptr(), g, d, h, w, CODES[str(dtype).removeprefix("torch.")])
+    _C._pos_embed_host(table.data_ptr(), out.data_ptr(), g, d, h, w, CODES[str(dtype).removeprefix("torch.")],
+                       align_corners=align_corners)
     return out
 
 
@@ -239,6 +241,24 @@ def test_host_math_matches_torch(g, d, h, w):
         assert torch.equal(got, table.reshape(g * g, d))
     for dtype in (torch.float16, torch.bfloat16):
         assert torch.equal(_host_pos_embed(table, h, w, dtype), got.to(dtype)), dtype
+
+
+@pytest.mark.parametrize("g,d,h,w", [
+    (16, 24, 16, 16),   # identity
+    (16, 24, 9, 13),    # down, non-square
+    (8, 20, 37, 23),    # up-sampling past G: the last source row repeats (clamped)
+    (12, 7, 1, 1),      # m == 1: the centre, not row 0
+    (128, 4, 131, 3),   # m > 128
+])
+def test_host_math_matches_torch_without_align_corners(g, d, h, w):
+    """align_corners=False (C-RADIOv4): the kernel's taps equal torch's own CPU interpolation
+    bit for bit in fp32 (radio-family spec §3: one rounding of (i + 0.5)·scale − 0.5)."""
+    gen = torch.Generator().manual_seed(g * 1000 + h * 10 + w)
+    table = torch.randn(g, g, d, generator=gen) * 0.02
+    ref = reference.pos_embed(table, h, w, torch.float32, align_corners=False)
+    got = _host_pos_embed(table, h, w, torch.float32, align_corners=False)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-7)
+    assert _host_pos_embed(table, h, w, torch.float32).sub(got).abs().max() > 0 or (h, w) == (g, g)
 
 
 def test_host_conversions_round_like_torch():

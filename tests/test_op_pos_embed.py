@@ -3,7 +3,9 @@
 (a) the spec facts (c-radiov2.md §3), checked independently of F.interpolate: a float64 oracle of
     the exact formula (NumPy fp32 source coordinates, explicit gathers) equals the reference;
     align_corners=False, a centre crop and an fp64 source coordinate all give measurably
-    different numbers, so the tolerances below would catch each of those bugs;
+    different numbers, so the tolerances below would catch each of those bugs; the
+    align_corners=False mode of C-RADIOv4 (radio-family spec §3) has its own oracle, which equals
+    F.interpolate(align_corners=False) on the square-then-crop rule, m = 1 and m > 128 included;
 (b) every backend against that oracle: fp32 tight, fp16/bf16 within 2x the error of the
     reference's own cast (the precision floor, DESIGN §7), on awkward shapes;
 (c) wrong inputs are rejected; (d) FakeTensor shapes and torch.compile(fullgraph=True).
@@ -79,10 +81,16 @@ def _seed(*parts) -> int:
     return zlib.crc32(repr((os.environ.get("FASTRADIO_TEST_SEED", "0"),) + parts).encode())
 
 
-def _taps(g: int, m: int, n: int, src_fp64: bool = False):
-    """One axis of spec §3 for output indices 0..n-1: (i0, i1, lam) with lam in float64."""
+def _taps(g: int, m: int, n: int, src_fp64: bool = False, align_corners: bool = True):
+    """One axis of spec §3 for output indices 0..n-1: (i0, i1, lam) with lam in float64.
+    align_corners=False is radio-family spec §3: scale = fp32(G) / fp32(m) and
+    src = max(0, (i + 0.5)·scale − 0.5) rounded once to fp32 (the double product and difference
+    are exact, so one cast is the fma's single rounding); lam = min(src - i0, 1)."""
     i = np.arange(n)
-    if m == 1:
+    if not align_corners:
+        scale = np.float32(g) / np.float32(m)
+        src = np.maximum(((i + 0.5) * np.float64(scale) - 0.5).astype(np.float32), np.float32(0))
+    elif m == 1:
         src = np.zeros(n, np.float32)
     elif src_fp64:
         src = (g - 1) / (m - 1) * i.astype(np.float64)
@@ -91,17 +99,18 @@ def _taps(g: int, m: int, n: int, src_fp64: bool = False):
         src = scale * i.astype(np.float32)  # fp32 product, as the spec requires
     i0 = np.minimum(np.floor(src).astype(np.int64), g - 1)
     i1 = np.minimum(i0 + 1, g - 1)
-    return i0, i1, (src - i0).astype(np.float64)  # src - floor(src) is exact in fp32
+    return i0, i1, np.minimum(src - i0, 1).astype(np.float64)  # src - floor(src) is exact in fp32
 
 
-def _oracle(table: torch.Tensor, h: int, w: int, src_fp64: bool = False) -> torch.Tensor:
+def _oracle(table: torch.Tensor, h: int, w: int, src_fp64: bool = False, align_corners: bool = True) -> torch.Tensor:
     """(h*w, D) float64 on table's device: the spec's formula, written independently of
     F.interpolate (NumPy source coordinates, explicit gathers)."""
     g = table.shape[0]
     m = max(h, w)
     t = table.double()
     (y0, y1, ly), (x0, x1, lx) = [
-        [torch.as_tensor(a, device=table.device) for a in _taps(g, m, n, src_fp64)] for n in (h, w)]
+        [torch.as_tensor(a, device=table.device) for a in _taps(g, m, n, src_fp64, align_corners)]
+        for n in (h, w)]
     ly = ly[:, None, None]
     lx = lx[None, :, None]
     top = (1 - lx) * t[y0][:, x0] + lx * t[y0][:, x1]
@@ -157,6 +166,34 @@ def test_reference_is_torch_interpolate_of_nchw_then_top_left_crop(case):
     expect = full[0, :, :h, :w].reshape(d, h * w).t()
     ref = backends.get("reference").pos_embed(table, h, w, torch.float32)
     torch.testing.assert_close(ref, expect, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", SPEC_CASES + [(128, 200, 3, 4), (16, 1, 3, 5)], ids=_case_id)
+def test_align_corners_false_formula_is_torch_interpolate(case):
+    """The radio-family spec's index form (one fp32 rounding) gives exactly PyTorch's CPU weights,
+    square-then-crop, for m = 1 (the centre) and m > 128 (edge clamping) too."""
+    table, _ = _case_data(case)
+    g, h, w, d = case
+    m = max(h, w)
+    oracle = _oracle(table, h, w, align_corners=False)
+    nchw = table.permute(2, 0, 1).contiguous().unsqueeze(0)
+    full = F.interpolate(nchw, size=(m, m), mode="bilinear", align_corners=False)
+    expect = full[0, :, :h, :w].reshape(d, h * w).t()
+    rel, mx = _err(expect, oracle)
+    assert rel <= FP32_TOL and mx <= FP32_TOL, (rel, mx)
+    ref = backends.get("reference").pos_embed(table, h, w, torch.float32, align_corners=False)
+    torch.testing.assert_close(ref, expect, rtol=0, atol=0)
+
+
+def test_the_tolerance_catches_two_roundings_without_align_corners():
+    """Rounding (i + 0.5)·scale and then subtracting 0.5 (two fp32 roundings) moves weights by up
+    to ~2e-6 (radio-family spec §3); the exact form is what the kernels must use."""
+    g, m = 128, 131
+    scale = np.float32(g) / np.float32(m)
+    i = np.arange(m)
+    once = np.maximum(((i + 0.5) * np.float64(scale) - 0.5).astype(np.float32), 0)
+    twice = np.maximum((np.float32(i + 0.5) * scale).astype(np.float32) - np.float32(0.5), 0)
+    assert (once != twice).any()
 
 
 def test_the_tolerance_catches_an_fp64_source_coordinate():
@@ -239,6 +276,35 @@ def test_against_oracle(backend, device, case, dtype):
     # One rounding at the end: the low-precision output is this backend's fp32 output, cast (RNE).
     out32 = mod.pos_embed(table, h, w, torch.float32)
     torch.testing.assert_close(out, out32.to(dtype), rtol=0, atol=0)
+
+
+#: align_corners=False (C-RADIOv4): down, up past G (edge clamping), m = 1 (the centre), identity.
+AC_FALSE_CASES = [(16, 1, 1, 3), (16, 7, 13, 80), (16, 31, 2, 64), (16, 16, 16, 8), (128, 1, 1, 80),
+                  (128, 13, 13, 64), (128, 131, 2, 64), (128, 160, 13, 1)]
+
+
+@pytest.mark.parametrize("dtype", OUT_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("case", AC_FALSE_CASES, ids=_case_id)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_against_oracle_without_align_corners(backend, device, case, dtype):
+    mod = _backend_or_skip(backend, device, dtype)
+    g, h, w, d = case
+    table = _table(g, d, _seed(case, "ac_false")).to(device)
+    oracle = _oracle(table, h, w, align_corners=False)
+    _poison_allocator((h * w, d), dtype, device)
+    out = mod.pos_embed(table, h, w, dtype, align_corners=False)
+    assert out.shape == (h * w, d) and out.dtype == dtype and torch.isfinite(out).all()
+    if (h, w) == (g, g):
+        torch.testing.assert_close(out, table.reshape(g * g, d).to(dtype), rtol=0, atol=0)
+    out32 = out if dtype == torch.float32 else mod.pos_embed(table, h, w, torch.float32, align_corners=False)
+    tol = FP32_TOL_TORCH_CUDA if (backend, device) == ("reference", "cuda") else FP32_TOL
+    rel, mx = _err(out32, oracle)
+    assert rel <= tol and mx <= tol, f"fp32 error rel L2 {rel:.3g}, max {mx:.3g} (bound {tol:g})"
+    torch.testing.assert_close(out, out32.to(dtype), rtol=0, atol=0)  # one rounding at the end
+    # And not the align_corners=True resize (unless the two coincide: the identity).
+    if (h, w) != (g, g):
+        assert _err(mod.pos_embed(table, h, w, torch.float32), oracle)[0] > 1e-3
 
 
 # -- (c) wrong inputs are rejected ------------------------------------------------------------------

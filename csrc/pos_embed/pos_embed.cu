@@ -1,6 +1,7 @@
 // pos_embed, CUDA-core tier: bilinear resize of a (G, G, D) fp32 position table to (m, m),
-// m = max(h, w), align_corners=True, fp32 math, top-left h x w crop, cast to fp32/fp16/bf16.
-// Mirrors fastradio.backends.reference.pos_embed (spec c-radiov2.md §3).
+// m = max(h, w), align_corners=True (C-RADIOv2) or False (C-RADIOv4), fp32 math, top-left h x w
+// crop, cast to fp32/fp16/bf16. Mirrors fastradio.backends.reference.pos_embed (spec
+// c-radiov2.md §3, radio-family.md §3).
 // Tier: cuda_core, every arch from sm_60 (no tensor-core work: the op is a memory-bound gather).
 //
 // One row of threads per output row n = r*w + c: its four source rows (taps) are uniform over
@@ -71,8 +72,8 @@ __global__ void __launch_bounds__(kMaxThreads) pos_embed_kernel(PosEmbedParams p
   for (int64_t n = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; n < rows;
        n += int64_t(gridDim.x) * blockDim.y) {
     const int64_t r = n / p.w;
-    const PosEmbedTap ty = pos_embed_tap(r, scale, p.grid);
-    const PosEmbedTap tx = pos_embed_tap(n - r * p.w, scale, p.grid);
+    const PosEmbedTap ty = pos_embed_tap(r, scale, p.grid, p.align_corners);
+    const PosEmbedTap tx = pos_embed_tap(n - r * p.w, scale, p.grid, p.align_corners);
     const float lx = tx.l1, ly = ty.l1;
     const float* __restrict__ t00 = table + (ty.i0 * p.grid + tx.i0) * dim;  // (dim,)
     const float* __restrict__ t01 = table + (ty.i0 * p.grid + tx.i1) * dim;
@@ -115,7 +116,7 @@ Status launch(const PosEmbedParams& p, cudaStream_t stream) {
   if (vecs > 32) tx = int(std::min<int64_t>((vecs + 31) / 32 * 32, kMaxThreads));
   const int ty = std::max(1, kTargetThreads / tx);
   const int64_t blocks = std::min<int64_t>((rows + ty - 1) / ty, int64_t(1) << 30);
-  const float scale = pos_embed_scale(p.grid, std::max(p.h, p.w));
+  const float scale = pos_embed_scale(p.grid, std::max(p.h, p.w), p.align_corners);
   FASTRADIO_LAUNCH(dim3(unsigned(blocks)), dim3(tx, ty), 0, stream, pos_embed_kernel<kOut, kVec>)(p, scale);
   FASTRADIO_CUDA_TRY(cudaGetLastError());
   return Status::kSuccess;

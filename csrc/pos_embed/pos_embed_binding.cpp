@@ -13,7 +13,7 @@ namespace fastradio {
 namespace {
 
 PosEmbedParams pos_embed_params(const char* fn, uint64_t table, uint64_t out, int64_t grid, int64_t dim,
-                                int64_t h, int64_t w, int out_dtype) {
+                                int64_t h, int64_t w, int out_dtype, bool align_corners) {
   check_pointer(fn, "table", table);
   check_pointer(fn, "out", out);
   check_positive(fn, "grid", grid);
@@ -30,13 +30,14 @@ PosEmbedParams pos_embed_params(const char* fn, uint64_t table, uint64_t out, in
   p.h = h;
   p.w = w;
   p.out_dtype = check_dtype(fn, "out_dtype", out_dtype);
+  p.align_corners = align_corners;
   return p;
 }
 
 void pos_embed_fwd_py(uint64_t table, uint64_t out, int64_t grid, int64_t dim, int64_t h, int64_t w,
-                      int out_dtype, int tier, uint64_t stream) {
+                      int out_dtype, int tier, uint64_t stream, bool align_corners) {
   const char* fn = "pos_embed_fwd";
-  PosEmbedParams p = pos_embed_params(fn, table, out, grid, dim, h, w, out_dtype);
+  PosEmbedParams p = pos_embed_params(fn, table, out, grid, dim, h, w, out_dtype, align_corners);
   p.tier = check_tier(fn, "pos_embed", tier);
   const int dev = require_device(fn, "pos_embed", p.tier);
   check_device_pointer(fn, "table", table, dev);
@@ -46,13 +47,14 @@ void pos_embed_fwd_py(uint64_t table, uint64_t out, int64_t grid, int64_t dim, i
 
 // The kernel's math (scale, taps, blend, conversions) run on host memory: lets GPU-less CI check
 // it against torch. Not a backend: slow, single-threaded, for tests only.
-void pos_embed_host_py(uint64_t table, uint64_t out, int64_t grid, int64_t dim, int64_t h, int64_t w, int out_dtype) {
-  const PosEmbedParams p = pos_embed_params("_pos_embed_host", table, out, grid, dim, h, w, out_dtype);
-  const float scale = pos_embed_scale(p.grid, std::max(p.h, p.w));
+void pos_embed_host_py(uint64_t table, uint64_t out, int64_t grid, int64_t dim, int64_t h, int64_t w, int out_dtype,
+                       bool align_corners) {
+  const PosEmbedParams p = pos_embed_params("_pos_embed_host", table, out, grid, dim, h, w, out_dtype, align_corners);
+  const float scale = pos_embed_scale(p.grid, std::max(p.h, p.w), p.align_corners);
   for (int64_t r = 0; r < p.h; ++r) {
-    const PosEmbedTap ty = pos_embed_tap(r, scale, p.grid);
+    const PosEmbedTap ty = pos_embed_tap(r, scale, p.grid, p.align_corners);
     for (int64_t c = 0; c < p.w; ++c) {
-      const PosEmbedTap tx = pos_embed_tap(c, scale, p.grid);
+      const PosEmbedTap tx = pos_embed_tap(c, scale, p.grid, p.align_corners);
       const float* t00 = p.table + (ty.i0 * p.grid + tx.i0) * p.dim;
       const float* t01 = p.table + (ty.i0 * p.grid + tx.i1) * p.dim;
       const float* t10 = p.table + (ty.i1 * p.grid + tx.i0) * p.dim;
@@ -77,12 +79,13 @@ FASTRADIO_BIND_OP(pos_embed) {
   using namespace fastradio;
   m.def("pos_embed_fwd", &pos_embed_fwd_py, py::arg("table"), py::arg("out"), py::arg("grid"), py::arg("dim"),
         py::arg("h"), py::arg("w"), py::arg("out_dtype"), py::arg("tier"), py::arg("stream"),
+        py::arg("align_corners") = true,
         "Enqueue pos_embed on `stream` (a cudaStream_t as int) of the current device.\n"
         "table: device pointer to (grid, grid, dim) fp32, contiguous; out: device pointer to (h*w, dim)\n"
-        "of dtype code out_dtype, contiguous. Resize to (m, m), m = max(h, w), bilinear, align_corners=True,\n"
+        "of dtype code out_dtype, contiguous. Resize to (m, m), m = max(h, w), bilinear with align_corners,\n"
         "fp32 math, top-left h x w crop. Raises ValueError for bad arguments, RuntimeError without a\n"
         "driver/device, for a device this build has no kernel for, or on a CUDA error.");
   m.def("_pos_embed_host", &pos_embed_host_py, py::arg("table"), py::arg("out"), py::arg("grid"), py::arg("dim"),
-        py::arg("h"), py::arg("w"), py::arg("out_dtype"),
+        py::arg("h"), py::arg("w"), py::arg("out_dtype"), py::arg("align_corners") = true,
         "Test aid: the pos_embed kernel's math on HOST pointers (same arguments, no tier/stream).");
 }

@@ -9,8 +9,9 @@ functions below resolve on every call and are meant for tests, benchmarks and us
 
 Ops (shapes: B images, N packed tokens, D width, P prefix tokens, G position grid side):
 
-- ``pos_embed(table, h, w, out_dtype) -> (h*w, D)``: bilinear resize of the (G, G, D) fp32
-  table to (m, m), m = max(h, w), align_corners=True, fp32 math, top-left h x w crop, cast.
+- ``pos_embed(table, h, w, out_dtype, align_corners=True) -> (h*w, D)``: bilinear resize of the
+  (G, G, D) fp32 table to (m, m), m = max(h, w), fp32 math, top-left h x w crop, cast;
+  align_corners=True for C-RADIOv2, False for C-RADIOv4 (radio-family spec §3).
 - ``patch_embed(x, weight, pos, prefix) -> (B, P + h*w, D)``: im2patch of (B, 3, H, W), times
   ``weight`` (D, 3*16*16)ᵀ, plus ``pos`` (h*w, D), behind the ``prefix`` (P, D) tokens.
 - ``add_layer_norm(x, delta, weight, bias, eps) -> (x + delta, LN(x + delta))``: the residual add
@@ -80,9 +81,10 @@ def _call(op: str, backend: str, device: torch.device, dtype: torch.dtype, facts
     return getattr(backends.get(name), op)(*args)
 
 
-def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, *, backend: str = "auto") -> torch.Tensor:
+def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool = True, *,
+              backend: str = "auto") -> torch.Tensor:
     """Resized position table for an h x w patch grid, (h*w, D) in ``out_dtype`` (see module doc)."""
-    return _call("pos_embed", backend, table.device, out_dtype, {}, table, h, w, out_dtype)
+    return _call("pos_embed", backend, table.device, out_dtype, {}, table, h, w, out_dtype, align_corners)
 
 
 def patch_embed(x, weight, pos, prefix, *, backend: str = "auto") -> torch.Tensor:

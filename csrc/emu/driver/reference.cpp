@@ -26,10 +26,14 @@ Tap tap(int64_t i, int64_t n_in, int64_t n_out, bool align_corners) {
     const float scale = n_out > 1 ? float(n_in - 1) / float(n_out - 1) : 0.0f;
     src = double(static_cast<float>(double(scale) * double(i)));
   } else {
-    src = std::max(0.0, (double(i) + 0.5) * double(n_in) / double(n_out) - 0.5);
+    // radio-family spec §3: scale = fp32(G) / fp32(m), src = (i + 0.5)·scale − 0.5 with one fp32
+    // rounding (torch's CPU weights), clamped at 0; lambda clamped to [0, 1].
+    const float scale = float(n_in) / float(n_out);
+    src = double(std::max(0.0f, std::fmaf(float(i) + 0.5f, scale, -0.5f)));
   }
   const int64_t i0 = std::min(int64_t(std::floor(src)), n_in - 1);
-  return Tap{i0, std::min(i0 + 1, n_in - 1), src - double(i0)};  // src - i0 is exact in fp32 too
+  const double lambda = std::min(1.0, src - double(i0));  // src - i0 is exact in fp32 too
+  return Tap{i0, std::min(i0 + 1, n_in - 1), lambda};
 }
 
 double gelu(double y) { return 0.5 * y * (1.0 + std::erf(y / std::sqrt(2.0))); }
@@ -60,9 +64,9 @@ std::vector<double> pos_embed_reference(const std::vector<double>& table, int64_
 }
 
 Expected pos_embed_expected(const std::vector<double>& table, int64_t grid, int64_t dim, int64_t h, int64_t w,
-                            DType out) {
+                            DType out, bool align_corners) {
   Expected e;
-  e.ref = pos_embed_reference(table, grid, dim, h, w);
+  e.ref = pos_embed_reference(table, grid, dim, h, w, align_corners);
   if (out != DType::kFloat32)
     for (double v : e.ref) e.floor.push_back(round_to(out, v));
   return e;

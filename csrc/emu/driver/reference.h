@@ -33,13 +33,14 @@ struct Expected {
 };
 
 // (grid, grid, dim) table -> (h*w, dim): bilinear resize to (m, m), m = max(h, w), top-left h x w
-// crop. align_corners=True, with the spec's fp32 source coordinates (scale = float(G-1)/float(m-1)
-// in fp32, src = fp32-rounded scale*i, i0 = floor(src), lambda = src - i0) and the blend in fp64.
-// align_corners=false is the wrong variant (the self-test's "realistic bug").
+// crop, with the specs' fp32 source coordinates and the blend in fp64. align_corners=True
+// (C-RADIOv2): scale = float(G-1)/float(m-1), src = fp32-rounded scale*i; False (C-RADIOv4):
+// scale = float(G)/float(m), src = max(0, fmaf(i + 0.5, scale, -0.5)); i0 = floor(src),
+// lambda = src - i0. (Swapping the two is the self-test's "realistic bug".)
 std::vector<double> pos_embed_reference(const std::vector<double>& table, int64_t grid, int64_t dim, int64_t h,
                                         int64_t w, bool align_corners = true);
 Expected pos_embed_expected(const std::vector<double>& table, int64_t grid, int64_t dim, int64_t h, int64_t w,
-                            DType out);
+                            DType out, bool align_corners);
 
 struct PatchEmbedShape {
   int64_t batch, height, width, dim, prefix_len;

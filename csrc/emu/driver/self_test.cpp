@@ -80,7 +80,7 @@ void align_corners_false() {
   Rng rng(3);
   const int64_t g = 16, d = 8, h = 10, w = 7;
   const auto table = drawn(DType::kFloat32, g * g * d, rng, 1.0);
-  const Expected e = pos_embed_expected(table, g, d, h, w, DType::kFloat32);
+  const Expected e = pos_embed_expected(table, g, d, h, w, DType::kFloat32, /*align_corners=*/true);
   expect("pos_embed_f32_align_corners_true", true, DType::kFloat32, e.ref, e);
   expect("pos_embed_f32_align_corners_false", false, DType::kFloat32,
          pos_embed_reference(table, g, d, h, w, /*align_corners=*/false), e);

@@ -22,16 +22,17 @@ def supports(op: str, device: torch.device, dtype: torch.dtype, **facts) -> list
     return []
 
 
-def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
-    """table (G, G, D) fp32 → (h*w, D) ``out_dtype``; spec §3, via torch's own bilinear."""
+def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool = True) -> torch.Tensor:
+    """table (G, G, D) fp32 → (h*w, D) ``out_dtype``; spec §3 (align_corners=True, C-RADIOv2) and
+    radio-family §3 (False, C-RADIOv4), via torch's own bilinear."""
     g = table.shape[0]
-    if (h, w) == (g, g):
+    if (h, w) == (g, g):  # the identity resize, in both modes
         grid = table.float()
     else:
         m = max(h, w)
-        # (1, D, G, G) → (1, D, m, m) in fp32, align_corners=True; then the top-left h x w window.
+        # (1, D, G, G) → (1, D, m, m) in fp32; then the top-left h x w window.
         src = table.float().permute(2, 0, 1).unsqueeze(0)
-        grid = F.interpolate(src, size=(m, m), mode="bilinear", align_corners=True, antialias=False)
+        grid = F.interpolate(src, size=(m, m), mode="bilinear", align_corners=align_corners, antialias=False)
         grid = grid[0, :, :h, :w].permute(1, 2, 0)
     return grid.reshape(h * w, table.shape[-1]).to(out_dtype)
 

@@ -117,12 +117,12 @@ def _check_pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype
             raise ValueError(f"pos_embed: the Triton kernels need compute capability 8.0+, {dev} has {cap[0]}.{cap[1]}")
 
 
-def _pos_embed_impl(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
+def _pos_embed_impl(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool) -> torch.Tensor:
     _check_pos_embed(table, h, w, out_dtype)
-    return _launch_pos_embed(table, h, w, out_dtype)
+    return _launch_pos_embed(table, h, w, out_dtype, align_corners)
 
 
-def _pos_embed_fake(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
+def _pos_embed_fake(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool) -> torch.Tensor:
     _check_pos_embed(table, h, w, out_dtype)
     return table.new_empty((h * w, table.shape[2]), dtype=out_dtype)
 
@@ -132,16 +132,19 @@ if _IMPORT_ERROR is None:
     _pos_embed_op = _register("pos_embed", _pos_embed_impl, _pos_embed_fake)
 
 
-def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
+def pos_embed(table: torch.Tensor, h: int, w: int, out_dtype: torch.dtype, align_corners: bool = True) -> torch.Tensor:
     """Resized position table: table (G, G, D) fp32 → (h*w, D) ``out_dtype`` (spec §3).
 
-    Bilinear, align_corners=True, fp32 math, top-left h x w window of the (m, m) resize,
-    m = max(h, w). Same contract as ``fastradio.backends.reference.pos_embed``.
+    Bilinear with ``align_corners`` (True: C-RADIOv2; False: C-RADIOv4, radio-family spec §3),
+    fp32 math, top-left h x w window of the (m, m) resize, m = max(h, w). Same contract as
+    ``fastradio.backends.reference.pos_embed``.
     """
     if _pos_embed_op is None:
         raise RuntimeError(f"the triton backend is unavailable: {_IMPORT_ERROR}")
     _check_pos_embed(table, h, w, out_dtype)
-    return _pos_embed_op(table, h, w, out_dtype)
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"pos_embed: align_corners must be a bool, got {type(align_corners).__name__}")
+    return _pos_embed_op(table, h, w, out_dtype, align_corners)
 
 
 # --- add_layer_norm -------------------------------------------------------------------------------
