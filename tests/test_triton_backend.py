@@ -94,7 +94,8 @@ def test_registered_custom_op_passes_opcheck(device):
     assert mod.OP_NAMES["pos_embed"] == "fastradio::triton_pos_embed"
     op = torch.ops.fastradio.triton_pos_embed.default
     table = torch.randn(16, 16, 12, device=device) * 0.02
-    for args in ((table, 7, 13, torch.float32), (table, 20, 3, torch.bfloat16), (table, 1, 1, torch.float16)):
+    for args in ((table, 7, 13, torch.float32, True), (table, 20, 3, torch.bfloat16, False),
+                 (table, 1, 1, torch.float16, True)):
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
 
 

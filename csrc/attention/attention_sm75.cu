@@ -36,7 +36,11 @@ Status launch(const AttentionParams& p, cudaStream_t stream) {
 
 Status attention_mma_sm75(const AttentionParams& p, cudaStream_t stream) {
   if (p.dtype != DType::kFloat16) return Status::kUnsupportedDType;
-  return p.head_dim == 64 ? launch<64, 8>(p, stream) : launch<80, 8>(p, stream);
+  switch (p.head_dim) {
+    case 64: return launch<64, 8>(p, stream);
+    case 72: return launch<72, 8>(p, stream);
+    default: return launch<80, 8>(p, stream);
+  }
 }
 
 }  // namespace fastradio

@@ -42,6 +42,7 @@ Status launch(const AttentionParams& p, cudaStream_t stream) {
 template <DType kD>
 Status launch_dtype(const AttentionParams& p, int warps, cudaStream_t stream) {
   if (p.head_dim == 64) return warps == 8 ? launch<64, 8, kD>(p, stream) : launch<64, 4, kD>(p, stream);
+  if (p.head_dim == 72) return warps == 8 ? launch<72, 8, kD>(p, stream) : launch<72, 4, kD>(p, stream);
   return warps == 8 ? launch<80, 8, kD>(p, stream) : launch<80, 4, kD>(p, stream);
 }
 
