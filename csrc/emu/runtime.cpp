@@ -211,20 +211,25 @@ void switch_to_main(Thread* t) {
   fiber_switch(&t->fiber, main_fiber());
 }
 
-// The running thread gives up for good: the launch is aborted (like a faulting kernel).
-[[noreturn]] void abort_thread(const std::string& msg) {
+// The running thread gives up for good: the launch is aborted (like a faulting kernel). Its
+// fiber is abandoned, never unwound: nothing on its stack may own heap memory by then.
+[[noreturn]] void abort_thread() {
   Thread* t = cur();
-  record_error(msg);
   g_launch->aborted = true;
+  hb_release(&g_launch->end_token);  // what it wrote precedes the host's reads after the launch
   tsan_ignore_begin();  // this fiber never runs again; its TSan state is recreated with it
   switch_to_main(t);
   std::fprintf(stderr, "[emu] fatal: an aborted thread was resumed\n");
   std::abort();
 }
 
-[[noreturn]] void fail(const char* file, int line, const std::string& what) {
-  abort_thread(format("%s at %s:%d, %s, in %s", what.c_str(), file, line, where_thread(cur()).c_str(),
+// `what` by value, emptied before the fiber is abandoned: the callers' format(...) temporaries
+// would otherwise leak (LeakSanitizer reports them), as would this function's own.
+[[noreturn]] void fail(const char* file, int line, std::string what) {
+  record_error(format("%s at %s:%d, %s, in %s", what.c_str(), file, line, where_thread(cur()).c_str(),
                       where_launch().c_str()));
+  std::string().swap(what);
+  abort_thread();
 }
 
 // --- threads -----------------------------------------------------------------------------------
@@ -610,6 +615,9 @@ void wait_for_wakeup(Thread* t, State s, const char* file, int line) {
   t->state = s;
   t->wait_file = file;
   t->wait_line = line;
+  // If the launch is aborted while this thread waits, it never exits: what it wrote so far must
+  // still precede the host's reads after the launch.
+  hb_release(&g_launch->end_token);
   switch_to_main(t);
 }
 
@@ -631,7 +639,8 @@ void fault(const char* file, int line, const char* what, ...) {
   tsan_ignore_begin();
   va_list ap;
   va_start(ap, what);
-  const std::string msg = vformat(what, ap);
+  char msg[2048];  // not a std::string: this frame is abandoned (fail)
+  vsnprintf(msg, sizeof(msg), what, ap);
   va_end(ap);
   fail(file, line, msg);
 }
