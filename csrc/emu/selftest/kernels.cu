@@ -326,6 +326,12 @@ __global__ void start_order(int* block_count, int* block_order, int* thread_coun
   if (slot == 0) block_order[fetch_add(block_count, 1)] = int(blockIdx.x);
 }
 
+__global__ void event_log(int* count, int* log) {
+  log[fetch_add(count, 1)] = int(threadIdx.x);
+  __syncwarp();
+  log[fetch_add(count, 1)] = 1000 + int(threadIdx.x);
+}
+
 }  // namespace
 
 // --- launchers ------------------------------------------------------------------------------------------
@@ -508,6 +514,13 @@ StartOrder run_start_order(int blocks, int threads) {
   for (int b = 0; b < blocks; ++b)
     o.threads.emplace_back(thread_order.begin() + b * threads, thread_order.begin() + (b + 1) * threads);
   return o;
+}
+
+std::vector<int> run_event_log() {
+  int count = 0;
+  std::vector<int> log(128, -1);
+  FASTRADIO_LAUNCH(1, 64, 0, nullptr, event_log)(&count, log.data());
+  return log;
 }
 
 }  // namespace selftest

@@ -665,6 +665,28 @@ void runtime_tests() {
       why = "two shuffled launches ran in the same order";  // (the runtime mixes the launch count into the seed)
     return Result{why.empty(), why.empty() ? "forward, reverse, and seeded permutations of 8 blocks x 64 threads" : why};
   });
+  run("schedule_rounds_and_greedy", [] {
+    // control.h: rounds resume every runnable thread once; greedy always the first runnable one,
+    // so warp 0 runs until it waits before warp 1 starts. runtime.cpp: the last lane to reach a
+    // collective completes it and runs on.
+    std::vector<int> rounds, greedy;
+    auto ids = [](std::vector<int>& v, int from, int to, int plus) {
+      for (int i = from; i < to; ++i) v.push_back(plus + i);
+    };
+    ids(rounds, 0, 32, 0), rounds.push_back(1031), ids(rounds, 32, 64, 0), rounds.push_back(1063);
+    ids(rounds, 0, 31, 1000), ids(rounds, 32, 63, 1000);
+    ids(greedy, 0, 32, 0), greedy.push_back(1031), ids(greedy, 0, 31, 1000);
+    ids(greedy, 32, 64, 0), greedy.push_back(1063), ids(greedy, 32, 63, 1000);
+    std::string why;
+    for (bool g : {false, true}) {
+      Schedule s;
+      s.greedy = g;
+      set_schedule(s);
+      if (run_event_log() != (g ? greedy : rounds)) why += g ? "greedy order wrong; " : "round order wrong; ";
+    }
+    why += unexpected_errors();
+    return Result{why.empty(), why.empty() ? "forward rounds interleave the warps; greedy runs warp 0 to its end first" : why};
+  });
   run("set_sm_count_per_device", [] {
     auto sms = [](int dev) {
       int v = -1;

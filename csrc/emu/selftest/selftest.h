@@ -100,6 +100,9 @@ struct StartOrder {
 };
 StartOrder run_start_order(int blocks, int threads);
 
+// One block of 64: each thread logs tid, waits in __syncwarp(), logs 1000 + tid; returns the log.
+std::vector<int> run_event_log();
+
 }  // namespace selftest
 }  // namespace emu
 }  // namespace fastradio
