@@ -139,9 +139,11 @@ struct Runtime {
   bool pool_dirty = false;                       // a launch was aborted mid-kernel
 };
 
+// Never destroyed: suspended fibers' frames still refer to the threads in its pool at exit (TSan
+// would see the exit-time delete race with their last switch), and nothing needs its destructor.
 Runtime& rt() {
-  static Runtime r;
-  return r;
+  static Runtime* r = new Runtime;
+  return *r;
 }
 
 // The launch in progress.
@@ -164,6 +166,15 @@ struct LaunchState {
   std::vector<char> tokens;  // per block: [barrier, syncwarp of each warp] (unique TSan addresses)
   size_t token_base = 0;
   bool aborted = false;
+  // The resume order of the running block (control.h Schedule): a permutation of its threads,
+  // walked in rounds (pos: the next position; round_ran: a thread ran in this round) or, greedy,
+  // always from the start.
+  std::vector<unsigned> perm;
+  size_t pos = 0;
+  bool round_ran = false;
+  bool greedy = false;
+  Order order = Order::kForward;
+  std::mt19937_64* rng = nullptr;
 };
 
 LaunchState* g_launch = nullptr;
@@ -209,6 +220,49 @@ void switch_to_main(Thread* t) {
     ++rt().stats.switches;
   }
   fiber_switch(&t->fiber, main_fiber());
+}
+
+std::vector<unsigned> order(Order o, unsigned n, std::mt19937_64& rng);
+
+// The next thread of the running block to resume, by the schedule, or nullptr when none can run
+// (every thread exited, or a deadlock: the caller tells the two apart).
+Thread* next_runnable() {
+  LaunchState& L = *g_launch;
+  if (L.greedy) {
+    for (unsigned i : L.perm)
+      if (L.threads[i]->state == State::kRunnable) return L.threads[i];
+    return nullptr;
+  }
+  for (;;) {
+    while (L.pos < L.perm.size()) {
+      Thread* t = L.threads[L.perm[L.pos++]];
+      if (t->state == State::kRunnable) {
+        L.round_ran = true;
+        return t;
+      }
+    }
+    if (!L.round_ran) return nullptr;  // a whole round in which nothing could run
+    L.round_ran = false;
+    L.pos = 0;
+    if (L.order == Order::kShuffle) L.perm = order(Order::kShuffle, L.nthreads, *L.rng);
+  }
+}
+
+// The running thread waits or exited: the next runnable thread of the block runs straight away
+// (one switch instead of two through the scheduler); only when none can run does control go back
+// to the scheduler, which then finishes the block or reports the deadlock.
+void switch_away(Thread* t) {
+  Thread* next;
+  {
+    Bookkeeping guard;
+    next = g_launch->aborted ? nullptr : next_runnable();
+    ++rt().stats.switches;
+    if (next != nullptr) {
+      g_thread = next;
+      g_current = &next->ctx;
+    }
+  }
+  fiber_switch(&t->fiber, next == nullptr ? main_fiber() : &next->fiber);
 }
 
 // The running thread gives up for good: the launch is aborted (like a faulting kernel). Its
@@ -270,7 +324,7 @@ void thread_exit(Thread* t) {
   ++g_launch->exited;
   hb_release(&g_launch->end_token);
   tsan_ignore_end();
-  switch_to_main(t);
+  switch_away(t);
 }
 
 Thread* pool_thread(int set, unsigned i) {
@@ -370,43 +424,30 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
   }
   ++rt().stats.blocks;
   rt().stats.threads += n;
-  auto resume = [&](Thread* t) {
+  L.greedy = rt().schedule.greedy;
+  L.order = rt().schedule.threads;
+  L.rng = &rng;
+  L.perm = order(L.order, n, rng);
+  L.pos = 0;
+  L.round_ran = false;
+  // Resume threads until none can run; the threads hand over to each other (switch_away) and come
+  // back here only when no thread of the block can run or the launch was aborted.
+  while (!L.aborted) {
+    Thread* t = next_runnable();
+    if (t == nullptr) {
+      if (L.exited < n) {
+        record_error(format("%s in block (%u,%u,%u) of %s", deadlock_report().c_str(), L.block_idx.x,
+                            L.block_idx.y, L.block_idx.z, where_launch().c_str()));
+        L.aborted = true;
+      }
+      break;
+    }
     g_thread = t;
     g_current = &t->ctx;
     ++rt().stats.switches;
     fiber_switch(main_fiber(), &t->fiber);
     g_thread = nullptr;
     g_current = nullptr;
-  };
-  const bool greedy = rt().schedule.greedy;
-  std::vector<unsigned> perm = order(rt().schedule.threads, n, rng);
-  while (L.exited < n) {
-    bool ran = false;
-    if (greedy) {  // the first runnable thread of the order, every time
-      for (unsigned i : perm) {
-        if (L.threads[i]->state == State::kRunnable) {
-          resume(L.threads[i]);
-          ran = true;
-          break;
-        }
-      }
-    } else {  // a round: every runnable thread once
-      if (rt().schedule.threads == Order::kShuffle) perm = order(Order::kShuffle, n, rng);
-      for (unsigned i : perm) {
-        Thread* t = L.threads[i];
-        if (t->state != State::kRunnable) continue;
-        resume(t);
-        ran = true;
-        if (L.aborted) break;
-      }
-    }
-    if (L.aborted) break;
-    if (!ran) {
-      record_error(format("%s in block (%u,%u,%u) of %s", deadlock_report().c_str(), L.block_idx.x, L.block_idx.y,
-                          L.block_idx.z, where_launch().c_str()));
-      L.aborted = true;
-      break;
-    }
   }
   for (SharedBuffer& b : L.statics) std::free(b.p);
   L.statics.clear();
@@ -618,7 +659,7 @@ void wait_for_wakeup(Thread* t, State s, const char* file, int line) {
   // If the launch is aborted while this thread waits, it never exits: what it wrote so far must
   // still precede the host's reads after the launch.
   hb_release(&g_launch->end_token);
-  switch_to_main(t);
+  switch_away(t);
 }
 
 // fp32 -> 16-bit float, round to nearest even, by scaling to the format's quantum: `digits`
