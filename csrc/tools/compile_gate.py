@@ -141,6 +141,12 @@ class Registration:
     only_archs: list[str]
 
 
+def kernel_sources() -> list[Path]:
+    """Every GPU kernel source: csrc/**/*.cu except csrc/emu/, which holds the emulated device's
+    own self-test kernels (some broken on purpose), never built for a GPU."""
+    return sorted(p for p in CSRC.rglob("*.cu") if p.relative_to(CSRC).parts[0] != "emu")
+
+
 def registrations(root: Path = CSRC) -> dict[Path, Registration]:
     """Sources named in ``fastradio_add_kernel(...)`` calls of csrc/**/CMakeLists.txt."""
     regs: dict[Path, Registration] = {}
@@ -391,9 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print("compile gate: no toolchain to run", file=sys.stderr)
         return 2
     archs = set(re.split(r"[,;\s]+", args.archs.strip())) - {""} if args.archs else None
-    # csrc/emu/ holds the emulated device's own test kernels (some broken on purpose): not GPU code.
-    sources = [p.resolve() for p in args.sources] if args.sources else sorted(
-        p for p in CSRC.rglob("*.cu") if p.relative_to(CSRC).parts[0] != "emu")
+    sources = [p.resolve() for p in args.sources] if args.sources else kernel_sources()
     if not sources:
         print("compile gate: no .cu sources found", file=sys.stderr)
         return 2
