@@ -118,6 +118,7 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     cfg = align.decide(cfg, resolved.folder, repo_id=resolved.repo_id, revision=resolved.revision,
                        override=pos_align_corners)
     weights = checkpoint.load_weights(resolved.weight_files, cfg)
+    cfg = cfg.with_(summary_idxs=tuple(int(i) for i in weights["summary_idxs"].tolist()))
 
     with torch.device("meta"):
         model = RadioModel(cfg, backend=backend, name=str(name_or_path))

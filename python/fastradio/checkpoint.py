@@ -634,10 +634,11 @@ def config_for_files(cfg: ModelConfig, files: list[Path]) -> ModelConfig:
     - ``has_feature_normalizer`` when the weights carry ``radio_model.feature_normalizer.*``;
     - ``layer_scale`` iff ``blocks.{i}.ls1.grandma`` is present (an architecture that has
       layer-scale, ``vit_*_patch16_v2_224``, without it is a contradiction);
-    - ``summary_idxs`` from the ``summary_idxs`` tensor (validated: distinct CLS slots).
+    - ``summary_idxs`` from the ``summary_idxs`` tensor when it is valid (distinct CLS slots; an
+      invalid one is left to :func:`load_weights`, which reports it).
 
     Raises UnsupportedModelError for ``inter_feature_normalizer.*`` tensors, CheckpointError for
-    contradictions and bad summary indices."""
+    contradictions."""
     headers = _read_headers(list(files))
     keys = {name: e for h in headers for name, e in h.entries.items()}
     where = _where(files)
@@ -655,27 +656,34 @@ def config_for_files(cfg: ModelConfig, files: list[Path]) -> ModelConfig:
     if ls != cfg.layer_scale:
         changes["layer_scale"] = ls
 
-    entry = keys.get(_SUMMARY)
-    if entry is not None and entry.dtype == torch.int64 and len(entry.shape) == 1 and 1 <= entry.shape[0] <= 64:
-        path = next(h.path for h in headers if _SUMMARY in h.entries)
-        idxs = _read_one(path, _SUMMARY)
-        validate_summary_idxs(idxs, cfg.num_cls_tokens, source=f"{where}: {_SUMMARY}")
-        vals = tuple(int(v) for v in idxs.tolist())
-        if cfg.summary_idxs is not None and vals != tuple(cfg.summary_idxs):
-            raise CheckpointError(f"{where}: {_SUMMARY} = {list(vals)} contradicts the config's summary slots "
-                                  f"{list(cfg.summary_idxs)}")
+    vals = _summary_from(headers, cfg)
+    if vals is not None and cfg.summary_idxs is not None and vals != tuple(cfg.summary_idxs):
+        raise CheckpointError(f"{where}: {_SUMMARY} = {list(vals)} contradicts the config's summary slots "
+                              f"{list(cfg.summary_idxs)}")
+    if vals is not None:
         changes["summary_idxs"] = vals
     return cfg.with_(**changes) if changes else cfg
 
 
-def _read_one(path: Path, name: str) -> torch.Tensor:
+def _summary_from(headers: list[_Header], cfg: ModelConfig) -> tuple[int, ...] | None:
+    """The summary slots when ``summary_idxs`` is readable and valid; else None, and
+    :func:`load_weights` reports what is wrong with it in its usual order of checks."""
     from safetensors import SafetensorError, safe_open
 
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return f.get_tensor(name)
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: could not read {name} ({e})") from e
+    for h in headers:
+        e = h.entries.get(_SUMMARY)
+        if e is None:
+            continue
+        if e.dtype != torch.int64 or len(e.shape) != 1 or not 1 <= e.shape[0] <= cfg.num_cls_tokens:
+            return None
+        try:
+            with safe_open(str(h.path), framework="pt", device="cpu") as f:
+                idxs = f.get_tensor(_SUMMARY)
+            validate_summary_idxs(idxs, cfg.num_cls_tokens)
+        except (SafetensorError, OSError, RuntimeError, CheckpointError):
+            return None
+        return tuple(int(v) for v in idxs.tolist())
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -379,17 +379,23 @@ def cmd_models(args) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    head = f"{'name':<14} {'hub repo':<22} {'params':>8} {'width':>5} {'depth':>5} {'heads':>5} {'preferred':>9} {'max':>5}"
+    head = (f"{'name':<16} {'hub repo':<23} {'params':>13} {'width':>5} {'depth':>5} {'heads':>5} {'mlp':>5} "
+            f"{'prefix':>6} {'summary':>7} {'preferred':>9} {'max':>5} {'resize':<14}")
     print(head)
     for r in records:
         params = r.get("params")
-        ps = f"{params / 1e6:.1f}M" if isinstance(params, (int, float)) else "?"
+        ps = f"{params:,}" if isinstance(params, int) else "?"
         pref = r.get("preferred_resolution")
         pref_s = f"{pref[0]}x{pref[1]}" if isinstance(pref, list) and len(pref) == 2 else str(pref)
-        print(f"{r.get('name', '?'):<14} {r.get('hub_repo') or '(synthetic only)':<22} {ps:>8} "
+        ac = r.get("align_corners", True)
+        resize = {True: "corners=True", False: "corners=False"}.get(ac, "per revision")
+        print(f"{r.get('name', '?'):<16} {r.get('hub_repo') or '(synthetic only)':<23} {ps:>13} "
               f"{r.get('embed_dim', '?'):>5} {r.get('depth', '?'):>5} {r.get('num_heads', '?'):>5} "
-              f"{pref_s:>9} {r.get('max_resolution', '?'):>5}")
-    print("\nAny name also loads as synthetic:<name> (random weights, offline, for testing only).")
+              f"{r.get('mlp_hidden', '?'):>5} {r.get('num_prefix_tokens', '?'):>6} {r.get('summary_dim', '?'):>7} "
+              f"{pref_s:>9} {r.get('max_resolution', '?'):>5} {resize:<14}")
+    print("\nresize: the position-table interpolation (align_corners); 'per revision' is read from the "
+          "checkpoint's bundled vit_patch_generator.py (as text).")
+    print("Any name also loads as synthetic:<name> (random weights, offline, for testing only).")
     return 0
 
 
