@@ -30,7 +30,10 @@ stored has at least one valid key, so m is finite after the first tile and l >= 
 from padding. Query rows past the image are loaded as 0 and never stored.
 
 Head dim 80 is not padded: the head is split into a 64-wide and a 16-wide column block
-(D0 + D1 = HEAD_DIM, both powers of two, D1 = 0 for head dim 64). The scores are
+(D0 + D1 = HEAD_DIM, both powers of two, D1 = 0 for head dim 64). Head dim 72 (C-RADIOv4-SO400M)
+takes the same 64 + 16 blocks with columns 72-79 masked (never loaded, zero in registers, never
+stored): tl.dot needs K and N >= 16, so an 8-wide block cannot be a dot operand; against a native
+72 this spends 8/80 of the MMA work on zeros (a 96-wide tile would spend 24/96). The scores are
 dot(q0, k0ᵀ) + dot(q1, k1ᵀ) (the second dot accumulates into the first) and there are two
 accumulators, acc0 (BLOCK_M, 64) and acc1 (BLOCK_M, 16). Against a masked 128-wide tile this
 does 80/128 of the tensor-core work in both GEMMs, keeps 80 instead of 128 fp32 accumulator
@@ -76,8 +79,8 @@ from fastradio.kernels._common import round_to_bf16 as _round_to_bf16
 __all__ = ["attention", "launch_config", "DTYPES", "HEAD_DIMS", "CONFIG_ENV", "AUTOTUNE_ENV"]
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-#: Head dims the kernel is built and tuned for (C-RADIOv2: 64 for B/L/g, 80 for H).
-HEAD_DIMS = (64, 80)
+#: Head dims the kernel is built and tuned for (64: C-RADIOv2/v3-B/L/g; 72: C-RADIOv4-SO400M; 80: -H).
+HEAD_DIMS = (64, 72, 80)
 #: ``FASTRADIO_ATTENTION_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages[,dense|packed]`` forces a config.
 CONFIG_ENV = "FASTRADIO_ATTENTION_CONFIG"
 #: ``FASTRADIO_ATTENTION_AUTOTUNE=1`` autotunes fp16/bf16 on GPU, keyed on (head dim, length bucket).
@@ -94,8 +97,10 @@ def _attend_tile(
     k0_ptrs, k1_ptrs,  # (BN, D0), (BN, D1) pointers to this key tile
     v0_ptrs, v1_ptrs,  # (BN, D0), (BN, D1) pointers to this value tile
     kv_ok,  # (BN,) bool: key row inside the image (only read when MASKED)
+    c1_ok,  # (D1,) bool: column of the second block inside the head (only read when TAIL)
     qk_scale,  # fp32: Dh^-0.5 * log2(e)
     D1: tl.constexpr,  # width of the second column block (0: none)
+    TAIL: tl.constexpr,  # the second block reaches past the head (Dh 72): its upper columns masked
     MASKED: tl.constexpr,  # the image's last, partial key tile
     DOT_PRECISION: tl.constexpr,  # "ieee" for fp32 inputs (no TF32), else the tensor-core default
     EMULATE_BF16: tl.constexpr,  # interpreter only: bf16 math emulated in fp32 (see the launcher)
@@ -109,8 +114,12 @@ def _attend_tile(
         k0 = k0.to(tl.float32)
     s = tl.dot(q0, tl.trans(k0), input_precision=DOT_PRECISION)
     if D1 > 0:
-        if MASKED:
+        if MASKED and TAIL:
+            k1 = tl.load(k1_ptrs, mask=kv_ok[:, None] & c1_ok[None, :], other=0.0)
+        elif MASKED:
             k1 = tl.load(k1_ptrs, mask=kv_ok[:, None], other=0.0)
+        elif TAIL:
+            k1 = tl.load(k1_ptrs, mask=c1_ok[None, :], other=0.0)
         else:
             k1 = tl.load(k1_ptrs)
         if EMULATE_BF16:
@@ -141,8 +150,12 @@ def _attend_tile(
         p_lo = p.to(v0.dtype)
     acc0 = tl.dot(p_lo, v0, acc0 * alpha[:, None], input_precision=DOT_PRECISION)
     if D1 > 0:
-        if MASKED:
+        if MASKED and TAIL:
+            v1 = tl.load(v1_ptrs, mask=kv_ok[:, None] & c1_ok[None, :], other=0.0)
+        elif MASKED:
             v1 = tl.load(v1_ptrs, mask=kv_ok[:, None], other=0.0)
+        elif TAIL:
+            v1 = tl.load(v1_ptrs, mask=c1_ok[None, :], other=0.0)
         else:
             v1 = tl.load(v1_ptrs)
         if EMULATE_BF16:
@@ -165,9 +178,9 @@ def _attention_kernel(
     search_steps,  # ceil(log2(S)): binary-search steps of the packed schedule
     qk_scale,  # fp32: HEAD_DIM^-0.5 * log2(e)
     seq_bucket,  # unused by the code: the autotuner's key (next power of two of max_seqlen, >= 64)
-    HEAD_DIM: tl.constexpr,  # 64 or 80
+    HEAD_DIM: tl.constexpr,  # 64, 72 or 80
     D0: tl.constexpr,  # first column block: largest power of two <= HEAD_DIM
-    D1: tl.constexpr,  # second column block: HEAD_DIM - D0 (0 or a power of two >= 16)
+    D1: tl.constexpr,  # second column block: 0, or the power of two >= 16 covering HEAD_DIM - D0
     BLOCK_M: tl.constexpr,  # query rows per program
     BLOCK_N: tl.constexpr,  # key/value rows per inner step
     SCHEDULE: tl.constexpr,  # 0 auto (fewer programs), 1 dense, 2 packed
@@ -229,9 +242,12 @@ def _attention_kernel(
     if EMULATE_BF16:
         q0 = q0.to(tl.float32)
     acc0 = tl.zeros((BLOCK_M, D0), dtype=tl.float32)
+    TAIL: tl.constexpr = D0 + D1 > HEAD_DIM
+    cols1 = D0 + tl.arange(0, D1 if D1 > 0 else 16)
+    c1_ok = cols1 < HEAD_DIM
     if D1 > 0:
-        cols1 = D0 + tl.arange(0, D1)
-        q1 = tl.load(q_row0 + offs_m[:, None] * stride_qkv + cols1[None, :], mask=q_ok[:, None], other=0.0)
+        q1_mask = q_ok[:, None] & c1_ok[None, :] if TAIL else q_ok[:, None]
+        q1 = tl.load(q_row0 + offs_m[:, None] * stride_qkv + cols1[None, :], mask=q1_mask, other=0.0)
         k1_ptrs = k_row0 + offs_n[:, None] * stride_qkv + cols1[None, :]
         v1_ptrs = v_row0 + offs_n[:, None] * stride_qkv + cols1[None, :]
         if EMULATE_BF16:
@@ -250,8 +266,8 @@ def _attention_kernel(
     n_full = (seqlen // BLOCK_N) * BLOCK_N
     for _n in range(0, n_full, BLOCK_N):
         acc0, acc1, m_i, l_i = _attend_tile(
-            acc0, acc1, m_i, l_i, q0, q1, k0_ptrs, k1_ptrs, v0_ptrs, v1_ptrs, offs_n < BLOCK_N, qk_scale,
-            D1, False, DOT_PRECISION, EMULATE_BF16)
+            acc0, acc1, m_i, l_i, q0, q1, k0_ptrs, k1_ptrs, v0_ptrs, v1_ptrs, offs_n < BLOCK_N, c1_ok, qk_scale,
+            D1, TAIL, False, DOT_PRECISION, EMULATE_BF16)
         k0_ptrs += step
         v0_ptrs += step
         if D1 > 0:
@@ -261,7 +277,7 @@ def _attention_kernel(
     if n_full < seqlen:
         acc0, acc1, m_i, l_i = _attend_tile(
             acc0, acc1, m_i, l_i, q0, q1, k0_ptrs, k1_ptrs, v0_ptrs, v1_ptrs, (n_full + offs_n) < seqlen,
-            qk_scale, D1, True, DOT_PRECISION, EMULATE_BF16)
+            c1_ok, qk_scale, D1, TAIL, True, DOT_PRECISION, EMULATE_BF16)
 
     # ---- normalise and store (l >= 1: the row max contributes exp2(0)) ----
     inv_l = 1.0 / l_i
@@ -275,8 +291,9 @@ def _attention_kernel(
         o1 = acc1 * inv_l[:, None]
         if EMULATE_BF16:
             o1 = _round_to_bf16(o1)
+        o1_mask = q_ok[:, None] & c1_ok[None, :] if TAIL else q_ok[:, None]
         tl.store(o_row0 + offs_m[:, None] * stride_out + cols1[None, :], o1.to(out_ptr.dtype.element_ty),
-                 mask=q_ok[:, None])
+                 mask=o1_mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,8 +315,10 @@ def _attention_kernel(
 #:   4 warps (120-236 regs, no spills), so small batches still fill the GPU.
 _GPU_CONFIGS = {
     (9, 64): ((128, 128, 8, 3), (64, 64, 4, 3)),
+    (9, 72): ((128, 64, 8, 3), (64, 64, 4, 3)),
     (9, 80): ((128, 64, 8, 3), (64, 64, 4, 3)),
     (8, 64): ((128, 64, 8, 3), (64, 64, 4, 3)),
+    (8, 72): ((128, 64, 8, 3), (64, 64, 4, 3)),
     (8, 80): ((128, 64, 8, 3), (64, 64, 4, 3)),
 }
 #: fp32 on GPU: the dots run as exact fp32 FMAs ("ieee": no TF32, DESIGN §7's 1e-5 needs it). The
@@ -450,7 +469,8 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
     interpreted = is_interpreted()
     on_gpu = qkv.device.type == "cuda" and not interpreted
     d0 = 1 << (head_dim.bit_length() - 1)
-    common = dict(HEAD_DIM=head_dim, D0=d0, D1=head_dim - d0,
+    d1 = 0 if head_dim == d0 else max(16, triton.next_power_of_2(head_dim - d0))  # 72 -> 16, masked
+    common = dict(HEAD_DIM=head_dim, D0=d0, D1=d1,
                   DOT_PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32",
                   EMULATE_BF16=interpreted and qkv.dtype == torch.bfloat16)
     args = (qkv, cu_seqlens, out, n, num_seqs, num_heads, max_seqlen, max(0, (num_seqs - 1).bit_length()),

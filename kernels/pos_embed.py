@@ -60,9 +60,12 @@ def _pos_embed_kernel(
         sy = tl.fma(scale, r.to(tl.float32), 0.0)
         sx = tl.fma(scale, c.to(tl.float32), 0.0)
     else:
-        # (i + 0.5)·scale − 0.5 rounded once: exactly torch's weights (radio-family spec §3).
-        sy = tl.maximum(tl.fma(r.to(tl.float32) + 0.5, scale, -0.5), 0.0)
-        sx = tl.maximum(tl.fma(c.to(tl.float32) + 0.5, scale, -0.5), 0.0)
+        # (i + 0.5)·scale − 0.5 rounded once (radio-family spec §3: exactly torch's weights). In
+        # fp64 both steps are exact (a 24-bit scale times an index of < 30 bits, then -0.5), so one
+        # cast to fp32 is the fma's single rounding, under the interpreter too (whose tl.fma rounds
+        # twice). Per output row and column, not per element: the fp64 cost is nil.
+        sy = tl.maximum(((r.to(tl.float64) + 0.5) * scale - 0.5).to(tl.float32), 0.0)
+        sx = tl.maximum(((c.to(tl.float64) + 0.5) * scale - 0.5).to(tl.float32), 0.0)
     y0 = tl.minimum(sy.to(tl.int32), G - 1)  # src >= 0, so truncation is floor
     x0 = tl.minimum(sx.to(tl.int32), G - 1)
     y1 = tl.minimum(y0 + 1, G - 1)

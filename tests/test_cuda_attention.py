@@ -40,7 +40,7 @@ CODES = _C.dtype_codes()
 TIERS = _C.tiers()
 INFO = _C.build_info()
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
-HEAD_DIMS = (64, 80)
+HEAD_DIMS = (64, 72, 80)
 FP32_TOL = 2e-6  # relative L2 against the fp64 oracle (as tests/test_op_attention.py)
 FP32_MAX_TOL = 1e-5  # max-abs error / max |oracle|
 FP32_TOL_CAP = 1e-5  # DESIGN.md §7; used only where torch's own fp32 error exceeds FP32_TOL / 2
@@ -184,7 +184,7 @@ BAD_ARGS = [
     (dict(max_seqlen=0), "max_seqlen must be >= 1, got 0"),
     (dict(num_heads=0), "num_heads must be >= 1, got 0"),
     (dict(num_heads=65536), "num_heads must be <= 65535 (the grid's y size), got 65536"),
-    (dict(head_dim=96), "head_dim must be 64 or 80 (the head dims the kernels are built for), got 96"),
+    (dict(head_dim=96), "head_dim must be 64, 72 or 80 (the head dims the kernels are built for), got 96"),
     (dict(head_dim=128), "got 128"),
     (dict(rows=2**60), "qkv size rows*3*num_heads*head_dim = 1152921504606846976 * 48 * 80 elements overflows int64"),
     (dict(rows=2**40), "rows / 64 + num_seqs must be < 2^31 (query tiles of one head), got 17179869186"),
@@ -255,7 +255,7 @@ def test_supports_explains_refusals():
     assert "not a CUDA device" in cuda.supports("attention", cpu, F16, head_dim=64)[0]
     for hd in (32, 96, 128):
         reasons = cuda.supports("attention", torch.device("cuda"), F16, head_dim=hd)
-        assert any(f"head_dim {hd} is not 64 or 80" in r for r in reasons), reasons
+        assert any(f"head_dim {hd} is not 64, 72 or 80" in r for r in reasons), reasons
     for hd in HEAD_DIMS:
         assert not any("head_dim" in r for r in cuda.supports("attention", cpu, BF16, head_dim=hd))
     assert any("float64" in r for r in cuda.supports("attention", torch.device("cuda"), torch.float64, head_dim=64))
@@ -281,7 +281,7 @@ def _fake(*shape, dtype=F16, device="cuda"):
     (lambda: (_fake(10, 380), _fake(3, dtype=torch.int32), 7, 2, 64), ValueError,
      "qkv must have shape (N, 3*num_heads*head_dim) = (N, 384) for 2 heads of 64, got (10, 380)"),
     (lambda: (_fake(10, 3 * 96), _fake(3, dtype=torch.int32), 7, 1, 96), ValueError,
-     "head_dim must be 64 or 80 (the head dims the kernel is built for), got 96"),
+     "head_dim must be 64, 72 or 80 (the head dims the kernel is built for), got 96"),
     (lambda: (_fake(10, 384), _fake(3, dtype=torch.int32), 7, 0, 64), ValueError,
      "num_heads must be an int >= 1, got 0"),
     (lambda: (_fake(10, 384), _fake(3, dtype=torch.int32), 0, 2, 64), ValueError,

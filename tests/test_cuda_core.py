@@ -175,7 +175,7 @@ def test_fake_implementation(dtype):
     with FakeTensorMode():
         out = cuda.pos_embed(torch.empty(16, 16, 40, device="cuda"), 7, 131, dtype)
         assert out.shape == (7 * 131, 40) and out.dtype == dtype and out.device.type == "cuda"
-    meta = torch.ops.fastradio.cuda_pos_embed(torch.empty(8, 8, 24, device="meta"), 3, 2, dtype, -1)
+    meta = torch.ops.fastradio.cuda_pos_embed(torch.empty(8, 8, 24, device="meta"), 3, 2, dtype, True, -1)
     assert meta.shape == (6, 24) and meta.dtype == dtype
 
 
@@ -294,7 +294,7 @@ def test_gpu_binding_refuses_host_pointers():
 def test_gpu_supports_and_opcheck():
     assert cuda.supports("pos_embed", torch.device("cuda"), torch.bfloat16) == []
     table = torch.randn(16, 16, 40, device="cuda")
-    torch.library.opcheck(torch.ops.fastradio.cuda_pos_embed.default, (table, 7, 13, torch.bfloat16, -1))
+    torch.library.opcheck(torch.ops.fastradio.cuda_pos_embed.default, (table, 7, 13, torch.bfloat16, False, -1))
 
 
 @needs_gpu

@@ -359,6 +359,17 @@ def test_host_model_shape():
         _check(_host(*args), args, "67x768x768")
 
 
+@pytest.mark.parametrize("config", [None, 0, 1], ids=["cuda_core", "mma-128x128", "mma-64x128"])
+def test_host_so400m_mlp_shapes(config):
+    """C-RADIOv4-SO400M's MLP hidden width 4304 (= 33·128 + 80 = 134·32 + 16, not 4·D): fc1's ragged
+    N (a last column tile of 80) and fc2's ragged K (a last stage half filled), no padding."""
+    for m, k, epilogue in ((4304, 48, "bias_gelu"), (72, 4304, "bias_residual")):
+        for dtype in ((F32, BF16) if config is None else (F16, BF16)):
+            args = _args(9, m, k, dtype, epilogue, _seed("so400m", m, k, dtype, config))
+            got = _host(*args) if config is None else _mma_host(*args, config)
+            _check(got, args, f"9x{m}x{k} {epilogue} {config}")
+
+
 @pytest.mark.parametrize("dtype", [F16, BF16], ids=_id)
 def test_host_rounds_once_at_the_end(dtype):
     """The 16-bit output is the fp32 computation on the widened inputs, rounded (RNE) once."""

@@ -90,3 +90,21 @@ def test_ubsan_and_asan_report_lines_are_recognised():
                  "[emu] error: divergent __syncthreads", "WARNING: ThreadSanitizer: data race"):
         assert emulate._REPORT.search(line), line
     assert not emulate._REPORT.search("CASE\tx\tPASS")
+
+
+def test_selftest_rows_count_sanitizer_reports_but_not_the_errors_it_provokes():
+    """The self-test (csrc/emu/selftest/) prints TEST lines; its buggy kernels cause "[emu] error:"
+    lines on purpose (it checks each one itself), so only sanitizer reports fail its rows."""
+    out = "TEST\terr_trap\tPASS\t__trap() at k.cu:5\nTEST\tshfl_sync_w8\tFAIL\tlane 3: got 0x1, want 0x2\nSUMMARY\t1\t1\n"
+    err = ("[emu-case-begin] selftest/err_trap\n[emu] error: __trap() at k.cu:5, block (0,0,0)\n"
+           "[emu-case-end] selftest/err_trap\n[emu-case-begin] selftest/shfl_sync_w8\n"
+           "WARNING: ThreadSanitizer: data race (pid=1)\n[emu-case-end] selftest/shfl_sync_w8\n"
+           "[emu-case-begin] selftest/ldmatrix_x1\n[emu] fatal: an aborted thread was resumed\n")
+    cases, outside = emulate.parse_driver_output(out, err, emulate._SAN_REPORT)
+    by_name = {c.name: c for c in cases}
+    assert list(by_name) == ["selftest/err_trap", "selftest/shfl_sync_w8", "selftest/ldmatrix_x1"]
+    assert by_name["selftest/err_trap"].ok and not by_name["selftest/err_trap"].reports
+    assert not by_name["selftest/shfl_sync_w8"].ok and by_name["selftest/shfl_sync_w8"].detail.startswith("lane 3")
+    assert "ThreadSanitizer" in by_name["selftest/shfl_sync_w8"].reports[0]
+    assert not by_name["selftest/ldmatrix_x1"].ok and "fatal" in by_name["selftest/ldmatrix_x1"].reports[0]
+    assert not outside

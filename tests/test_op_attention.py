@@ -48,7 +48,7 @@ BACKENDS = ("reference", "triton", "cuda")
 FAST = ("triton", "cuda")  # the backends with their own kernels and argument checks
 DEVICES = ("cpu", "cuda")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-HEAD_DIMS = (64, 80)
+HEAD_DIMS = (64, 72, 80)
 FP32_TOL = 2e-6  # relative L2 against the fp64 oracle (the kernels give ~2e-7)
 FP32_MAX_TOL = 1e-5  # max-abs error / max |oracle|
 SLACK = 1e-5  # absolute slack of the precision-floor rule (relative-L2 units; the fp16 floor is ~2e-4)
@@ -431,8 +431,8 @@ def _bad_inputs(device):
         "3-D qkv": ((q.view(10, 3, 128), cu, 7, 2, 64), r"\(N, 384\)"),
         "wrong width": ((q[:, :380].contiguous(), cu, 7, 2, 64), r"\(10, 380\)"),
         "wrong num_heads": ((q, cu, 7, 3, 64), r"\(N, 576\)"),
-        "head_dim 96": ((torch.zeros(10, 3 * 96, device=device), cu, 7, 1, 96), "64 or 80.*got 96"),
-        "head_dim 128": ((torch.zeros(10, 3 * 128, device=device), cu, 7, 1, 128), "64 or 80.*got 128"),
+        "head_dim 96": ((torch.zeros(10, 3 * 96, device=device), cu, 7, 1, 96), "64, 72 or 80.*got 96"),
+        "head_dim 128": ((torch.zeros(10, 3 * 128, device=device), cu, 7, 1, 128), "64, 72 or 80.*got 128"),
         "num_heads 0": ((q, cu, 7, 0, 64), "num_heads.*got 0"),
         "strided qkv": ((torch.zeros(10, 2 * 384, device=device)[:, ::2], cu, 7, 2, 64), "contiguous"),
         "int64 cu_seqlens": ((q, cu.long(), 7, 2, 64), "int32, got torch.int64"),
@@ -619,10 +619,10 @@ ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bi
 jobs = []
 for arch in map(int, sys.argv[1:]):
     fam = 9 if arch >= 90 else 8
-    jobs += [(arch, "bf16", hd, k._GPU_CONFIGS[(fam, hd)][0]) for hd in (64, 80)]  # long sequences
+    jobs += [(arch, "bf16", hd, k._GPU_CONFIGS[(fam, hd)][0]) for hd in (64, 72, 80)]  # long sequences
     jobs.append((arch, "fp16", 80, k._GPU_CONFIGS[(fam, 80)][1]))  # short sequences
     if os.environ.get("FASTRADIO_TEST_FP32_COMPILE"):  # slow (FMA dots, ~10 s each): opt-in
-        jobs += [(arch, "fp32", hd, k._GPU_FP32_CONFIG) for hd in (64, 80)]
+        jobs += [(arch, "fp32", hd, k._GPU_FP32_CONFIG) for hd in (64, 72, 80)]
 res = {}
 for arch, dt, hd, (bm, bn, warps, stages) in jobs:
     sig = {"qkv_ptr": f"*{dt}", "cu_seqlens_ptr": "*i32", "out_ptr": f"*{dt}", "n_rows": "i32",

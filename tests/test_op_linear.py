@@ -63,7 +63,8 @@ MODEL_EPILOGUES = ("bias", "bias_gelu", "bias_residual", "none")
 # the interpreter), sizes straddling the tile sizes. Each runs every model epilogue in fp32 and a
 # rotation of epilogues in fp16/bf16 (the interpreter is slow on 2 cores).
 CASES = [(1, 1, 1), (1, 67, 13), (7, 13, 67), (13, 7, 1), (67, 160, 96), (70, 96, 160), (64, 128, 64),
-         (33, 17, 150)]
+         (33, 17, 150),
+         (5, 4304, 24), (5, 40, 4304)]  # C-RADIOv4-SO400M's MLP width 4304: fc1's ragged N, fc2's ragged K
 # Real model GEMMs (qkv, proj, fc1, fc2) at each width, on awkward token counts: GPU only.
 GPU_CASES = [
     (n, m, k, ep)

@@ -182,7 +182,7 @@ def test_align_corners_false_formula_is_torch_interpolate(case):
     rel, mx = _err(expect, oracle)
     assert rel <= FP32_TOL and mx <= FP32_TOL, (rel, mx)
     ref = backends.get("reference").pos_embed(table, h, w, torch.float32, align_corners=False)
-    torch.testing.assert_close(ref, expect, rtol=0, atol=0)
+    torch.testing.assert_close(ref, expect, rtol=1e-6, atol=1e-7)  # a channels-last view: another torch kernel
 
 
 def test_the_tolerance_catches_two_roundings_without_align_corners():

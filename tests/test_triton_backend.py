@@ -94,7 +94,8 @@ def test_registered_custom_op_passes_opcheck(device):
     assert mod.OP_NAMES["pos_embed"] == "fastradio::triton_pos_embed"
     op = torch.ops.fastradio.triton_pos_embed.default
     table = torch.randn(16, 16, 12, device=device) * 0.02
-    for args in ((table, 7, 13, torch.float32), (table, 20, 3, torch.bfloat16), (table, 1, 1, torch.float16)):
+    for args in ((table, 7, 13, torch.float32, True), (table, 20, 3, torch.bfloat16, False),
+                 (table, 1, 1, torch.float16, True)):
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
 
 
@@ -131,11 +132,14 @@ from triton.compiler import ASTSource
 from fastradio.kernels import pos_embed as k
 
 arch = int(sys.argv[1])
+align = sys.argv[2] == "1"
 sig = {"table_ptr": "*fp32", "out_ptr": "*bf16", "n_rows": "i32", "w": "i32", "G": "i32", "D": "i32",
-       "scale": "fp32", "BLOCK_N": "constexpr", "BLOCK_D": "constexpr", "SOFT_BF16": "constexpr"}
+       "scale": "fp32", "ALIGN_CORNERS": "constexpr", "BLOCK_N": "constexpr", "BLOCK_D": "constexpr",
+       "SOFT_BF16": "constexpr"}
 cfg = k.launch_config(48 * 48, 1024)
 src = ASTSource(fn=k._pos_embed_kernel, signature=sig,
-                constexprs={"BLOCK_N": cfg["BLOCK_N"], "BLOCK_D": cfg["BLOCK_D"], "SOFT_BF16": False},
+                constexprs={"ALIGN_CORNERS": align, "BLOCK_N": cfg["BLOCK_N"], "BLOCK_D": cfg["BLOCK_D"],
+                            "SOFT_BF16": False},
                 attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]], (5,): [["tt.divisibility", 16]]})
 try:
     ptx = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": cfg["num_warps"]}).asm["ptx"]
@@ -143,7 +147,10 @@ except Exception as e:
     print(json.dumps({"skip": f"{type(e).__name__}: {e}"[:300]})); sys.exit(0)
 import re
 res = {"vector_loads": "ld.global.v4.b32" in ptx,
-       "rounded_src": len(re.findall(r"fma\.rn\.f32\s+%r\d+, %r\d+, %r\d+, 0f00000000;", ptx)) >= 2}
+       # align_corners: the product rounded alone (fma(scale, i, 0)); else (i + 0.5)·scale − 0.5 exact
+       # in fp64 and rounded once to fp32.
+       "rounded_src": (len(re.findall(r"fma\.rn\.f32\s+%r\d+, %r\d+, %r\d+, 0f00000000;", ptx)) >= 2 if align
+                       else len(re.findall(r"cvt\.rn\.f32\.f64", ptx)) >= 2)}
 ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
 if os.path.exists(ptxas):
     target = next(l.split()[1] for l in ptx.splitlines() if l.startswith(".target"))
@@ -157,15 +164,17 @@ print(json.dumps(res))
 """
 
 
+@pytest.mark.parametrize("align_corners", [True, False])
 @pytest.mark.parametrize("arch", [80, 90])
-def test_compiles_for_the_gpu_without_a_gpu(arch):
+def test_compiles_for_the_gpu_without_a_gpu(arch, align_corners):
     # Triton compiles for a named target with no device (in a process without the interpreter):
-    # the sm_80/sm_90 code has 16-byte loads along D, a rounded fp32 source coordinate
-    # (fma(scale, i, 0), which ptxas cannot contract), and, with the bundled ptxas, no spills.
+    # the sm_80/sm_90 code has 16-byte loads along D, a source coordinate rounded as the specs say
+    # (align_corners: fma(scale, i, 0), which ptxas cannot contract; else one fp64 -> fp32
+    # rounding of (i + 0.5)·scale − 0.5), and, with the bundled ptxas, no spills.
     pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK, str(arch)], env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK, str(arch), str(int(align_corners))], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     if "skip" in out:

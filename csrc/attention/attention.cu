@@ -8,7 +8,8 @@
 // zero-filled, never read), S = Q·Kᵀ as a 4 x 4 register tile per thread (rows 4ty.., keys 4tx..:
 // two 16-byte shared loads per 16 FMAs), the online softmax of attention.h (row maxima over the 8
 // lanes of a row by shuffles), P transposed into the space K used, and O += P·V as a 4 x Dh/8
-// tile per thread (rows 4ty.., columns 4tx.. and 32 + 4tx.., plus 64 + 2tx.. at Dh 80), summed
+// tile per thread (rows 4ty.., columns 4tx.. and 32 + 4tx.., plus 64 + 2tx.. at Dh 80 or 64 + tx
+// at Dh 72: no padding of 72 to 80 or 96, in memory or in work), summed
 // apart and folded in as O = O*alpha + step (attention_fold). The running sum l stays split over
 // the 8 lanes of a row until the end. fp32 is the exactness mode (DESIGN.md §7's 1e-5): no TF32,
 // no rounding of P. Registers (~130-155) and 128 threads: __launch_bounds__(.., 1) keeps ptxas
@@ -28,8 +29,9 @@ struct CoreShape {
   static constexpr int kBM = kCoreBlockM;                   // 64 queries
   static constexpr int kBN = kCoreBlockN;                   // 32 keys per step
   static constexpr int kElems = 16 / int(sizeof(Bits));     // elements per 16-byte chunk
-  static constexpr int kChunks = kHeadDim / kElems;         // chunks per row (even)
+  static constexpr int kChunks = kHeadDim / kElems;         // chunks per row (9 at Dh 72 in 16-bit)
   static constexpr int kOCols = kHeadDim / 8;               // output columns per thread
+  static constexpr int kTailCols = kOCols - 8;              // past column 64: 0, 1 (Dh 72), 2 (Dh 80)
   // Row pitches (floats): multiples of 4 for 16-byte reads, +4 so the transposed writes spread.
   static constexpr int kLdQ = kBM + 4;
   static constexpr int kLdK = kBN + 4;
@@ -37,28 +39,37 @@ struct CoreShape {
   static constexpr int kQt = kHeadDim * kLdQ;
   static constexpr int kKP = kHeadDim * kLdK > kBN * kLdP ? kHeadDim * kLdK : kBN * kLdP;  // K, then P
   static constexpr int kV = kBN * kHeadDim;
-  static_assert(kChunks % 2 == 0, "chunks are copied in pairs");
+  static_assert(kHeadDim % 8 == 0 && kHeadDim >= 64 && kTailCols <= 2, "head dims 64..80, multiples of 8");
   static_assert((kQt + kKP + kV) * 4 <= kStaticSmemLimit, "static shared memory");
 };
 
-// Output column q (0..kOCols) of thread tx: 16-byte pieces at 4tx and 32 + 4tx, then at Dh 80 an
-// 8-byte piece at 64 + 2tx, so the 8 lanes of a row read 8 consecutive pieces of a V row.
+// Output column q (0..kOCols) of thread tx: 16-byte pieces at 4tx and 32 + 4tx, then past column
+// 64 kTailCols consecutive columns at 64 + kTailCols·tx (Dh 80: an 8-byte piece, Dh 72: one float),
+// so the 8 lanes of a row read 8 consecutive pieces of a V row.
+template <int kTailCols>
 __device__ __forceinline__ int core_out_col(int tx, int q) {
-  return q < 8 ? (q / 4) * 32 + tx * 4 + (q % 4) : 64 + tx * 2 + (q - 8);
+  return q < 8 ? (q / 4) * 32 + tx * 4 + (q % 4) : 64 + tx * kTailCols + (q - 8);
 }
 
 // Rows [0, rows_valid) of a kRows x Dh tile (global rows `ld` elements apart) into fp32 shared
 // memory, transposed (dst[d * ldd + row]) or not (dst[row * ldd + d]); rows past rows_valid are 0.
 // Two neighbouring threads take the two 16-byte halves of one 32-byte sector, 16 rows per warp, so
-// the transposed writes of a warp spread over the banks.
+// the transposed writes of a warp spread over the banks; with an odd number of chunks per row
+// (16-bit, Dh 72) one thread per chunk, 32 rows per warp.
 template <class Sh, int kRows, bool kTransposed>
 __device__ __forceinline__ void core_load_tile(float* dst, int ldd, const typename Sh::Bits* src, int64_t ld,
                                                int rows_valid) {
   constexpr int kTotal = kRows * Sh::kChunks;
   for (int i = threadIdx.x; i < kTotal; i += kCoreThreads) {
-    const int rest = i >> 1;
-    const int row = rest % kRows;
-    const int col = (2 * (rest / kRows) + (i & 1)) * Sh::kElems;
+    int row, col;
+    if constexpr (Sh::kChunks % 2 == 0) {
+      const int rest = i >> 1;
+      row = rest % kRows;
+      col = (2 * (rest / kRows) + (i & 1)) * Sh::kElems;
+    } else {
+      row = i % kRows;
+      col = (i / kRows) * Sh::kElems;
+    }
     uint4 w = make_uint4(0, 0, 0, 0);
     if (row < rows_valid) w = __ldg(reinterpret_cast<const uint4*>(src + row * ld + col));
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
@@ -188,9 +199,11 @@ __global__ void __launch_bounds__(kCoreThreads, 1) attention_core_kernel(Attenti
       const float4 v1 = *reinterpret_cast<const float4*>(vrow + 32 + tx * 4);
       v[0] = v0.x, v[1] = v0.y, v[2] = v0.z, v[3] = v0.w;
       v[4] = v1.x, v[5] = v1.y, v[6] = v1.z, v[7] = v1.w;
-      if constexpr (kOCols > 8) {
+      if constexpr (Sh::kTailCols == 2) {
         const float2 v2 = *reinterpret_cast<const float2*>(vrow + 64 + tx * 2);
         v[8] = v2.x, v[9] = v2.y;
+      } else if constexpr (Sh::kTailCols == 1) {
+        v[8] = vrow[64 + tx];
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i)
@@ -214,7 +227,7 @@ __global__ void __launch_bounds__(kCoreThreads, 1) attention_core_kernel(Attenti
     const int row = ty * 4 + i;
     if (row < q_rows) {
 #pragma unroll
-      for (int q = 0; q < kOCols; ++q) out[row * ldo + core_out_col(tx, q)] = Elem<kD>::from_float(o[i][q] * inv);
+      for (int q = 0; q < kOCols; ++q) out[row * ldo + core_out_col<Sh::kTailCols>(tx, q)] = Elem<kD>::from_float(o[i][q] * inv);
     }
   }
 #else
@@ -233,7 +246,11 @@ Status launch_core(const AttentionParams& p, cudaStream_t stream) {
 
 template <DType kD>
 Status launch_core_dtype(const AttentionParams& p, cudaStream_t stream) {
-  return p.head_dim == 64 ? launch_core<kD, 64>(p, stream) : launch_core<kD, 80>(p, stream);
+  switch (p.head_dim) {
+    case 64: return launch_core<kD, 64>(p, stream);
+    case 72: return launch_core<kD, 72>(p, stream);
+    default: return launch_core<kD, 80>(p, stream);
+  }
 }
 
 Status attention_cuda_core(const AttentionParams& p, cudaStream_t stream) {

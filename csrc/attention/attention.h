@@ -29,7 +29,7 @@ struct AttentionParams {
   int64_t num_seqs = 0;                 // S: images
   int64_t max_seqlen = 0;               // >= every image's length (picks the schedule, never sizes memory)
   int64_t num_heads = 0;                // H
-  int64_t head_dim = 0;                 // Dh: 64 or 80
+  int64_t head_dim = 0;                 // Dh: 64, 72 or 80
   DType dtype = DType::kFloat32;        // of qkv and out
   Tier tier = Tier::kCudaCore;
 };
@@ -47,7 +47,10 @@ Status attention_mma_sm80(const AttentionParams& params, cudaStream_t stream);
 
 // --- what the op takes ----------------------------------------------------------------------------
 
-inline bool attention_head_dim_supported(int64_t head_dim) { return head_dim == 64 || head_dim == 80; }
+// C-RADIOv2/v3 and v4-H: 64 and 80; C-RADIOv4-SO400M: 72 (radio-family spec §1).
+inline bool attention_head_dim_supported(int64_t head_dim) {
+  return head_dim == 64 || head_dim == 72 || head_dim == 80;
+}
 
 // The dtypes each tier's kernels are instantiated for: cuda_core computes in fp32 whatever it
 // reads; the tensor-core tiers take 16-bit inputs (mma_sm75: fp16 only, Turing has no bf16 MMA).

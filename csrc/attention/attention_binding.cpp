@@ -22,7 +22,7 @@ AttentionParams attention_params(const char* fn, uint64_t qkv, uint64_t cu_seqle
   if (num_heads > kAttentionMaxHeads)
     value_error(cat(fn, ": num_heads must be <= ", kAttentionMaxHeads, " (the grid's y size), got ", num_heads));
   if (!attention_head_dim_supported(head_dim))
-    value_error(cat(fn, ": head_dim must be 64 or 80 (the head dims the kernels are built for), got ", head_dim));
+    value_error(cat(fn, ": head_dim must be 64, 72 or 80 (the head dims the kernels are built for), got ", head_dim));
   check_product(fn, "qkv size rows*3*num_heads*head_dim", rows, 3 * num_heads, head_dim);
   if (rows / kAttentionMinBlockM + num_seqs + 1 > INT32_MAX)
     value_error(cat(fn, ": rows / ", kAttentionMinBlockM, " + num_seqs must be < 2^31 (query tiles of one head), got ",
@@ -94,7 +94,7 @@ FASTRADIO_BIND_OP(attention) {
         "qkv: device pointer to (rows, 3*num_heads*head_dim), out: to (rows, num_heads*head_dim), both of dtype\n"
         "code `dtype`, contiguous, 16-byte aligned; cu_seqlens: to (num_seqs+1,) int32, image s = rows\n"
         "[cu[s], cu[s+1]) (values not checked here: bounds are clamped to [0, rows]). Non-causal softmax\n"
-        "attention within each image, scale head_dim^-0.5, head_dim 64 or 80; max_seqlen >= every length.\n"
+        "attention within each image, scale head_dim^-0.5, head_dim 64, 72 or 80; max_seqlen >= every length.\n"
         "Raises ValueError for bad arguments, RuntimeError without a driver/device, for a device this build\n"
         "has no kernel for, or on a CUDA error.");
   m.def("_attention_host", &attention_host_py, py::arg("qkv"), py::arg("cu_seqlens"), py::arg("out"), py::arg("rows"),

@@ -89,11 +89,13 @@ void attention_host_core_block(const AttentionParams& p, float c, const Attentio
 
 // --- tensor-core tiers: warp emulation ------------------------------------------------------------
 
-// ldmatrix.x4[.trans]: lane l gives the address (element offset) of row l % 8 of matrix l / 8;
-// lane l receives in register i the elements (l / 4, 2(l % 4)) and (l / 4, 2(l % 4) + 1) of
-// matrix i, or of its transpose with .trans (low half = the first).
-inline void host_ldmatrix_x4(const uint16_t* smem, const int (&addr)[32], bool trans, uint32_t (&r)[32][4]) {
+// ldmatrix.x{num}[.trans]: lane l < 8·num gives the address (element offset) of row l % 8 of matrix
+// l / 8; lane l receives in register i < num the elements (l / 4, 2(l % 4)) and (l / 4, 2(l % 4) + 1)
+// of matrix i, or of its transpose with .trans (low half = the first). Registers >= num: 0.
+inline void host_ldmatrix(const uint16_t* smem, const int (&addr)[32], bool trans, int num, uint32_t (&r)[32][4]) {
   for (int i = 0; i < 4; ++i)
+    for (int lane = 0; lane < 32; ++lane) r[lane][i] = 0u;
+  for (int i = 0; i < num; ++i)
     for (int lane = 0; lane < 32; ++lane) {
       const int a = lane / 4, b = 2 * (lane % 4);
       uint32_t lo, hi;
@@ -193,7 +195,8 @@ void attention_host_mma_block(const AttentionParams& p, float c, const Attention
         const attn::LanePos qp = attn::ldsm_q(lane);
         addr[lane] = attn::smem_offset<S>(w * 16 + qp.row, kk * 16 + qp.col);
       }
-      host_ldmatrix_x4(stage(1), addr, false, W.qf[kk]);
+      // The k8 tail step (Dh 72) loads two matrices; its a[2], a[3] (k 8-15) stay zero.
+      host_ldmatrix(stage(1), addr, false, kk < S::kKFull ? 4 : 2, W.qf[kk]);
     }
     for (int lane = 0; lane < 32; ++lane) {
       for (int dt = 0; dt < S::kDimTiles; ++dt)
@@ -233,14 +236,18 @@ void attention_host_mma_block(const AttentionParams& p, float c, const Attention
           b23[lane][0] = b[lane][2], b23[lane][1] = b[lane][3];
         }
       };
-      // S = Q·Kᵀ
+      // S = Q·Kᵀ; the k8 tail step (Dh 72) loads (keys 0-7, k 0-7), (keys 8-15, k 0-7) as b[0] of
+      // the two key tiles, whose b[1] (k 8-15) is zero.
       for (int kk = 0; kk < S::kKSteps; ++kk)
         for (int np = 0; np < S::kKeyTiles / 2; ++np) {
+          const bool tail = kk == S::kKFull;
           for (int lane = 0; lane < 32; ++lane) {
-            const attn::LanePos kp = attn::ldsm_k(lane);
+            const attn::LanePos kp = tail ? attn::ldsm_k_tail(lane) : attn::ldsm_k(lane);
             addr[lane] = attn::smem_offset<S>(np * 16 + kp.row, kk * 16 + kp.col);
           }
-          host_ldmatrix_x4(ks, addr, false, b);
+          host_ldmatrix(ks, addr, false, tail ? 2 : 4, b);
+          if (tail)
+            for (int lane = 0; lane < 32; ++lane) b[lane][2] = b[lane][1], b[lane][1] = 0u;
           split();
           for (int half = 0; half < 2; ++half) {
             const int nt = 2 * np + half;
@@ -272,13 +279,24 @@ void attention_host_mma_block(const AttentionParams& p, float c, const Attention
             const attn::LanePos vp = attn::ldsm_v(lane);
             addr[lane] = attn::smem_offset<S>(jj * 16 + vp.row, dp * 16 + vp.col);
           }
-          host_ldmatrix_x4(vs, addr, true, b);
+          host_ldmatrix(vs, addr, true, 4, b);
           split();
           for (int half = 0; half < 2; ++half) {
             const int dt = 2 * dp + half;
             mma_into([&](int lane, int e) { return W.o[lane][dt][e]; },
                      [&](int lane, int e, float v) { W.o[lane][dt][e] = v; }, a, half ? b23 : b01);
           }
+        }
+        if (S::kDimTiles % 2 != 0) {  // the last dim tile alone (Dh 72): ldmatrix.x2.trans
+          const int dt = S::kDimTiles - 1;
+          for (int lane = 0; lane < 32; ++lane) {
+            const attn::LanePos vp = attn::ldsm_v(lane);
+            addr[lane] = attn::smem_offset<S>(jj * 16 + vp.row, dt * 8 + vp.col);
+          }
+          host_ldmatrix(vs, addr, true, 2, b);
+          split();
+          mma_into([&](int lane, int e) { return W.o[lane][dt][e]; },
+                   [&](int lane, int e, float v) { W.o[lane][dt][e] = v; }, a, b01);
         }
       }
     }
@@ -333,6 +351,8 @@ void attention_host_run(const AttentionParams& p, int warps) {
       if (tile.m0 >= tile.len) continue;
       if (p.head_dim == 64) {
         attention_host_block<kD, 64>(p, warps, c, tile, head);
+      } else if (p.head_dim == 72) {
+        attention_host_block<kD, 72>(p, warps, c, tile, head);
       } else {
         attention_host_block<kD, 80>(p, warps, c, tile, head);
       }

@@ -54,6 +54,19 @@ __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], u
   }
 }
 
+// c += A (16x8: registers a[0], a[1]) · B (8x8: b0): a k8 tail step (Dh 72). sm_75 issues one
+// m16n8k8; sm_80 an m16n8k16 whose upper k half is zero in registers (one shape for fp16 and bf16;
+// one MMA in 9 of a tile's Q·Kᵀ does half work).
+template <DType kD, bool kSm80>
+__device__ __forceinline__ void mma_k8(float (&c)[4], const uint32_t (&a)[4], uint32_t b0) {
+  if constexpr (kSm80) {
+    mma_k16<kD, true>(c, a, b0, 0u);
+  } else {
+    const uint32_t lo[2] = {a[0], a[1]};
+    ptx::mma_m16n8k8_f16(c, lo, b0);
+  }
+}
+
 // Rows [0, rows_valid) of a kRows x Dh tile (global rows `ld` elements apart) into shared memory
 // by cp.async; rows past rows_valid are zero-filled and their global rows never read.
 template <class S, int kRows>
@@ -109,13 +122,23 @@ __device__ __forceinline__ void attend_tile(const uint16_t* ks, const uint16_t* 
   for (int nt = 0; nt < S::kKeyTiles; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
   const LanePos kp = ldsm_k(lane);
   FASTRADIO_ATTN_UNROLL
-  for (int kk = 0; kk < S::kKSteps; ++kk) {
+  for (int kk = 0; kk < S::kKFull; ++kk) {
     FASTRADIO_ATTN_UNROLL
     for (int np = 0; np < S::kKeyTiles / 2; ++np) {
       uint32_t b[4];
       ptx::ldmatrix_x4(b, ks + smem_offset<S>(np * 16 + kp.row, kk * 16 + kp.col));
       mma_k16<kD, kSm80>(s[2 * np], qf[kk], b[0], b[1]);
       mma_k16<kD, kSm80>(s[2 * np + 1], qf[kk], b[2], b[3]);
+    }
+  }
+  if constexpr (S::kKTail) {  // head dims 64..71 of 72: k 0-7 of a last step
+    const LanePos kt = ldsm_k_tail(lane);
+    FASTRADIO_ATTN_UNROLL
+    for (int np = 0; np < S::kKeyTiles / 2; ++np) {
+      uint32_t b[2];
+      ptx::ldmatrix_x2(b, ks + smem_offset<S>(np * 16 + kt.row, S::kKFull * 16 + kt.col));
+      mma_k8<kD, kSm80>(s[2 * np], qf[S::kKFull], b[0]);
+      mma_k8<kD, kSm80>(s[2 * np + 1], qf[S::kKFull], b[1]);
     }
   }
   if (keys_valid < S::kBlockN) mask_scores(s, lane, keys_valid);  // warp-uniform: the last tile only
@@ -144,6 +167,11 @@ __device__ __forceinline__ void attend_tile(const uint16_t* ks, const uint16_t* 
       ptx::ldmatrix_x4_trans(b, vs + smem_offset<S>(j * 16 + vp.row, dp * 16 + vp.col));
       mma_k16<kD, kSm80>(o[2 * dp], a, b[0], b[1]);
       mma_k16<kD, kSm80>(o[2 * dp + 1], a, b[2], b[3]);
+    }
+    if constexpr (S::kDimTiles % 2 != 0) {  // the last dim tile alone (Dh 72: dims 64-71)
+      uint32_t b[2];
+      ptx::ldmatrix_x2_trans(b, vs + smem_offset<S>(j * 16 + vp.row, (S::kDimTiles - 1) * 8 + vp.col));
+      mma_k16<kD, kSm80>(o[S::kDimTiles - 1], a, b[0], b[1]);
     }
   }
 }
@@ -199,8 +227,15 @@ __device__ __forceinline__ void attention_mma_block(const AttentionParams& p, fl
   uint32_t qf[S::kKSteps][4];
   const LanePos qp = ldsm_q(lane);
   FASTRADIO_ATTN_UNROLL
-  for (int kk = 0; kk < S::kKSteps; ++kk)
+  for (int kk = 0; kk < S::kKFull; ++kk)
     ptx::ldmatrix_x4(qf[kk], stage(1) + smem_offset<S>(warp * 16 + qp.row, kk * 16 + qp.col));
+  if constexpr (S::kKTail) {  // k 0-7 of the last step; its k 8-15 are zero
+    uint32_t t[2];
+    ptx::ldmatrix_x2(t, stage(1) + smem_offset<S>(warp * 16 + qp.row, S::kKFull * 16 + qp.col));
+    qf[S::kKFull][0] = t[0];
+    qf[S::kKFull][1] = t[1];
+    qf[S::kKFull][2] = qf[S::kKFull][3] = 0u;
+  }
   __syncthreads();  // every warp has its Q before stage 1 takes K/V tile 1
 
   float o[S::kDimTiles][4];

@@ -22,7 +22,7 @@
 namespace fastradio {
 namespace attn {
 
-// kHeadDim 64 or 80, kWarps 4 or 8 (BLOCK_M = 16 * kWarps).
+// kHeadDim 64, 72 or 80, kWarps 4 or 8 (BLOCK_M = 16 * kWarps).
 template <int kHeadDim_, int kWarps_>
 struct MmaShape {
   static constexpr int kHeadDim = kHeadDim_;
@@ -30,20 +30,25 @@ struct MmaShape {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockM = 16 * kWarps;
   static constexpr int kBlockN = kMmaBlockN;      // keys per step
-  static constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per row (8 or 10)
-  // Shared-memory rows are padded by one 16-byte chunk: with a 144- or 176-byte pitch the 8 rows an
-  // ldmatrix phase reads (8 consecutive rows, same column) fall into 8 distinct 16-byte bank
-  // groups (pitch/16 = 9 or 11 is odd), for both head dims. An XOR swizzle needs a power-of-two
-  // number of chunks per row, which 80 is not.
-  static constexpr int kPitch = kHeadDim + 8;
-  static constexpr int kKSteps = kHeadDim / 16;   // k16 steps of Q·Kᵀ (4 or 5)
-  static constexpr int kDimTiles = kHeadDim / 8;  // n8 tiles of P·V (8 or 10): no padding of 80
+  static constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per row (8, 9 or 10)
+  // Shared-memory rows are a whole odd number of 16-byte chunks (9, 9 or 11: 64 and 80 padded by
+  // one chunk, 72 as it is): the 8 rows an ldmatrix phase reads (8 consecutive rows, same column)
+  // then fall into 8 distinct 16-byte bank groups. An XOR swizzle needs a power-of-two number of
+  // chunks per row, which 72 and 80 are not.
+  static constexpr int kPitch = kChunks % 2 == 0 ? kHeadDim + 8 : kHeadDim;
+  // Q·Kᵀ runs over the head dim in k16 steps; 72 = 4·16 + 8 ends with a k8 step, made a k16 one
+  // with the upper k half zero in registers (nothing past the head is read or padded in memory).
+  static constexpr int kKFull = kHeadDim / 16;         // whole k16 steps (4, 4 or 5)
+  static constexpr bool kKTail = kHeadDim % 16 != 0;   // a last k8 step (Dh 72)
+  static constexpr int kKSteps = kKFull + (kKTail ? 1 : 0);
+  static constexpr int kDimTiles = kHeadDim / 8;  // n8 tiles of P·V (8, 9 or 10): no padding
   static constexpr int kKeyTiles = kBlockN / 8;   // n8 tiles of Q·Kᵀ (8)
   // Two stages of (K tile, V tile); the Q tile is staged in stage 1 before the loop reuses it.
   static constexpr int kStageElems = 2 * kBlockN * kPitch;
   static constexpr int kSmemElems = 2 * kStageElems;
   static constexpr int kSmemBytes = kSmemElems * 2;
-  static_assert(kHeadDim % 16 == 0, "head dim must be a multiple of 16");
+  static_assert(kHeadDim % 8 == 0, "head dim must be a multiple of 8");
+  static_assert((kPitch / 8) % 2 == 1, "rows of an odd number of chunks (conflict-free ldmatrix)");
   static_assert(kBlockM * kPitch <= kStageElems, "the Q tile must fit in one stage");
   static_assert(kSmemBytes <= kStaticSmemLimit, "static shared memory");
 };
@@ -78,7 +83,8 @@ struct LanePos {
 };
 
 // Q as the A operand of one k16 step: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
-// (rows 0-7, k 8-15), (rows 8-15, k 8-15) = registers a[0..3].
+// (rows 0-7, k 8-15), (rows 8-15, k 8-15) = registers a[0..3]. A k8 tail step loads the first two
+// with ldmatrix.x2 (lanes 0-15 give the addresses) and zeroes a[2], a[3].
 FASTRADIO_HD LanePos ldsm_q(int lane) { return LanePos{(lane & 7) + 8 * ((lane >> 3) & 1), 8 * (lane >> 4)}; }
 
 // K rows as the B operand (Kᵀ, "col") of two n8 key tiles for one k16 step: matrices (keys 0-7,
@@ -86,9 +92,14 @@ FASTRADIO_HD LanePos ldsm_q(int lane) { return LanePos{(lane & 7) + 8 * ((lane >
 // 0, then of key tile 1. Non-transposed: lane receives K[key g][k 2t..2t+1] = Kᵀ[2t..2t+1][g].
 FASTRADIO_HD LanePos ldsm_k(int lane) { return LanePos{(lane & 7) + 8 * (lane >> 4), 8 * ((lane >> 3) & 1)}; }
 
+// K rows for a k8 tail step (ldmatrix.x2, lanes 0-15): matrices (keys 0-7, k 0-7) and
+// (keys 8-15, k 0-7) = b[0] of key tile 0 and of key tile 1 (their b[1], k 8-15, is zero).
+FASTRADIO_HD LanePos ldsm_k_tail(int lane) { return LanePos{(lane & 7) + 8 * ((lane >> 3) & 1), 0}; }
+
 // V rows as the B operand of two n8 dim tiles for one k16 step of keys, with .trans: matrices
 // (keys 0-7, dims 0-7), (keys 8-15, dims 0-7), (keys 0-7, dims 8-15), (keys 8-15, dims 8-15) =
-// {b[0], b[1]} of dim tile 0, then of dim tile 1; lane receives V[keys 2t..2t+1][dim g].
+// {b[0], b[1]} of dim tile 0, then of dim tile 1; lane receives V[keys 2t..2t+1][dim g]. An odd
+// last dim tile (Dh 72) takes the first two with ldmatrix.x2.trans (lanes 0-15).
 FASTRADIO_HD LanePos ldsm_v(int lane) { return LanePos{(lane & 7) + 8 * ((lane >> 3) & 1), 8 * (lane >> 4)}; }
 
 // Row (0..15) and column (0..7) of accumulator element e (0..3) of an m16n8 fragment.

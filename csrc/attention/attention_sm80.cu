@@ -1,14 +1,15 @@
 // attention, mma_sm80 tier (sm_80+, fp16 and bf16): the FlashAttention-2-style block of
 // attention_mma.cuh with cp.async double buffering and mma.sync m16n8k16. Mirrors
-// fastradio.backends.reference.attention. Head dims 64 and 80 (5 k16 steps of Q·Kᵀ, 10 n8 tiles of
-// P·V: nothing padded), 4 or 8 warps of 16 query rows, 64 keys per step.
+// fastradio.backends.reference.attention. Head dims 64, 72 and 80 (72: 4 k16 steps and a k8 one of
+// Q·Kᵀ, 9 n8 tiles of P·V; 80: 5 and 10: nothing padded), 4 or 8 warps of 16 query rows, 64 keys
+// per step.
 //
 // Expected speed (reasoned, not yet measured). Per warp and 64-key step the tensor cores do
 // 2 * 16 * 64 * Dh * 2 flops (Q·Kᵀ and P·V) while ldmatrix reads the whole K and V tile from
 // shared memory, 2 * 64 * Dh * 2 bytes: 16 flops per byte. An A100 SM does 2048 dense fp16
 // flops and reads 128 bytes of shared memory per clock: also 16 flops per byte, so with 16 rows
 // per warp the kernel sits on the shared-memory roofline at best, and the softmax (one exp2 per
-// score on 16 SFU lanes, ~4 FP32 instructions per score, the alpha rescale of O) competes for
+// score on 16 SFU lanes, ~5 FP32 instructions per score, the alpha rescale of O) competes for
 // issue slots. Expect about 40-50 % of the A100's 312 TFLOP/s (FlashAttention-2, with 32+ rows
 // per warp, reaches ~70 %). On an H100, mma.sync (not wgmma) peaks near two thirds of the
 // tensor-core rate, so expect 25-35 % of 790 TFLOP/s, below SDPA's FlashAttention-3/cuDNN
@@ -42,6 +43,7 @@ Status launch(const AttentionParams& p, cudaStream_t stream) {
 template <DType kD>
 Status launch_dtype(const AttentionParams& p, int warps, cudaStream_t stream) {
   if (p.head_dim == 64) return warps == 8 ? launch<64, 8, kD>(p, stream) : launch<64, 4, kD>(p, stream);
+  if (p.head_dim == 72) return warps == 8 ? launch<72, 8, kD>(p, stream) : launch<72, 4, kD>(p, stream);
   return warps == 8 ? launch<80, 8, kD>(p, stream) : launch<80, 4, kD>(p, stream);
 }
 

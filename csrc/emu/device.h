@@ -68,7 +68,7 @@ enum class Collective : int {
 struct CollectiveArgs {
   Collective kind;
   unsigned mask;
-  int param0 = 0;  // shfl: lane / delta / lane mask; ldmatrix: number of matrices
+  int param0 = 0;  // shfl: lane / delta / lane mask (each lane its own); ldmatrix: number of matrices
   int param1 = 0;  // shfl: width; ldmatrix: 1 = .trans
 };
 void warp_collective(const CollectiveArgs& args, const void* in, size_t in_bytes, void* out, size_t out_bytes,

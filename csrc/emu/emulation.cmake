@@ -15,8 +15,8 @@
 #                            real one; plain builds only)
 #
 # Targets: fastradio_emu_runtime, fastradio_emu_kernels (every tier the arch runs),
-# fastradio_emu_driver (the test driver, csrc/emu/driver/), and with FASTRADIO_EMU_PYTHON the
-# module _C.
+# fastradio_emu_driver (the test driver, csrc/emu/driver/), fastradio_emu_selftest (the emulator's
+# own checks, csrc/emu/selftest/), and with FASTRADIO_EMU_PYTHON the module _C.
 
 set(FASTRADIO_EMU_ARCH 80 CACHE STRING "emulated arch (e.g. 75, 80)")
 set(FASTRADIO_EMU_SANITIZER none CACHE STRING "none | thread | address")
@@ -129,6 +129,16 @@ file(GLOB _emu_driver_sources CONFIGURE_DEPENDS "${_emu_src}/emu/driver/*.cpp")
 if(_emu_driver_sources)
   add_executable(fastradio_emu_driver ${_emu_driver_sources})
   target_link_libraries(fastradio_emu_driver PRIVATE fastradio_emu_kernels)
+endif()
+
+# --- the emulator's self-test (csrc/emu/selftest/): its kernels compiled like the ops' ----------------
+# Only where the folder exists: the mutation check builds edited copies of csrc/.
+if(EXISTS "${_emu_src}/emu/selftest/selftest.cpp")
+  file(GLOB _emu_selftest_kernels CONFIGURE_DEPENDS "${_emu_src}/emu/selftest/*.cu")
+  set_source_files_properties(${_emu_selftest_kernels} PROPERTIES LANGUAGE CXX
+                              COMPILE_OPTIONS "-x;c++;-include;${_emu_src}/emu/device.h")
+  add_executable(fastradio_emu_selftest ${_emu_selftest_kernels} "${_emu_src}/emu/selftest/selftest.cpp")
+  target_link_libraries(fastradio_emu_selftest PRIVATE fastradio_emu_runtime)
 endif()
 
 # --- the emulated fastradio._C --------------------------------------------------------------------------

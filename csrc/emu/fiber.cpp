@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -206,11 +207,21 @@ void fiber_destroy(Fiber* f) {
   *f = Fiber{};
 }
 
+#if defined(FASTRADIO_EMU_TSAN)
+// Ignore sections (tsan_ignore_begin/end) open on the running fiber. Atomic: every fiber updates it.
+std::atomic<int> g_tsan_ignores{0};
+#endif
+
 void fiber_switch(Fiber* from, Fiber* to) {
 #if defined(FASTRADIO_EMU_ASAN)
   __sanitizer_start_switch_fiber(&from->asan_fake_stack, to->asan_bottom, to->asan_size);
 #endif
 #if defined(FASTRADIO_EMU_TSAN)
+  // No fiber holds an ignore section while switched out: TSan refuses to destroy a fiber that
+  // does (fatal "finished with ignores enabled"), and fibers abandoned mid-runtime by an aborted
+  // launch are destroyed. `from` closes its sections here and reopens them when it resumes.
+  const int ignores = g_tsan_ignores.exchange(0, std::memory_order_relaxed);
+  for (int i = 0; i < ignores; ++i) __tsan_ignore_thread_end();
   __tsan_switch_to_fiber(to->tsan, __tsan_switch_to_fiber_no_sync);
 #endif
 #if defined(__x86_64__)
@@ -221,13 +232,23 @@ void fiber_switch(Fiber* from, Fiber* to) {
 #if defined(FASTRADIO_EMU_ASAN)
   __sanitizer_finish_switch_fiber(from->asan_fake_stack, nullptr, nullptr);
 #endif
+#if defined(FASTRADIO_EMU_TSAN)
+  for (int i = 0; i < ignores; ++i) __tsan_ignore_thread_begin();
+  g_tsan_ignores.store(ignores, std::memory_order_relaxed);
+#endif
 }
 
 #if defined(FASTRADIO_EMU_TSAN)
 void hb_release(const void* token) { __tsan_release(const_cast<void*>(token)); }
 void hb_acquire(const void* token) { __tsan_acquire(const_cast<void*>(token)); }
-void tsan_ignore_begin() { __tsan_ignore_thread_begin(); }
-void tsan_ignore_end() { __tsan_ignore_thread_end(); }
+void tsan_ignore_begin() {
+  __tsan_ignore_thread_begin();
+  g_tsan_ignores.fetch_add(1, std::memory_order_relaxed);
+}
+void tsan_ignore_end() {
+  g_tsan_ignores.fetch_sub(1, std::memory_order_relaxed);
+  __tsan_ignore_thread_end();
+}
 #else
 void hb_release(const void*) {}
 void hb_acquire(const void*) {}

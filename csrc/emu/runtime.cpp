@@ -87,6 +87,7 @@ struct Warp {
   int line = 0;
   uint64_t seq = 0;
   size_t in_bytes = 0;
+  int operand[32];  // shuffles: each lane's own srcLane / delta / laneMask (a register in PTX)
   alignas(16) unsigned char in[32][kMaxIn];
   alignas(16) unsigned char out[32][kMaxOut];
 };
@@ -210,20 +211,25 @@ void switch_to_main(Thread* t) {
   fiber_switch(&t->fiber, main_fiber());
 }
 
-// The running thread gives up for good: the launch is aborted (like a faulting kernel).
-[[noreturn]] void abort_thread(const std::string& msg) {
+// The running thread gives up for good: the launch is aborted (like a faulting kernel). Its
+// fiber is abandoned, never unwound: nothing on its stack may own heap memory by then.
+[[noreturn]] void abort_thread() {
   Thread* t = cur();
-  record_error(msg);
   g_launch->aborted = true;
+  hb_release(&g_launch->end_token);  // what it wrote precedes the host's reads after the launch
   tsan_ignore_begin();  // this fiber never runs again; its TSan state is recreated with it
   switch_to_main(t);
   std::fprintf(stderr, "[emu] fatal: an aborted thread was resumed\n");
   std::abort();
 }
 
-[[noreturn]] void fail(const char* file, int line, const std::string& what) {
-  abort_thread(format("%s at %s:%d, %s, in %s", what.c_str(), file, line, where_thread(cur()).c_str(),
+// `what` by value, emptied before the fiber is abandoned: the callers' format(...) temporaries
+// would otherwise leak (LeakSanitizer reports them), as would this function's own.
+[[noreturn]] void fail(const char* file, int line, std::string what) {
+  record_error(format("%s at %s:%d, %s, in %s", what.c_str(), file, line, where_thread(cur()).c_str(),
                       where_launch().c_str()));
+  std::string().swap(what);
+  abort_thread();
 }
 
 // --- threads -----------------------------------------------------------------------------------
@@ -541,17 +547,20 @@ void compute_ldmatrix(Warp& w, int num, bool trans) {
   }
 }
 
-// Source lane of a shuffle (CUDA C++ Programming Guide, "Warp Shuffle Functions"): lanes form
-// segments of `width`; a source outside the caller's segment leaves the value unchanged.
+// Source lane of a shuffle (CUDA C++ Programming Guide, "Warp Shuffle Functions"; PTX shfl.sync,
+// which takes the operand's low 5 bits): lanes form segments of `width`; a source past the
+// caller's segment (before it for __shfl_up_sync) leaves the value unchanged. __shfl_xor_sync may
+// read an earlier segment (the guide: "able to access elements from earlier groups of threads").
 int shfl_source(Collective kind, int lane, int param, int width) {
   const int base = lane / width * width;
+  const int b = param & 31;
   switch (kind) {
     case Collective::kShflSync: return base + ((param % width) + width) % width;
-    case Collective::kShflUpSync: return lane - param >= base ? lane - param : lane;
-    case Collective::kShflDownSync: return lane + param < base + width ? lane + param : lane;
+    case Collective::kShflUpSync: return lane - b >= base ? lane - b : lane;
+    case Collective::kShflDownSync: return lane + b < base + width ? lane + b : lane;
     case Collective::kShflXorSync: {
-      const int src = lane ^ param;
-      return src / width == lane / width ? src : lane;
+      const int src = lane ^ b;
+      return src < base + width ? src : lane;
     }
     default: return lane;
   }
@@ -569,7 +578,7 @@ void complete(Warp& w) {
       if (width < 1 || width > 32 || (width & (width - 1)) != 0)
         fail(w.file, w.line, format("%s with width %d (must be a power of two <= 32)", collective_name(k), width));
       for (unsigned lane = 0; lane < w.lanes; ++lane) {
-        const int src = shfl_source(k, int(lane), w.args.param0, width);
+        const int src = shfl_source(k, int(lane), w.operand[lane], width);
         if (src < 0 || unsigned(src) >= w.lanes)
           fail(w.file, w.line, format("%s: lane %u reads lane %d, which is not active", collective_name(k), lane, src));
         std::memcpy(w.out[lane], w.in[src], w.in_bytes);
@@ -606,6 +615,9 @@ void wait_for_wakeup(Thread* t, State s, const char* file, int line) {
   t->state = s;
   t->wait_file = file;
   t->wait_line = line;
+  // If the launch is aborted while this thread waits, it never exits: what it wrote so far must
+  // still precede the host's reads after the launch.
+  hb_release(&g_launch->end_token);
   switch_to_main(t);
 }
 
@@ -627,7 +639,8 @@ void fault(const char* file, int line, const char* what, ...) {
   tsan_ignore_begin();
   va_list ap;
   va_start(ap, what);
-  const std::string msg = vformat(what, ap);
+  char msg[2048];  // not a std::string: this frame is abandoned (fail)
+  vsnprintf(msg, sizeof(msg), what, ap);
   va_end(ap);
   fail(file, line, msg);
 }
@@ -674,13 +687,15 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
                 a.mask, w.full_mask));
   if (w.exited > 0) fail(file, line, format("%s after %u lanes of the warp exited", name, w.exited));
   if (in_bytes > kMaxIn || out_bytes > kMaxOut) fail(file, line, format("%s moves too many bytes", name));
+  const bool shuffle = a.kind == Collective::kShflSync || a.kind == Collective::kShflUpSync ||
+                       a.kind == Collective::kShflDownSync || a.kind == Collective::kShflXorSync;
   if (w.arrived == 0) {
     w.args = a;
     w.file = file;
     w.line = line;
     w.seq = t->collectives;
     w.in_bytes = in_bytes;
-  } else if (w.args.kind != a.kind || w.args.param0 != a.param0 || w.args.param1 != a.param1 ||
+  } else if (w.args.kind != a.kind || (!shuffle && w.args.param0 != a.param0) || w.args.param1 != a.param1 ||
              w.args.mask != a.mask || !same_site(w.file, w.line, file, line) || w.seq != t->collectives) {
     fail(file, line,
          format("divergent warp collective: lane %u calls %s (its collective #%llu) while %u lanes wait in %s at "
@@ -689,6 +704,7 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
                 w.line, (unsigned long long)w.seq));
   }
   if (in_bytes > 0) std::memcpy(w.in[t->ctx.lane], in, in_bytes);
+  w.operand[t->ctx.lane] = a.param0;
   if (a.kind == Collective::kSyncwarp) hb_release(token(1 + t->warp));
   if (++w.arrived < w.lanes) {
     wait_for_wakeup(t, State::kWarp, file, line);
@@ -867,6 +883,15 @@ Stats stats() { return rt().stats; }
 
 using fastradio::emu::rt;
 
+namespace {
+// A runtime call that fails also becomes the last error (cudaGetLastError: "the last error that
+// has been produced by any of the runtime calls"), as launches do.
+cudaError_t api_result(cudaError_t e) {
+  if (e != cudaSuccess) rt().last_error = e;
+  return e;
+}
+}  // namespace
+
 cudaError_t cudaGetLastError() {
   const cudaError_t e = rt().last_error;
   rt().last_error = cudaSuccess;
@@ -916,13 +941,13 @@ cudaError_t cudaGetDevice(int* device) {
 }
 
 cudaError_t cudaSetDevice(int device) {
-  if (device < 0 || device >= fastradio::emu::kDevices) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= fastradio::emu::kDevices) return api_result(cudaErrorInvalidDevice);
   rt().current_device = device;
   return cudaSuccess;
 }
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  if (device < 0 || device >= fastradio::emu::kDevices) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= fastradio::emu::kDevices) return api_result(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; return cudaSuccess;
@@ -934,7 +959,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
       *value = fastradio::smem_optin_limit(FASTRADIO_EMU_ARCH);
       return cudaSuccess;
   }
-  return cudaErrorInvalidValue;
+  return api_result(cudaErrorInvalidValue);
 }
 
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }  // launches are synchronous
@@ -944,7 +969,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
   if (func == nullptr || attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
       value > fastradio::smem_optin_limit(FASTRADIO_EMU_ARCH))
-    return cudaErrorInvalidValue;
+    return api_result(cudaErrorInvalidValue);
   auto& attrs = rt().func_attrs;
   for (auto& a : attrs)
     if (a.device == rt().current_device && a.func == func) {
@@ -956,7 +981,7 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
 }
 
 cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* ptr) {
-  if (a == nullptr || ptr == nullptr) return cudaErrorInvalidValue;
+  if (a == nullptr || ptr == nullptr) return api_result(cudaErrorInvalidValue);
   // Every host pointer is "device memory" of the current emulated device.
   a->type = cudaMemoryTypeDevice;
   a->device = rt().current_device;

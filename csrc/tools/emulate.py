@@ -10,7 +10,9 @@
     python csrc/tools/emulate.py --mutants quick          # the mutation check (--mutants all: the whole list)
 
 For each build (emulated arch x sanitizer) it configures and builds CMake's emulation targets
-(FASTRADIO_CPU_EMULATION=ON; build/emu/...), runs the test driver (csrc/emu/driver/: every op,
+(FASTRADIO_CPU_EMULATION=ON; build/emu/...), runs the emulator's self-test (csrc/emu/selftest/:
+every check of the emulator must fire on a buggy kernel, every emulated instruction must compute
+what the CUDA guide / PTX ISA define; rows selftest/...), then the test driver (csrc/emu/driver/: every op,
 tier and dtype against fp64 references with DESIGN §7's tolerances, NaN-poisoned outputs, each case
 under several block/thread schedules that must agree bit for bit) and, for the plain sm_80 build,
 the whole network on the emulated device (tests/test_emulated_device.py through the emulated
@@ -45,6 +47,10 @@ EMULATION_ENV = "FASTRADIO_EMULATED_DEVICE"  # python/fastradio/backends/cuda/_c
 # Report headers of the sanitizers and the emulator in the driver's stderr.
 _REPORT = re.compile(r"WARNING: ThreadSanitizer:|ERROR: AddressSanitizer:|ERROR: LeakSanitizer:|"
                      r"runtime error:|^\[emu\] error:|^\[emu\] fatal:", re.MULTILINE)
+# The self-test's buggy kernels cause "[emu] error:" lines on purpose (it checks each error itself);
+# there only sanitizer reports and fatal emulator errors count.
+_SAN_REPORT = re.compile(r"WARNING: ThreadSanitizer:|ERROR: AddressSanitizer:|ERROR: LeakSanitizer:|"
+                         r"runtime error:|^\[emu\] fatal:", re.MULTILINE)
 _SAN_ENV = {
     "TSAN_OPTIONS": "halt_on_error=0:history_size=7:second_deadlock_stack=1",
     "ASAN_OPTIONS": "halt_on_error=0:detect_leaks=1:abort_on_error=0",
@@ -145,10 +151,10 @@ def driver_args(args, quick: bool) -> list[str]:
     return out
 
 
-def run_driver(folder: Path, extra: list[str], timeout: float, exe_name: str = "fastradio_emu_driver"
-               ) -> tuple[list[Case], int, str]:
-    """Runs the driver; returns its cases (with the sanitizer reports each one caused), the
-    exit status, and the reports printed outside any case."""
+def run_driver(folder: Path, extra: list[str], timeout: float, exe_name: str = "fastradio_emu_driver",
+               reports: re.Pattern = _REPORT) -> tuple[list[Case], int, str]:
+    """Runs the driver (or the self-test: exe_name); returns its cases (with the reports matching
+    `reports` each one caused), the exit status, and the reports printed outside any case."""
     exe = folder / exe_name
     if not exe.exists():
         raise SystemExit(f"emulate: {exe} was not built")
@@ -161,13 +167,22 @@ def run_driver(folder: Path, extra: list[str], timeout: float, exe_name: str = "
         stderr = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")) + \
             f"\n[emu] error: the driver ran past {timeout:.0f} s and was stopped\n"
         rc = -1
-    cases, outside = parse_driver_output(stdout, stderr)
+    cases, outside = parse_driver_output(stdout, stderr, reports)
     return cases, rc, outside
 
 
-def parse_driver_output(stdout: str, stderr: str) -> tuple[list[Case], str]:
-    """The driver's `CASE` lines, each with the sanitizer / emulator reports printed on stderr
-    between its `[emu-case-begin]` and `[emu-case-end]` markers; and the reports outside any case.
+def run_selftest(folder: Path, timeout: float) -> tuple[list[Case], int, str]:
+    """The emulator's self-test (csrc/emu/selftest/), where the source has one."""
+    if not (folder / "fastradio_emu_selftest").exists():
+        log("   (no csrc/emu/selftest/ in this source: no self-test)")
+        return [], 0, ""
+    return run_driver(folder, [], timeout, exe_name="fastradio_emu_selftest", reports=_SAN_REPORT)
+
+
+def parse_driver_output(stdout: str, stderr: str, reports: re.Pattern = _REPORT) -> tuple[list[Case], str]:
+    """The driver's `CASE` lines (or the self-test's `TEST <name> <PASS|FAIL> <detail>`, named
+    selftest/<name>), each with the reports (matching `reports`) printed on stderr between its
+    `[emu-case-begin]` and `[emu-case-end]` markers; and the reports outside any case.
     A case that began but printed no result line (the driver died in it) is a failure."""
     cases: dict[str, Case] = {}
     order: list[str] = []
@@ -177,6 +192,10 @@ def parse_driver_output(stdout: str, stderr: str) -> tuple[list[Case], str]:
             c = Case(parts[1], parts[2] == "PASS", *(parts[3:7] + [""] * 4)[:4])
             cases[c.name] = c
             order.append(c.name)
+        elif parts[0] == "TEST" and len(parts) >= 3:
+            c = Case("selftest/" + parts[1], parts[2] == "PASS", detail=parts[3] if len(parts) > 3 else "")
+            cases[c.name] = c
+            order.append(c.name)
     outside: list[str] = []
     current: str | None = None
     chunk: list[str] = []
@@ -184,7 +203,7 @@ def parse_driver_output(stdout: str, stderr: str) -> tuple[list[Case], str]:
     def flush():
         text = "\n".join(chunk)
         chunk.clear()
-        if not _REPORT.search(text):
+        if not reports.search(text):
             return
         if current is None:
             outside.append(text)
@@ -223,18 +242,24 @@ def print_table(label: str, cases: list[Case]) -> None:
 
 
 def check_build(b: Build, args, root: Path) -> bool:
-    """Builds `b`, runs the driver (and the model step for the plain sm_80 build); True if clean."""
+    """Builds `b`, runs the self-test and the driver (and the model step for the plain sm_80
+    build); True if clean."""
     log(f"\n== {b.label} ({'src ' + str(b.src)})")
     folder = build(b, root, args.jobs, args.cxx)
     quick = args.quick
     t0 = time.time()
+    st_cases, st_rc, st_outside = run_selftest(folder, args.timeout)  # first: the driver trusts the emulator
     cases, rc, outside = run_driver(folder, driver_args(args, quick), args.timeout)
-    print_table(b.label, cases)
+    print_table(b.label, st_cases + cases)
+    st_bad = [c for c in st_cases if not c.ok or c.reports]
     bad = [c for c in cases if not c.ok or c.reports]
-    ok = not bad and rc == 0 and not outside and cases
-    if outside:
-        log(f"reports outside any case:\n{outside[-6000:]}")
-    log(f"-- {b.label}: {len(cases) - len(bad)} of {len(cases)} cases passed, driver exit {rc}, "
+    ok = not bad and not st_bad and rc == 0 and st_rc == 0 and not outside and not st_outside and cases
+    for what, text in (("the self-test", st_outside), ("the driver", outside)):
+        if text:
+            log(f"reports outside any case of {what}:\n{text[-6000:]}")
+    selftest = (f"self-test {len(st_cases) - len(st_bad)} of {len(st_cases)} passed (exit {st_rc}), "
+                if st_cases or st_rc else "")
+    log(f"-- {b.label}: {selftest}{len(cases) - len(bad)} of {len(cases)} cases passed, driver exit {rc}, "
         f"{time.time() - t0:.0f} s{'' if ok else '  <-- FAILED'}")
     if not cases:
         log("   the driver ran no case (a filter that matches nothing?)")

@@ -1,4 +1,4 @@
-// attention cases: head dims 64 and 80; packed schedules (mixed lengths with an image of 150
+// attention cases: head dims 64, 72 and 80; packed schedules (mixed lengths with an image of 150
 // tokens = 3 key tiles of 64, a 1-token image and one shorter than a tile; equal lengths below
 // max_seqlen) and the dense one (every image max_seqlen long); two heads; for mma_sm80 both block
 // sizes, 4 warps on device 0 (132 SMs) and 8 on device 1 (2 SMs); mma_sm75 always has 8.
@@ -98,6 +98,9 @@ const Spec kPacked64{{150, 1, 40}, 150, 2, 64};
 const Spec kPacked80{{150, 1, 40}, 150, 2, 80};
 const Spec kUniform64{{70, 70}, 70, 2, 64};
 const Spec kUniform80{{70, 70}, 70, 2, 80};
+// Head dim 72 (C-RADIOv4-SO400M): 9 chunks per row, a k8 tail step, an odd number of dim tiles.
+const Spec kPacked72{{150, 1, 40}, 150, 2, 72};
+const Spec kUniform72{{70, 70}, 70, 2, 72};
 
 Spec on(const Spec& s, int device) {
   Spec r = s;
@@ -114,16 +117,21 @@ void add_attention_cases(std::vector<Case>& cases) {
     add(cases, Tier::kCudaCore, t, kUniform64);
     add(cases, Tier::kCudaCore, t, kUniform80);
     add(cases, Tier::kCudaCore, t, Spec{{70, 33, 70}, 100, 2, 64});  // packed, every image below max_seqlen
+    add(cases, Tier::kCudaCore, t, kPacked72);
+    add(cases, Tier::kCudaCore, t, kUniform72);
   }
 #if defined(FASTRADIO_DRIVER_HOST_TWINS) || FASTRADIO_HAS_ATTENTION_MMA_SM80
   add(cases, Tier::kMmaSm80, DType::kFloat16, kPacked64);             // 4 warps
   add(cases, Tier::kMmaSm80, DType::kFloat16, on(kUniform80, 1));     // 8 warps
   add(cases, Tier::kMmaSm80, DType::kBFloat16, kUniform64);           // 4 warps
   add(cases, Tier::kMmaSm80, DType::kBFloat16, on(kPacked80, 1));     // 8 warps
+  add(cases, Tier::kMmaSm80, DType::kFloat16, on(kPacked72, 1));      // 8 warps
+  add(cases, Tier::kMmaSm80, DType::kBFloat16, kUniform72);           // 4 warps
 #endif
 #if defined(FASTRADIO_DRIVER_HOST_TWINS) || FASTRADIO_HAS_ATTENTION_MMA_SM75
   add(cases, Tier::kMmaSm75, DType::kFloat16, kUniform80);
   add(cases, Tier::kMmaSm75, DType::kFloat16, kPacked64);
+  add(cases, Tier::kMmaSm75, DType::kFloat16, kPacked72);
 #endif
 }
 

@@ -135,6 +135,9 @@ void add_cuda_core(std::vector<Case>& cases) {
     add(cases, Tier::kCudaCore, t, Spec{kBiasGeluResidual, 45, 72, 40, true});
     add(cases, Tier::kCudaCore, t, Spec{kBias, 45, 72, 40, false, 1});    // misaligned x: scalar loads
   }
+  // C-RADIOv4-SO400M's MLP (hidden 4304 = 33·128 + 80): fc1's ragged N, fc2's ragged K.
+  add(cases, Tier::kCudaCore, DType::kFloat32, Spec{kBiasGelu, 21, 4304, 40});
+  add(cases, Tier::kCudaCore, DType::kBFloat16, Spec{kBias, 21, 72, 4304});
 }
 
 void add_mma_sm80(std::vector<Case>& cases) {
@@ -155,6 +158,10 @@ void add_mma_sm80(std::vector<Case>& cases) {
   }
   add(cases, Tier::kMmaSm80, DType::kFloat16, Spec{kBias, 45, 100, 160, false, 1});  // misaligned x: predicated
   add(cases, Tier::kMmaSm80, DType::kBFloat16, Spec{kBias, 150, 136, 160});         // 3 x 2 tiles of 64 x 128
+  // C-RADIOv4-SO400M's MLP (hidden 4304 = 33·128 + 80 = 134·32 + 16): fc1's ragged N (34 tiles),
+  // fc2's ragged K (a half-filled last stage).
+  add(cases, Tier::kMmaSm80, DType::kBFloat16, Spec{kBiasGelu, 21, 4304, 64});
+  add(cases, Tier::kMmaSm80, DType::kFloat16, Spec{kBias, 21, 72, 4304});
 }
 
 void add_mma_sm75(std::vector<Case>& cases) {
@@ -171,6 +178,8 @@ void add_mma_sm75(std::vector<Case>& cases) {
   add(cases, Tier::kMmaSm75, t, Spec{kBiasGelu, 45, 100, 163});           // K % 8: predicated
   add(cases, Tier::kMmaSm75, t, Spec{kBiasResidual, 1, 67, 64});          // one token, M odd: no column pairs
   add(cases, Tier::kMmaSm75, t, Spec{kBiasGeluResidual, 45, 100, 96, true});
+  add(cases, Tier::kMmaSm75, t, Spec{kBiasGelu, 21, 4304, 64});           // C-RADIOv4-SO400M fc1: ragged N
+  add(cases, Tier::kMmaSm75, t, Spec{kBias, 21, 72, 4304});               // and fc2: ragged K
 }
 
 }  // namespace

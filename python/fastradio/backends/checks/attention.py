@@ -18,9 +18,10 @@ import torch
 
 __all__ = ["HEAD_DIMS", "DTYPES", "check_structure", "check_values", "CHECKED"]
 
-#: The head dims both fast backends' kernels are built for (C-RADIOv2-B/L/g: 64, -H: 80).
-HEAD_DIMS: tuple[int, ...] = (64, 80)
-HEAD_DIMS_TEXT = "64 or 80"
+#: The head dims both fast backends' kernels are built for (C-RADIOv2/v3-B/L/g: 64,
+#: C-RADIOv4-SO400M: 72, C-RADIOv2/v3/v4-H: 80).
+HEAD_DIMS: tuple[int, ...] = (64, 72, 80)
+HEAD_DIMS_TEXT = "64, 72 or 80"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 #: (weakref to the last cu_seqlens whose values passed, its _version, N, max_seqlen).

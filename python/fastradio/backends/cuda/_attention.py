@@ -73,7 +73,7 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
 
     qkv (float32, float16 or bfloat16, contiguous, CUDA) holds the q, k and v thirds of each packed
     token, heads contiguous inside each third; cu_seqlens (S+1,) int32 on qkv's device delimits the
-    images (0 = cu[0] <= ... <= cu[S] = N); max_seqlen >= every image's length; head_dim 64 or 80;
+    images (0 = cu[0] <= ... <= cu[S] = N); max_seqlen >= every image's length; head_dim 64, 72 or 80;
     scale head_dim^-0.5. Each token attends to its own image only. Same contract as
     ``fastradio.backends.reference.attention``. ``tier``: see the module docstrings.
     """
