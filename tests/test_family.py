@@ -809,4 +809,26 @@ def test_cli_embed_with_synthetic_v4_h(family, tmp_path, monkeypatch, capsys):
     assert rc == 0, err
     tensors, meta = cli.read_embeddings(out)
     assert meta["synthetic"] is True and meta["summary_dim"] == 2560 and meta["embed_dim"] == 1280
+    assert meta["align_corners"] is False and meta["align_corners_source"].startswith("bundled file: ")
     assert tensors["summary/0"].shape == (2560,) and tensors["features/1"].shape == (2, 1280)
+
+
+def test_cli_pos_align_corners_option(tmp_path, capsys):
+    """`embed --pos-align-corners false` loads a C-RADIOv4 folder that does not carry its resize;
+    without it the refusal is a usage error naming the option's API twin."""
+    from PIL import Image
+    import numpy as np
+    from fastradio import cli
+
+    folder = make_checkpoint(tmp_path, "test-d160-v4", seed=2, bundled_code=False)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "o.safetensors"
+    rc = cli.main(["embed", str(img), "--model", str(folder), "--device", "cpu", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pos_align_corners=False" in err and "refusing to guess" in err
+    rc = cli.main(["embed", str(img), "--model", str(folder), "--device", "cpu", "--out", str(out),
+                   "--pos-align-corners", "false"])
+    assert rc == 0, capsys.readouterr().err
+    _, meta = cli.read_embeddings(out)
+    assert meta["align_corners"] is False and meta["align_corners_source"] == "override: pos_align_corners=False"

@@ -245,7 +245,7 @@ class KnownModel:
         return None
 
 
-_V2 = dict(family="C-RADIOv2", licence="see the model card (NVIDIA Open Model License on the Hub pages)")
+_V2 = dict(family="C-RADIOv2", licence="see the model card")
 _V3 = dict(family="C-RADIOv3", preferred_resolution=(512, 512),
            # The spec fixes only the count (4 CLS tokens, [0, 1, 2] summarised); the names are known
            # teacher names, illustrative for synthetic checkpoints.

@@ -338,34 +338,36 @@ class RadioModel(nn.Module):
         return out
 
     def _ls_fold_to_carry(self, fn) -> dict[int, tuple[torch.Tensor, ...]]:
-        """Before ``_apply(fn)``: the layer-scale folds to carry through it. Valid cached folds
-        are carried; when ``fn`` casts fp32 weights down and the model will run a fast backend,
-        the folds are computed now from the fp32 weights (so they are rounded once, like the
-        input-normalisation fold of DESIGN decision 15, without keeping fp32 copies)."""
+        """Before ``_apply(fn)``: the layer-scale folds to carry through it. When ``fn`` casts fp32
+        weights down and the model will run a fast backend, the folds are computed now from the
+        fp32 weights (so they are rounded once, like the input-normalisation fold of DESIGN
+        decision 15, without keeping fp32 copies); when ``fn`` keeps the dtype (a device move),
+        valid cached folds are carried; otherwise they are dropped (recomputed when needed)."""
         if not self.config.layer_scale:
             return {}
-        carry = {}
         w = self.model.blocks[0].attn.proj.weight
-        probe = None
-        if w.dtype == torch.float32 and w.device.type != "meta":
-            try:
-                probe = fn(torch.zeros((), dtype=torch.float32, device=w.device))
-            except Exception:  # noqa: BLE001  (an fn that cannot take a probe: no precompute)
-                probe = None
-        casts_down = (probe is not None and isinstance(probe, torch.Tensor)
-                      and probe.dtype in (torch.float16, torch.bfloat16))
-        if not casts_down:
-            fast = False
-        elif self.fold_layer_scale is not None:
-            fast = bool(self.fold_layer_scale)
-        else:  # the plan after the cast is not known yet: "auto" runs the reference on CPU only
-            fast = self._backend in ("triton", "cuda") or (self._backend == "auto" and probe.device.type != "cpu")
+        if w.device.type == "meta":
+            return {}
+        try:
+            probe = fn(torch.zeros((), dtype=w.dtype, device=w.device))
+        except Exception:  # noqa: BLE001  (an fn that cannot take a probe: carry nothing)
+            return {}
+        if not isinstance(probe, torch.Tensor):
+            return {}
+        casts_down = w.dtype == torch.float32 and probe.dtype in (torch.float16, torch.bfloat16)
+        if casts_down:
+            if self.fold_layer_scale is not None:
+                fast = bool(self.fold_layer_scale)
+            else:  # the plan after the cast is not known yet: "auto" runs the reference on CPU only
+                fast = self._backend in ("triton", "cuda") or (self._backend == "auto" and probe.device.type != "cpu")
+            return {i: self._fold_ls(*self._ls_sources(i)) for i in range(self.config.depth)} if fast else {}
+        if probe.dtype != w.dtype:
+            return {}
+        carry = {}
         for i in range(self.config.depth):
             entry = self._ls_fold.get(i)
             if entry is not None and entry[0] == self._ls_key(i):
                 carry[i] = entry[1]
-            elif fast:
-                carry[i] = self._fold_ls(*self._ls_sources(i))
         return carry
 
     # -- forward -----------------------------------------------------------------------------------
