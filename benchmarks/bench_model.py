@@ -5,8 +5,8 @@ bf16 (the model as Hugging Face runs it: eager, SDPA) and ``torch.compile(refere
 Numbers per (model, resolution, batch, impl): median / p10 / p90 ms of single calls (CUDA events,
 ``common.time_fn``), and at batch 1 the CUDA-graph time too (``common.time_graph``; when capture
 fails the reason is recorded and the events time stands). Throughput rows report images/s and
-TFLOP/s with the spec's count, FLOPs/img = 2·N·768·D + depth·(24·T·D² + 4·T²·D) (N patches,
-T = N + 8), as a fraction of 790 TFLOP/s (the H100 bf16 GEMM figure of DESIGN §9; the GPU's name
+TFLOP/s with the spec's count, FLOPs/img = 2·N·768·D + depth·(2·T·(4·D² + 2·D·F) + 4·T²·D) (N
+patches, T = N + P prefix tokens, F the MLP width; = 24·T·D² per block for F = 4·D), as a fraction of 790 TFLOP/s (the H100 bf16 GEMM figure of DESIGN §9; the GPU's name
 is recorded, and an 8192³ bf16 GEMM is measured in the same run as a second yardstick).
 
 torch.compile runs in a child process that starts at once and compiles while this process times
@@ -17,9 +17,11 @@ takes tens of seconds per shape, so only the configs marked "compile" get the co
 Sets (each within a time budget, --budget-s; a config that would not fit is dropped with the
 reason, and so is one that would not fit in GPU memory or runs out of it):
 
-- default (~100 s): L@512 b32 and b1 with torch.compile; B, H, g @512 b32 and b1 without.
+- default (~100 s): L@512 b32 and b1 with torch.compile; B, H, C-RADIOv4-SO400M, C-RADIOv4-H, g
+  @512 b32 and b1 without.
 - --quick: L@512 b32 (compiled) and b1 (eager, graphs); B@512 b32 and b1. No H, no g.
-- --full (no 120 s limit; tens of minutes): B/L/H/g x 224/512/768/1024 px x b32/b1, all compiled
+- --full (no 120 s limit; tens of minutes): B/L/H/g and C-RADIOv4-SO400M/H x 224/512/768/1024 px x
+  b32/b1, all compiled
   (L's compile overlaps the eager timings; the other models' compiled peers run one after another
   at the end, one child process per model).
 - --dry-run: CPU, tiny test models, wall clock, torch.compile(backend="eager"): checks the code.
@@ -80,17 +82,20 @@ def configs_for(mode: str) -> list[Config]:
         return [Config("C-RADIOv2-L", 512, 512, 32, True), Config("C-RADIOv2-L", 512, 512, 1),
                 Config("C-RADIOv2-B", 512, 512, 32), Config("C-RADIOv2-B", 512, 512, 1)]
     if mode == "full":
-        return [Config(m, p, p, b, True) for m in ("C-RADIOv2-L", "C-RADIOv2-B", "C-RADIOv2-H", "C-RADIOv2-g")
+        return [Config(m, p, p, b, True) for m in ("C-RADIOv2-L", "C-RADIOv2-B", "C-RADIOv2-H", "C-RADIOv4-SO400M",
+                                                   "C-RADIOv4-H", "C-RADIOv2-g")
                 for p in (512, 224, 768, 1024) for b in (32, 1)]
     return [Config("C-RADIOv2-L", 512, 512, 32, True), Config("C-RADIOv2-L", 512, 512, 1, True),
             Config("C-RADIOv2-B", 512, 512, 32), Config("C-RADIOv2-B", 512, 512, 1),
             Config("C-RADIOv2-H", 512, 512, 32), Config("C-RADIOv2-H", 512, 512, 1),
+            Config("C-RADIOv4-SO400M", 512, 512, 32), Config("C-RADIOv4-SO400M", 512, 512, 1),
+            Config("C-RADIOv4-H", 512, 512, 32), Config("C-RADIOv4-H", 512, 512, 1),
             Config("C-RADIOv2-g", 512, 512, 32), Config("C-RADIOv2-g", 512, 512, 1)]
 
 
 DROPPED = {
     "default": "224/768/1024 px (all models), torch.compile except L@512 (use --full)",
-    "quick": "H and g; torch.compile of L@512 b1; 224/768/1024 px",
+    "quick": "H, g and C-RADIOv4; torch.compile of L@512 b1; 224/768/1024 px",
     "full": "nothing (time budget permitting)",
     "dry-run": "real models: CPU self-check only",
 }
@@ -426,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
               "peak_tflops_assumed": PEAK_TFLOPS,
               "peak_note": "790 TFLOP/s = H100 bf16 dense GEMM (DESIGN §9); frac_peak_790 is against it on any GPU "
                            "(see environment.gpu_name); gemm_peak is measured here",
-              "flops_formula": "2*N*768*D + depth*(24*T*D^2 + 4*T^2*D), N patches, T = N + 8",
+              "flops_formula": "2*N*768*D + depth*(2*T*(4*D^2 + 2*D*F) + 4*T^2*D), N patches, "
+                               "T = N + 8 (C-RADIOv4: N + 10), F = MLP width (4*D; C-RADIOv4-SO400M: 4304)",
               "impls": {"fastradio": "fastradio.load(..., backend='auto'), bf16, eager",
                         "reference-eager": "the same model on backend='reference' (plain PyTorch, SDPA), bf16",
                         "reference-compile": f"torch.compile(reference model, backend={compile_backend!r}, "

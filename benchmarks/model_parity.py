@@ -1,6 +1,7 @@
 """End-to-end parity of the whole model on synthetic checkpoints (shared/DESIGN.md §7).
 
-For each synthetic model (the test architecture and C-RADIOv2-B/L/H/g, seed recorded) the fp32
+For each synthetic model (the test architecture, C-RADIOv2-B/L/H/g and C-RADIOv4-SO400M/H, seed
+recorded) the fp32
 oracle is the reference backend in fp32 with TF32 off. Checks, each one row of the JSON:
 
 - fp32 mode, per backend choice (auto, cuda, triton; refused ones are one "skip" row with the
@@ -89,7 +90,7 @@ def storage_dtype(name: str) -> str:
     km = resolve_known_model(name)
     if km is None:
         raise ValueError(f"unknown model {name!r}")
-    return "float32" if (km.test_only or km.name == "C-RADIOv2-B") else "bfloat16"
+    return "float32" if (km.test_only or km.name in ("C-RADIOv2-B", "C-RADIOv3-B")) else "bfloat16"
 
 
 def checkpoint_folder(name: str, seed: int, storage: str) -> Path:
@@ -271,11 +272,13 @@ def disable_tf32() -> dict:
 
 
 def flops_per_image(cfg, h: int, w: int) -> float:
-    """DESIGN §9 / spec: 2·N·768·D (patch embedding) + depth·(24·T·D² + 4·T²·D), T = N + 8."""
+    """DESIGN §9 / spec: 2·N·768·D (patch embedding) + depth·(2·T·(4·D² + 2·D·F) + 4·T²·D), with
+    T = N + P prefix tokens (8; C-RADIOv4: 10) and F the MLP width (4·D, so the block term is the
+    spec's 24·T·D²; C-RADIOv4-SO400M: 4304)."""
     n = h * w
     t = n + cfg.num_prefix_tokens
-    d = cfg.embed_dim
-    return 2.0 * n * cfg.patch_features * d + cfg.depth * (24.0 * t * d * d + 4.0 * t * t * d)
+    d, f = cfg.embed_dim, cfg.mlp_hidden
+    return 2.0 * n * cfg.patch_features * d + cfg.depth * (2.0 * t * (4.0 * d * d + 2.0 * d * f) + 4.0 * t * t * d)
 
 
 def dtype_name(dt: torch.dtype) -> str:
@@ -314,6 +317,10 @@ def groups_for(name: str, mode: str) -> list[Group]:
                         big_list, *nan],
         "C-RADIOv2-H": [sq(224), sq(512), Group("tiny", [(16, 16)], 3), nan[0]],
         "C-RADIOv2-g": [sq(224), sq(512), Group("tiny", [(16, 16)], 3), nan[0]],
+        # C-RADIOv4: 10 prefix tokens, align_corners=False; SO400M: head dim 72, MLP 4304
+        "C-RADIOv4-SO400M": [sq(224), sq(512), Group("non-square", [(512, 768)]), Group("tiny", [(16, 16)], 3),
+                             nan[0]],
+        "C-RADIOv4-H": [sq(224), sq(512), Group("tiny", [(16, 16)], 3), nan[0]],
     }
     groups = table[name]
     if mode == "quick":
@@ -331,7 +338,8 @@ def models_for(mode: str) -> list[str]:
         return ["test-d128", "test-d160"]
     if mode == "quick":
         return ["C-RADIOv2-B", "test-d128", "C-RADIOv2-L"]
-    return ["C-RADIOv2-B", "test-d128", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g"]
+    return ["C-RADIOv2-B", "test-d128", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv4-SO400M", "C-RADIOv4-H",
+            "C-RADIOv2-g"]
 
 
 def dry_groups(name: str) -> list[Group]:

@@ -214,6 +214,13 @@ def test_flop_formula_matches_the_spec():
     n, t, d = 32 * 32, 32 * 32 + 8, 1024
     assert mp.flops_per_image(cfg, 32, 32) == 2 * n * 768 * d + 24 * (24 * t * d * d + 4 * t * t * d)
     assert math.isclose(mp.flops_per_image(cfg, 32, 32) / 1e9, 729.6, rel_tol=1e-3)
+    # C-RADIOv4-SO400M: 10 prefix tokens and an MLP of 4304 (not 4·D): radio-family §5.7, 985 GFLOP at 512²
+    so = model_config("C-RADIOv4-SO400M")
+    n, t, d, f = 32 * 32, 32 * 32 + 10, 1152, 4304
+    assert mp.flops_per_image(so, 32, 32) == 2 * n * 768 * d + 27 * (2 * t * (4 * d * d + 2 * d * f) + 4 * t * t * d)
+    assert math.isclose(mp.flops_per_image(so, 32, 32) / 1e9, 985, rel_tol=5e-3)
+    assert math.isclose(mp.flops_per_image(so, 32, 32) / mp.flops_per_image(model_config("C-RADIOv4-H"), 32, 32),
+                        0.67, abs_tol=0.01)
 
 
 def test_bf16_storage_checkpoints_are_cached_and_load(tmp_path, monkeypatch):
@@ -226,8 +233,9 @@ def test_bf16_storage_checkpoints_are_cached_and_load(tmp_path, monkeypatch):
         sys.path.remove(str(BENCH))
     import fastradio
 
-    assert [mp.storage_dtype(m) for m in ("test-d128", "C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-g")] == [
-        "float32", "float32", "bfloat16", "bfloat16"]
+    assert [mp.storage_dtype(m) for m in ("test-d128", "C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-g", "C-RADIOv3-B",
+                                          "C-RADIOv4-SO400M", "C-RADIOv4-H")] == [
+        "float32", "float32", "bfloat16", "bfloat16", "float32", "bfloat16", "bfloat16"]
     folder = mp.ensure_checkpoint("test-d160", 3, "bfloat16")
     assert folder == tmp_path / "synthetic" / "test-d160-seed3-bfloat16"
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

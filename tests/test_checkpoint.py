@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastradio import align
 from fastradio import checkpoint as ck
 from fastradio.configs import ARCHITECTURES, KNOWN_MODELS, ModelConfig, tiny_config
 from fastradio.errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
@@ -16,18 +17,37 @@ from fastradio.synthetic import config_json, model_config
 
 from helpers import P, edit_config, edit_tensors, make_checkpoint, read_json, read_tensors, write_json, write_tensors
 
-SPEC = {  # spec §1: name → (tensor count, parameter count)
+SPEC = {  # c-radiov2 §1 and radio-family §1: name → (tensor count, parameter count)
     "C-RADIOv2-B": (150, 98_233_344),
     "C-RADIOv2-L": (294, 319_881_216),
     "C-RADIOv2-H": (390, 651_642_880),
     "C-RADIOv2-g": (486, 1_159_618_560),
+    "C-RADIOv3-B": (175, 98_254_848),
+    "C-RADIOv3-L": (343, 319_934_464),
+    "C-RADIOv3-H": (390, 651_642_880),
+    "C-RADIOv3-g": (486, 1_159_618_560),
+    "C-RADIOv4-SO400M": (330, 431_237_232),
+    "C-RADIOv4-H": (390, 651_645_440),
 }
+#: prefix rows, summary slots, MLP width, heads (radio-family §1)
+FAMILY = {
+    "C-RADIOv3-B": (8, (0, 1, 2), 3072, 12), "C-RADIOv3-L": (8, (0, 1, 2), 4096, 16),
+    "C-RADIOv3-H": (8, (0, 1, 2), 5120, 16), "C-RADIOv3-g": (8, (0, 1, 2), 6144, 24),
+    "C-RADIOv4-SO400M": (10, (0, 1), 4304, 16), "C-RADIOv4-H": (10, (0, 1), 5120, 16),
+}
+
+
+def parsed(cfg: ModelConfig) -> ModelConfig:
+    """What parse_config gives for a config: config.json holds neither the summary slots nor the
+    position resize."""
+    return cfg.with_(summary_idxs=None, align_corners=None, align_corners_source=None)
 
 
 def load(folder: Path, **kw) -> tuple[ModelConfig, dict]:
     cfg = ck.parse_config(ck.read_config(folder / "config.json"), source=str(folder / "config.json"))
     files = ck.find_weight_files(folder)
     cfg = ck.config_for_files(cfg, files)
+    cfg = align.decide(cfg, folder)
     return cfg, ck.load_weights(files, cfg, **kw)
 
 
@@ -43,13 +63,19 @@ def test_expected_tensors_match_spec_counts(name):
     cfg = model_config(name)
     want = ck.expected_tensors(cfg)
     n_tensors, n_params = SPEC[name]
-    assert len(want) == n_tensors == 6 + 12 * cfg.depth
+    extra = 2 * cfg.depth + 1 if cfg.layer_scale else 0          # ls1/ls2.grandma per block + reg_token
+    assert len(want) == n_tensors == 6 + 12 * cfg.depth + extra
     params = sum(torch.Size(s).numel() for k, (s, _) in want.items() if k not in ck.BUFFER_NAMES)
     assert params == cfg.param_count() == n_params
     assert all(k.startswith(P) for k in want)
     assert want[P + "model.patch_generator.pos_embed"][0] == (1, 16384, cfg.embed_dim)
-    assert want[P + "model.patch_generator.cls_token.token"][0] == (8, cfg.embed_dim)
-    assert want[P + "summary_idxs"] == ((3,), torch.int64)
+    prefix, slots, hidden, heads = FAMILY.get(name, (8, (0, 1, 2), 4 * cfg.embed_dim, None))
+    assert want[P + "model.patch_generator.cls_token.token"][0] == (prefix, cfg.embed_dim)
+    assert want[P + "summary_idxs"] == ((len(slots),), torch.int64)
+    assert want[P + "model.blocks.0.mlp.fc1.weight"][0] == (hidden, cfg.embed_dim)
+    assert cfg.summary_idxs == slots and cfg.summary_dim == len(slots) * cfg.embed_dim
+    if heads is not None:
+        assert cfg.num_heads == heads
     assert want[P + "input_conditioner.norm_std"] == ((3, 1, 1), torch.float32)
     assert {dt for k, (_, dt) in want.items() if k != P + "summary_idxs"} == {torch.float32}
 
@@ -68,11 +94,18 @@ def test_expected_tensors_with_feature_normalizer():
 def test_parse_config_round_trips_every_known_model(name):
     cfg = model_config(name)
     got = ck.parse_config(config_json(cfg, name=name))
-    assert got == cfg
-    if not cfg.arch.timm_name.startswith("fastradio_test"):
+    assert got == parsed(cfg)
+    if name.startswith("C-RADIOv2"):
         assert (got.pos_grid, got.num_cls_tokens, got.num_registers) == (128, 4, 4)
         assert (got.max_resolution, got.preferred_resolution) == (2048, (768, 768))
         assert got.teachers == ("clip", "siglip", "dino_v2", "sam")
+    elif name.startswith("C-RADIOv4"):
+        assert (got.pos_grid, got.num_cls_tokens, got.num_registers, got.num_prefix_tokens) == (128, 3, 7, 10)
+        assert (got.max_resolution, got.preferred_resolution) == (2048, (512, 512))
+        assert got.teachers == ("siglip2-g", "dino_v3", "sam3")
+    elif name.startswith("C-RADIOv3"):
+        assert (got.num_cls_tokens, got.num_registers, got.preferred_resolution) == (4, 4, (512, 512))
+        assert got.layer_scale == (name in ("C-RADIOv3-B", "C-RADIOv3-L"))
 
 
 @pytest.mark.parametrize("changes", [
@@ -83,14 +116,14 @@ def test_parse_config_round_trips_every_known_model(name):
 ])
 def test_parse_config_round_trips_variants(changes):
     cfg = tiny_config("fastradio_test_d192_patch16").with_(**changes)
-    assert ck.parse_config(config_json(cfg)) == cfg
+    assert ck.parse_config(config_json(cfg)) == parsed(cfg)
 
 
 def test_parse_config_minimal_takes_c_radio_defaults():
     raw = {"args": {"model": "vit_large_patch16_224", "cls_token_per_teacher": True, "register_multiple": 8,
                     "teachers": [{"name": n} for n in ("clip", "siglip", "dino_v2", "sam")]}}
     cfg = ck.parse_config(raw)
-    assert cfg == model_config("C-RADIOv2-L")
+    assert cfg == parsed(model_config("C-RADIOv2-L"))
 
 
 def test_parse_config_register_rule_and_duplicate_teacher_names():
@@ -165,7 +198,7 @@ def test_parse_config_not_a_dict():
     ("vitdet_window_size", 16, ["vitdet_window_size = 16", "windowed", "not implemented", "expected null"]),
     ("adaptor_names", ["clip", "sam"], ["adaptor_names", "'clip'", "not implemented"]),
     ("adaptor_configs", {"clip": {}}, ["adaptor_configs", "'clip'", "not implemented"]),
-    ("args.model_norm", True, ["args.model_norm is true", "no final norm"]),
+    ("args.model_norm", True, ["args.model_norm is true", "has a final norm"]),
     ("args.model_kwargs", {"scaled_ln": False, "qk_norm": True}, ["qk_norm", "only 'scaled_ln'"]),
     ("args.model_kwargs", {"scaled_ln": True}, ["scaled_ln is true", "vit_base_patch16_224",
                                                 "vit_giant_patch16_224"]),
@@ -203,7 +236,8 @@ def test_read_config_errors(tmp_path):
 
 def test_round_trip_single_file(ckpt):
     cfg, sd = load(ckpt)
-    assert cfg == model_config("test-d128")
+    assert cfg == model_config("test-d128").with_(align_corners_source=cfg.align_corners_source)
+    assert cfg.align_corners_source.startswith("bundled file: ")
     raw = read_tensors(ckpt)                       # the safetensors library, not our loader
     assert list(sd) == [k[len(P):] for k in ck.expected_tensors(cfg)]
     assert len(sd) == len(raw) == 6 + 12 * cfg.depth

@@ -528,7 +528,9 @@ def test_info_cuda_devices_and_reasons(capsys):
 def test_models(capsys):
     rc, out, _ = _run(capsys, "models")
     assert rc == 0
-    for name in ("C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g", "nvidia/C-RADIOv2-g", "synthetic:"):
+    for name in ("C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g", "nvidia/C-RADIOv2-g", "synthetic:",
+                 "C-RADIOv3-B", "C-RADIOv3-L", "C-RADIOv3-H", "nvidia/C-RADIOv3-g", "nvidia/C-RADIOv4-SO400M",
+                 "C-RADIOv4-H", "431,237,232", "651,645,440", "98,254,848", "corners=False", "per revision"):
         assert name in out
     assert "test-d128" not in out
     rc, out, _ = _run(capsys, "models", "--all", "--json")
@@ -536,6 +538,11 @@ def test_models(capsys):
     assert any(r["name"] == "test-d128" for r in recs)
     b = [r for r in recs if r["name"] == "C-RADIOv2-B"][0]
     assert b["hub_repo"] == "nvidia/C-RADIOv2-B" and b["embed_dim"] == 768 and b["params"] == 98_233_344
+    so = [r for r in recs if r["name"] == "C-RADIOv4-SO400M"][0]
+    assert (so["params"], so["num_heads"], so["head_dim"], so["mlp_hidden"], so["summary_dim"]) == (
+        431_237_232, 16, 72, 4304, 2304)
+    t = [r for r in recs if r["name"] == "test-d128"][0]
+    assert t["params"] == 528_640             # the 16x16 position grid of test architectures, not 128x128
 
 
 def test_python_dash_m(tmp_path):

@@ -68,7 +68,8 @@ def test_synthetic_name_generates_into_the_cache(tmp_path):
     ("synthetic:test-d128@x", ValueError, ["non-negative integer seed", "'x'"]),
     ("synthetic:test-d128@", ValueError, ["non-negative integer seed"]),
     ("synthetic:test-d128@-1", ValueError, ["'-1'"]),
-    ("synthetic:C-RADIOv3-B", ModelNotFoundError, ["unknown model 'C-RADIOv3-B'", "C-RADIOv2-B", "test-d128"]),
+    ("synthetic:C-RADIOv5-B", ModelNotFoundError, ["unknown model 'C-RADIOv5-B'", "C-RADIOv2-B", "C-RADIOv4-H",
+                                                    "test-d128"]),
     ("synthetic:", ModelNotFoundError, ["unknown model ''"]),
 ])
 def test_synthetic_bad_names(name, exc, needles):
@@ -177,7 +178,8 @@ def test_alias_resolves_to_the_cached_g_repo(hf_cache, small, name):
     assert len(_load(r)) == 30                                  # the symlinked blobs load
     calls = huggingface_hub.snapshot_download.calls
     assert calls and all(c["local_files_only"] for c in calls)
-    assert calls[0]["allow_patterns"] == ["config.json", "*.safetensors", "model.safetensors.index.json"]
+    assert calls[0]["allow_patterns"] == ["config.json", "*.safetensors", "model.safetensors.index.json",
+                                          "vit_patch_generator.py"]
 
 
 @pytest.mark.parametrize("name, repo", [("C-RADIOv2-B", "nvidia/C-RADIOv2-B"), ("c_radiov2_l", "nvidia/C-RADIOv2-L"),
@@ -232,9 +234,10 @@ def test_raw_repo_id_is_allowed(hf_cache, small):
 
 def test_unknown_plain_name():
     with pytest.raises(ModelNotFoundError) as e:
-        hub.resolve("C-RADIOv3-B")
+        hub.resolve("C-RADIOv5-B")
     msg = str(e.value)
-    for needle in ("unknown model 'C-RADIOv3-B'", "C-RADIOv2-B, C-RADIOv2-L, C-RADIOv2-H, C-RADIOv2-g",
+    for needle in ("unknown model 'C-RADIOv5-B'", "C-RADIOv2-B, C-RADIOv2-L, C-RADIOv2-H, C-RADIOv2-g, C-RADIOv3-B",
+                   "C-RADIOv4-SO400M, C-RADIOv4-H",
                    "owner/name", "synthetic:"):
         assert needle in msg
     assert huggingface_hub.snapshot_download.calls == []
@@ -271,8 +274,11 @@ def test_online_downloads_only_safe_files(monkeypatch, hf_cache, small):
     assert [c["local_files_only"] for c in calls] == [True, False]           # cache first
     for c in calls:
         assert c["repo_id"] == "nvidia/C-RADIOv2-g" and c["cache_dir"] == str(hf_cache)
-        assert c["allow_patterns"] == ["config.json", "*.safetensors", "model.safetensors.index.json"]
-        assert not any(p.endswith(".py") or p == "*" for p in c["allow_patterns"])
+        assert c["allow_patterns"] == ["config.json", "*.safetensors", "model.safetensors.index.json",
+                                       "vit_patch_generator.py"]
+        # one named source file (read as text, never run): no *.py, no wildcard
+        assert [p for p in c["allow_patterns"] if p.endswith(".py")] == ["vit_patch_generator.py"]
+        assert [p for p in c["allow_patterns"] if "*" in p] == ["*.safetensors"]
 
 
 def test_online_download_failure(monkeypatch):

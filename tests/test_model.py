@@ -266,7 +266,8 @@ def test_torch_compile_fullgraph(tiny):
 
 def test_list_models():
     names = {m.name: m for m in fastradio.list_models()}
-    assert set(names) == {"C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g"}
+    assert set(names) == {"C-RADIOv2-B", "C-RADIOv2-L", "C-RADIOv2-H", "C-RADIOv2-g", "C-RADIOv3-B", "C-RADIOv3-L",
+                          "C-RADIOv3-H", "C-RADIOv3-g", "C-RADIOv4-SO400M", "C-RADIOv4-H"}
     assert names["C-RADIOv2-g"].hub_repo == "nvidia/C-RADIOv2-g"
     assert names["C-RADIOv2-B"].params == 98_233_344
     assert names["C-RADIOv2-H"].head_dim == 80

@@ -48,7 +48,7 @@ def test_layout_and_config(tmp_path):
     folder = make_checkpoint(tmp_path, "test-d192", seed=1, shards=3)
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["config.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
-                     "model-00003-of-00003.safetensors", "model.safetensors.index.json"]
+                     "model-00003-of-00003.safetensors", "model.safetensors.index.json", "vit_patch_generator.py"]
     index = read_json(folder / ck.INDEX_NAME)
     sizes = sum((folder / f).stat().st_size for f in set(index["weight_map"].values()))
     assert 0 < index["metadata"]["total_size"] < sizes
@@ -65,7 +65,10 @@ def test_layout_and_config(tmp_path):
                        ("preferred_resolution", [64, 64])]:
         assert cfg[key] == value, key
     assert "version" in cfg and "auto_map" not in cfg
-    assert not any(p.suffix == ".py" for p in folder.iterdir())
+    # The only source file: our own text carrying the position resize, as Hub repos bundle one.
+    assert [p.name for p in folder.iterdir() if p.suffix == ".py"] == ["vit_patch_generator.py"]
+    text = (folder / "vit_patch_generator.py").read_text()
+    assert "def _get_pos_embeddings" in text and "align_corners=True" in text
 
 
 def test_real_model_config_uses_full_grid():
@@ -79,6 +82,8 @@ def test_rewriting_a_folder_replaces_the_old_layout(tmp_path):
     folder = tmp_path / "ck"
     write_checkpoint(folder, "test-d128", shards=3)
     write_checkpoint(folder, "test-d128")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "vit_patch_generator.py"]
+    write_checkpoint(folder, "test-d128", bundled_code=False)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
@@ -230,6 +235,6 @@ def test_streaming_write_of_a_real_size_model_stays_small(tmp_path):
     keys = ck.inspect_keys([folder / "model.safetensors"])
     assert len(keys) == 150
     cfg = ck.parse_config(ck.read_config(folder / "config.json"))
-    assert cfg == model_config("C-RADIOv2-B")
+    assert cfg == model_config("C-RADIOv2-B").with_(summary_idxs=None, align_corners=None, align_corners_source=None)
     want = ck.expected_tensors(cfg)
     assert {k: v[0] for k, v in keys.items()} == {k: v[0] for k, v in want.items()}

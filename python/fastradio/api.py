@@ -29,11 +29,23 @@ class ModelInfo(NamedTuple):
     max_resolution: int
     preferred_resolution: tuple[int, int]
     test_only: bool
+    family: str = "C-RADIOv2"
+    mlp_hidden: int = 0
+    num_cls_tokens: int = 4
+    num_prefix_tokens: int = 8
+    summary_dim: int = 0
+    layer_scale: bool = False
+    #: the position resize of every revision; None: it depends on the revision (read from the
+    #: checkpoint's bundled code)
+    align_corners: bool | None = True
+    licence: str = ""
 
 
 def list_models(include_test: bool = False) -> list[ModelInfo]:
-    """The registry: known models with Hub repo id, size and resolution limits. The tiny
-    ``test-*`` architectures (synthetic checkpoints only) are listed with ``include_test``."""
+    """The registry: known models with Hub repo id, size (true parameter counts), resolution
+    limits, prefix/summary structure, position resize and licence note. The tiny ``test-*``
+    architectures (synthetic checkpoints only, 16x16 position grid) are listed with
+    ``include_test``."""
     out = []
     for m in KNOWN_MODELS:
         if m.test_only and not include_test:
@@ -41,7 +53,9 @@ def list_models(include_test: bool = False) -> list[ModelInfo]:
         c = m.config
         out.append(ModelInfo(m.name, m.hub_repo, m.arch, c.embed_dim, c.depth, c.num_heads, c.head_dim,
                              c.param_count(), c.patch_size, c.min_resolution_step, c.max_resolution,
-                             c.preferred_resolution, m.test_only))
+                             c.preferred_resolution, m.test_only, m.family, c.mlp_hidden, c.num_cls_tokens,
+                             c.num_prefix_tokens, c.summary_dim, c.layer_scale,
+                             m.align_corners if not m.test_only else c.align_corners, m.licence))
     return out
 
 
@@ -60,16 +74,22 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None,
-         dtype: torch.dtype | None = None, backend: str = "auto", revision: str | None = None) -> RadioModel:
-    """Load a C-RADIOv2 model ready for inference.
+         dtype: torch.dtype | None = None, backend: str = "auto", revision: str | None = None,
+         pos_align_corners: bool | None = None) -> RadioModel:
+    """Load a C-RADIO model (v2, v3 or v4) ready for inference.
 
     name_or_path: a known model name or alias (``C-RADIOv2-B``, ``c-radio_v2-g``,
-    ``nvidia/C-RADIOv2-L``; ``fastradio.list_models()`` lists them), a local folder with
-    ``config.json`` and ``model.safetensors`` (or a sharded index), or ``synthetic:<name>[@seed]``
-    for random weights generated locally (for testing; never chosen silently).
+    ``nvidia/C-RADIOv4-SO400M``, ``c-radio_v4-h``; ``fastradio.list_models()`` lists them), a local
+    folder with ``config.json`` and ``model.safetensors`` (or a sharded index), or
+    ``synthetic:<name>[@seed]`` for random weights generated locally (for testing; never chosen
+    silently).
     device: default ``cuda`` when available, else ``cpu``. dtype: default fp32 on CPU, bf16 on
     sm_80+, fp16 below. backend: "auto", "reference", "cuda" or "triton" (per-op choice; ops a
     backend lacks fall back to the reference). revision: a Hub revision for Hub downloads.
+    pos_align_corners: how the position table is resized (True: C-RADIOv2; False: C-RADIOv4).
+    Leave it None: it is read from the checkpoint's bundled ``vit_patch_generator.py`` (as text)
+    or its known Hub revision, and a checkpoint for which neither answers is refused, with this
+    argument named as one fix (``model.config.align_corners_source`` says what decided).
 
     Every tensor's name, shape and dtype is checked against the architecture in config.json;
     nothing from the model repo is executed.
@@ -82,7 +102,10 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise TypeError(f"dtype: expected torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
 
-    from . import checkpoint, hub  # imported here: they pull in safetensors / huggingface_hub
+    if pos_align_corners is not None and not isinstance(pos_align_corners, bool):
+        raise TypeError(f"pos_align_corners: expected True, False or None, got {type(pos_align_corners).__name__}")
+
+    from . import align, checkpoint, hub  # imported here: they pull in safetensors / huggingface_hub
 
     resolved = hub.resolve(name_or_path, revision=revision)
     try:
@@ -91,7 +114,11 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
         raise CheckpointError(f"{resolved.config_path}: not a readable JSON config ({e})") from e
     cfg = checkpoint.parse_config(raw, source=str(resolved.config_path))
     cfg = checkpoint.config_for_files(cfg, resolved.weight_files)
+    # Before any weight is read: a checkpoint whose position resize is unknown is refused.
+    cfg = align.decide(cfg, resolved.folder, repo_id=resolved.repo_id, revision=resolved.revision,
+                       override=pos_align_corners)
     weights = checkpoint.load_weights(resolved.weight_files, cfg)
+    cfg = cfg.with_(summary_idxs=tuple(int(i) for i in weights["summary_idxs"].tolist()))
 
     with torch.device("meta"):
         model = RadioModel(cfg, backend=backend, name=str(name_or_path))

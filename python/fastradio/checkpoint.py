@@ -1,11 +1,13 @@
-"""Reading C-RADIOv2 checkpoints: ``config.json`` as data, safetensors weights checked strictly.
+"""Reading C-RADIO checkpoints (v2, v3, v4): ``config.json`` as data, safetensors weights checked
+strictly.
 
-Layouts (spec/c-radiov2.md §6): a folder with ``config.json`` and either ``model.safetensors`` or
+Layouts (spec/c-radiov2.md §6, spec/radio-family.md §4): a folder with ``config.json`` and either ``model.safetensors`` or
 ``model.safetensors.index.json`` plus the shards it lists. Every tensor name starts with
 ``radio_model.``; the model's state-dict names are those names without the prefix.
 
 Nothing from a model folder is ever executed: ``config.json`` is parsed as JSON and read key by
-key, ``.py`` files are ignored, and pickle checkpoints (``*.pth``, ``*.pth.tar``, ``*.pt``,
+key, ``.py`` files are never imported or run (the position-resize detection of
+:mod:`fastradio.align` reads one of them as text), and pickle checkpoints (``*.pth``, ``*.pth.tar``, ``*.pt``,
 ``*.bin``) are refused because unpickling can run arbitrary code.
 
 Stored dtypes accepted by default (``DEFAULT_ALLOWED_DTYPES``): float32 (what the Hub files hold),
@@ -25,12 +27,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 import torch
 
-from .configs import ARCHITECTURES, ModelConfig
+from .configs import ARCHITECTURES, KNOWN_TEACHERS, KNOWN_VERSIONS, ModelConfig, known_model_for_version
 from .errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
 
 __all__ = [
@@ -73,6 +76,7 @@ _EMBED = PREFIX + "model.patch_generator.embedder.weight"
 _POS = PREFIX + "model.patch_generator.pos_embed"
 _CLS = PREFIX + "model.patch_generator.cls_token.token"
 _BLOCKS = PREFIX + "model.blocks."
+_REG_TOKEN = PREFIX + "model.reg_token"
 _FN = PREFIX + "feature_normalizer."
 _INTER_FN = PREFIX + "inter_feature_normalizer."
 
@@ -153,12 +157,20 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     when it is a positive integer, else ``register_multiple - num_cls % register_multiple``, else
     0), ``args.model_norm``, ``args.model_kwargs`` (only ``scaled_ln``), ``max_resolution``,
     ``preferred_resolution``, ``vitdet_window_size``, ``adaptor_names``/``adaptor_configs``,
-    ``feature_normalizer_config``, ``inter_feature_normalizer_config``. Everything else (the
-    training arguments, ``auto_map`` and other Transformers keys) is ignored.
+    ``feature_normalizer_config``, ``inter_feature_normalizer_config``, ``version`` (a known
+    C-RADIOv3/v4 version must match its architecture and gives the family's preferred resolution
+    when the file has none; one naming an unknown RADIO release from v3 on is refused). Teacher
+    names must be known ones (``configs.KNOWN_TEACHERS``). Everything else (the training arguments,
+    ``auto_map`` and other Transformers keys) is ignored.
 
-    Raises CheckpointError for wrong types or impossible values and UnsupportedModelError for
-    unknown architectures and features not implemented (windowed attention, adaptors, a final
-    norm, unknown model_kwargs, an intermediate-feature normaliser).
+    config.json does not say which CLS slots form the summary, nor how the position table is
+    resized: the result has ``summary_idxs=None`` (filled by :func:`config_for_files` from the
+    weights) and ``align_corners=None`` (decided by :func:`fastradio.align.decide`).
+
+    Raises CheckpointError for wrong types, impossible values and contradictions, and
+    UnsupportedModelError for unknown architectures, teachers and versions and features not
+    implemented (windowed attention, adaptors, a final norm, unknown model_kwargs, an
+    intermediate-feature normaliser).
     """
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
@@ -175,7 +187,7 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     patch = _field(cfg, "patch_size", (int, type(None)), "", source, None)
     patch = 16 if patch is None else patch
     if patch != 16:
-        raise UnsupportedModelError(f"{source}: patch_size: expected 16 (the only patch size of C-RADIOv2), "
+        raise UnsupportedModelError(f"{source}: patch_size: expected 16 (the only patch size of the C-RADIO family), "
                                     f"got {patch}")
 
     cpe = _field(args, "cpe_max_size", (int, type(None)), a, source, 2048)
@@ -195,6 +207,11 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
             raise CheckpointError(f"{source}: args.teachers[{i}]: expected an object with a non-empty "
                                   f"'name' string, got {t!r:.80}")
+        if t["name"] not in KNOWN_TEACHERS:
+            raise UnsupportedModelError(
+                f"{source}: args.teachers[{i}].name = {t['name']!r} is not a teacher fastradio knows "
+                f"(expected one of {', '.join(KNOWN_TEACHERS)}): a checkpoint distilled from other teachers "
+                f"is not a model described to us")
         if t["name"] not in names:
             names.append(t["name"])
     if per_teacher:
@@ -225,7 +242,7 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
 
     if _field(args, "model_norm", (bool, type(None)), a, source, False):
         raise UnsupportedModelError(
-            f"{source}: args.model_norm is true (a final LayerNorm); C-RADIOv2 has no final norm and "
+            f"{source}: args.model_norm is true (a final LayerNorm); no C-RADIO model has a final norm and "
             f"fastradio does not implement one (expected false or absent)")
 
     kwargs = _field(args, "model_kwargs", (dict, type(None)), a, source, None) or {}
@@ -242,14 +259,26 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
 
     args_dtype = _field(args, "dtype", (str, type(None)), a, source, None)
 
+    version = _field(cfg, "version", (str, type(None)), "", source, None)
+    known = known_model_for_version(version)
+    if known is not None and known.arch != model:
+        raise CheckpointError(
+            f"{source}: the config contradicts itself: version = {version!r} is {known.name}, whose architecture "
+            f"is args.model = {known.arch}, but args.model = {model!r}")
+    newer = _radio_major(version)
+    if known is None and newer is not None and newer >= 3:
+        raise UnsupportedModelError(
+            f"{source}: version = {version!r} names a RADIO release fastradio does not know (known versions: "
+            f"{', '.join(KNOWN_VERSIONS)}; older C-RADIOv2 versions are accepted)")
+
     max_res = _field(cfg, "max_resolution", (int, type(None)), "", source, None)
     max_res = cpe if max_res is None else max_res
     if max_res <= 0:
         raise CheckpointError(f"{source}: max_resolution: expected a positive integer, got {max_res}")
 
     pref = _field(cfg, "preferred_resolution", (list, tuple, type(None)), "", source, None)
-    if pref is None:
-        pref = [768, 768]
+    if pref is None:  # the family's value (C-RADIOv3/v4: 512), else C-RADIOv2's 768
+        pref = list(known.preferred_resolution) if known is not None else [768, 768]
     if len(pref) != 2 or not all(_is(v, (int,)) and v > 0 and v % patch == 0 for v in pref):
         raise CheckpointError(f"{source}: preferred_resolution: expected [height, width], two positive "
                               f"multiples of {patch}, got {pref!r:.80}")
@@ -281,8 +310,6 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
             f"{source}: inter_feature_normalizer_config is set: the intermediate-feature normaliser is "
             f"not implemented yet (expected null)")
 
-    version = _field(cfg, "version", (str, type(None)), "", source, None)
-
     extra = {
         "source": source,
         "version": version,
@@ -292,6 +319,7 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
         "cpe_num_registers": explicit,
         "prefix_rule": f"{cls_rule} + {reg_rule}",
         "feature_normalizer_config": fn_cfg,
+        "known_model": known.name if known is not None else None,
     }
     return ModelConfig(
         arch=arch,
@@ -305,8 +333,27 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
         teachers=tuple(names),
         has_feature_normalizer=fn_cfg is not None,
         window_size=None,
+        # Facts config.json does not hold: the summary slots come from the weights
+        # (config_for_files), layer-scale is confirmed against them, and the position resize is
+        # decided from the checkpoint's bundled code or revision (fastradio.align.decide).
+        summary_idxs=None,
+        layer_scale=arch.layer_scale,
+        align_corners=None,
+        align_corners_source=None,
         extra=extra,
     )
+
+
+_RADIO_VERSION = re.compile(r"radio[_-]?v(\d+)")
+
+
+def _radio_major(version: str | None) -> int | None:
+    """The RADIO major version a ``version`` string names (``c-radio_v3-b`` → 3,
+    ``radio_v2.5-g`` → 2), or None when it names none."""
+    if not version:
+        return None
+    m = _RADIO_VERSION.search(version.lower())
+    return int(m.group(1)) if m else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,17 +361,23 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
 # ---------------------------------------------------------------------------------------------
 
 def _summary_len(cfg: ModelConfig) -> int:
-    # C-RADIOv2: [0, 1, 2] (clip, siglip, dino_v2). The count is checkpoint data; the loader accepts
-    # 1..num_cls entries and validate_summary_idxs checks the values.
+    # The slots are checkpoint data: known once config_for_files has read them (C-RADIOv2/v3:
+    # [0, 1, 2]; v4: [0, 1]); before that the loader accepts 1..num_cls entries and
+    # validate_summary_idxs checks the values.
+    if cfg.summary_idxs is not None:
+        return len(cfg.summary_idxs)
     return min(3, cfg.num_cls_tokens)
 
 
 def expected_tensors(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Every checkpoint tensor the config implies: ``{name (with prefix): (shape, dtype)}``, in
     the canonical order. Parameters are float32 as on the Hub (the loader also accepts the other
-    ``DEFAULT_ALLOWED_DTYPES``), ``summary_idxs`` int64 of shape (min(3, num_cls),), the input
-    conditioner buffers float32 (3, 1, 1), and ``feature_normalizer.{mean (D,), tx (D, D)}`` float32
-    when ``cfg.has_feature_normalizer``. 6 + 12·depth entries for plain C-RADIOv2."""
+    ``DEFAULT_ALLOWED_DTYPES``), ``summary_idxs`` int64 of shape (len(summary_idxs),), the input
+    conditioner buffers float32 (3, 1, 1), ``model.reg_token`` (1, rows, D) when the architecture
+    carries one (C-RADIOv3-B/L: loaded and ignored), ``blocks.{i}.ls1/ls2.grandma`` (D,) with
+    layer-scale, and ``feature_normalizer.{mean (D,), tx (D, D)}`` float32 when
+    ``cfg.has_feature_normalizer``. 6 + 12·depth entries for C-RADIOv2 (+ 2·depth + 1 for
+    C-RADIOv3-B/L)."""
     d, f, f32 = cfg.embed_dim, cfg.mlp_hidden, torch.float32
     pg = PREFIX + "model.patch_generator."
     out: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
@@ -335,16 +388,24 @@ def expected_tensors(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch
         pg + "embedder.weight": ((d, cfg.patch_features), f32),
         pg + "cls_token.token": ((cfg.num_prefix_tokens, d), f32),
     }
+    if cfg.reg_token_rows:
+        out[_REG_TOKEN] = ((1, cfg.reg_token_rows, d), f32)
     for i in range(cfg.depth):
         b = f"{_BLOCKS}{i}."
         out.update({
             b + "norm1.weight": ((d,), f32), b + "norm1.bias": ((d,), f32),
             b + "attn.qkv.weight": ((3 * d, d), f32), b + "attn.qkv.bias": ((3 * d,), f32),
             b + "attn.proj.weight": ((d, d), f32), b + "attn.proj.bias": ((d,), f32),
+        })
+        if cfg.layer_scale:
+            out[b + "ls1.grandma"] = ((d,), f32)
+        out.update({
             b + "norm2.weight": ((d,), f32), b + "norm2.bias": ((d,), f32),
             b + "mlp.fc1.weight": ((f, d), f32), b + "mlp.fc1.bias": ((f,), f32),
             b + "mlp.fc2.weight": ((d, f), f32), b + "mlp.fc2.bias": ((d,), f32),
         })
+        if cfg.layer_scale:
+            out[b + "ls2.grandma"] = ((d,), f32)
     if cfg.has_feature_normalizer:
         out[_FN + "mean"] = ((d,), f32)
         out[_FN + "tx"] = ((d, d), f32)
@@ -567,14 +628,62 @@ def _refuse_inter_normalizer(names: Iterable[str], where: str) -> None:
 
 
 def config_for_files(cfg: ModelConfig, files: list[Path]) -> ModelConfig:
-    """The config with ``has_feature_normalizer`` set when the weights carry
-    ``radio_model.feature_normalizer.*`` (its presence is a fact of the weights). Reads headers
-    only. Raises UnsupportedModelError for ``inter_feature_normalizer.*`` tensors."""
-    keys = inspect_keys(files)
-    _refuse_inter_normalizer(keys, _where(files))
+    """The config completed with the facts of the weights (radio-family §4), reading headers and
+    the tiny ``summary_idxs`` tensor only:
+
+    - ``has_feature_normalizer`` when the weights carry ``radio_model.feature_normalizer.*``;
+    - ``layer_scale`` iff ``blocks.{i}.ls1.grandma`` is present (an architecture that has
+      layer-scale, ``vit_*_patch16_v2_224``, without it is a contradiction);
+    - ``summary_idxs`` from the ``summary_idxs`` tensor when it is valid (distinct CLS slots; an
+      invalid one is left to :func:`load_weights`, which reports it).
+
+    Raises UnsupportedModelError for ``inter_feature_normalizer.*`` tensors, CheckpointError for
+    contradictions."""
+    headers = _read_headers(list(files))
+    keys = {name: e for h in headers for name, e in h.entries.items()}
+    where = _where(files)
+    _refuse_inter_normalizer(keys, where)
+    changes: dict[str, Any] = {}
     if not cfg.has_feature_normalizer and any(k.startswith(_FN) for k in keys):
-        return cfg.with_(has_feature_normalizer=True)
-    return cfg
+        changes["has_feature_normalizer"] = True
+
+    ls = any(k.startswith(_BLOCKS) and k.endswith(".ls1.grandma") for k in keys)
+    if cfg.arch.layer_scale and not ls:
+        raise CheckpointError(
+            f"{where}: the config contradicts the weights: {_cfg_source(cfg)} says args.model = "
+            f"{cfg.arch.timm_name}, which has layer-scale, but the weights have no "
+            f"{_BLOCKS}<i>.ls1.grandma tensors")
+    if ls != cfg.layer_scale:
+        changes["layer_scale"] = ls
+
+    vals = _summary_from(headers, cfg)
+    if vals is not None and cfg.summary_idxs is not None and vals != tuple(cfg.summary_idxs):
+        raise CheckpointError(f"{where}: {_SUMMARY} = {list(vals)} contradicts the config's summary slots "
+                              f"{list(cfg.summary_idxs)}")
+    if vals is not None:
+        changes["summary_idxs"] = vals
+    return cfg.with_(**changes) if changes else cfg
+
+
+def _summary_from(headers: list[_Header], cfg: ModelConfig) -> tuple[int, ...] | None:
+    """The summary slots when ``summary_idxs`` is readable and valid; else None, and
+    :func:`load_weights` reports what is wrong with it in its usual order of checks."""
+    from safetensors import SafetensorError, safe_open
+
+    for h in headers:
+        e = h.entries.get(_SUMMARY)
+        if e is None:
+            continue
+        if e.dtype != torch.int64 or len(e.shape) != 1 or not 1 <= e.shape[0] <= cfg.num_cls_tokens:
+            return None
+        try:
+            with safe_open(str(h.path), framework="pt", device="cpu") as f:
+                idxs = f.get_tensor(_SUMMARY)
+            validate_summary_idxs(idxs, cfg.num_cls_tokens)
+        except (SafetensorError, OSError, RuntimeError, CheckpointError):
+            return None
+        return tuple(int(v) for v in idxs.tolist())
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +758,10 @@ def _unexpected_hints(names: list[str]) -> str:
     if any(n.startswith(PREFIX + "model.norm.") for n in names):
         hints.append("model.norm.* is a final LayerNorm, which C-RADIOv2 does not have")
     if any(".ls1." in n or ".ls2." in n for n in names):
-        hints.append("ls1/ls2 are layer-scale weights, which C-RADIOv2 does not have")
+        hints.append("ls1/ls2 are layer-scale weights: the Hugging Face layout names them ls1.grandma and "
+                     "ls2.grandma, one pair in every block (TorchHub files say ls1.gamma; C-RADIOv2 has none)")
+    if any(n == _REG_TOKEN for n in names):
+        hints.append("model.reg_token belongs to the vit_*_patch16_v2_224 architectures (C-RADIOv3-B/L)")
     if any(n.endswith("embedder.bias") for n in names):
         hints.append("C-RADIOv2's patch embedding has no bias")
     if any(not n.startswith(PREFIX) for n in names):
@@ -759,6 +871,9 @@ def load_weights(files: list[Path], cfg: ModelConfig, *,
 
     src = f"{where}: {_SUMMARY}"
     validate_summary_idxs(out["summary_idxs"], cfg.num_cls_tokens, source=src)
+    if cfg.summary_idxs is not None and tuple(out["summary_idxs"].tolist()) != tuple(cfg.summary_idxs):
+        raise CheckpointError(f"{src} = {out['summary_idxs'].tolist()} contradicts the config's summary slots "
+                              f"{list(cfg.summary_idxs)}")
     std = out["input_conditioner.norm_std"]
     if not bool((std.float() > 0).all()):
         raise CheckpointError(f"{where}: {PREFIX}input_conditioner.norm_std: expected positive values, "

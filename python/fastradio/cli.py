@@ -9,7 +9,9 @@ Commands::
 
 ``embed`` options: ``--out FILE`` (default ``embeddings.safetensors``), ``--batch N`` (default 8),
 ``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``), ``--device``, ``--dtype``,
-``--backend``, ``--revision``, ``--feature-fmt {NLC,NCHW}``, ``--no-features``, ``--recursive``,
+``--backend``, ``--revision``, ``--pos-align-corners {true,false}`` (the position resize of a checkpoint
+that does not carry it, see :mod:`fastradio.align`), ``--feature-fmt {NLC,NCHW}``, ``--no-features``,
+``--recursive``,
 ``--background COLOUR`` (for transparent pixels; default white), ``--no-exif-transpose``,
 ``--skip-unreadable``, ``--samples``, ``--quiet``, ``--debug``. Image reading and resizing are
 described in :mod:`fastradio.images`.
@@ -17,7 +19,8 @@ described in :mod:`fastradio.images`.
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
 the model's step (16), else exit 2 suggesting ``nearest``; ``nearest`` resizes each image to
 ``model.get_nearest_supported_resolution(h, w)`` (a no-op for sizes that are already multiples);
-``preferred`` resizes every image to ``model.preferred_resolution`` (768x768 for C-RADIOv2);
+``preferred`` resizes every image to ``model.preferred_resolution`` (768x768 for C-RADIOv2, 512x512
+for C-RADIOv3/v4);
 ``HxW`` resizes every image to that height x width. Resizing is bicubic with antialiasing.
 
 Batching: consecutive runs of up to ``--batch`` images; a run of same-size images goes to the
@@ -29,7 +32,8 @@ Output file (safetensors)
 Tensors, all float32 on the CPU, one pair per image ``i`` = 0, 1, ... in the order of the
 ``images`` metadata entry:
 
-- ``summary/<i>``: (3·D,) the summary vector (clip, siglip and dino_v2 CLS tokens concatenated);
+- ``summary/<i>``: (summary_dim,) the summary vector (the CLS tokens of the model's summary slots
+  concatenated: 3·D for C-RADIOv2/v3, 2·D for C-RADIOv4);
 - ``features/<i>``: the patch features, (h·w, D) for ``--feature-fmt NLC`` (row-major patch grid)
   or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size; absent with
   ``--no-features``.
@@ -49,8 +53,9 @@ dtype                  compute dtype of the model (the stored tensors are always
 device                 device the model ran on
 backends               JSON object op → backend that ran it
 embed_dim              D
-summary_dim            3·D
+summary_dim            3·D (C-RADIOv4: 2·D)
 patch_size             16
+align_corners          the position resize used (``true``/``false``) and, in ``align_corners_source``, what decided it
 feature_fmt            ``NLC``, ``NCHW``, or ``none`` with ``--no-features``
 resolution             the policy: ``native``, ``nearest``, ``preferred`` or ``HxW``
 background             R,G,B used under transparent pixels
@@ -379,17 +384,23 @@ def cmd_models(args) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    head = f"{'name':<14} {'hub repo':<22} {'params':>8} {'width':>5} {'depth':>5} {'heads':>5} {'preferred':>9} {'max':>5}"
+    head = (f"{'name':<16} {'hub repo':<23} {'params':>13} {'width':>5} {'depth':>5} {'heads':>5} {'mlp':>5} "
+            f"{'prefix':>6} {'summary':>7} {'preferred':>9} {'max':>5} {'resize':<14}")
     print(head)
     for r in records:
         params = r.get("params")
-        ps = f"{params / 1e6:.1f}M" if isinstance(params, (int, float)) else "?"
+        ps = f"{params:,}" if isinstance(params, int) else "?"
         pref = r.get("preferred_resolution")
         pref_s = f"{pref[0]}x{pref[1]}" if isinstance(pref, list) and len(pref) == 2 else str(pref)
-        print(f"{r.get('name', '?'):<14} {r.get('hub_repo') or '(synthetic only)':<22} {ps:>8} "
+        ac = r.get("align_corners", True)
+        resize = {True: "corners=True", False: "corners=False"}.get(ac, "per revision")
+        print(f"{r.get('name', '?'):<16} {r.get('hub_repo') or '(synthetic only)':<23} {ps:>13} "
               f"{r.get('embed_dim', '?'):>5} {r.get('depth', '?'):>5} {r.get('num_heads', '?'):>5} "
-              f"{pref_s:>9} {r.get('max_resolution', '?'):>5}")
-    print("\nAny name also loads as synthetic:<name> (random weights, offline, for testing only).")
+              f"{r.get('mlp_hidden', '?'):>5} {r.get('num_prefix_tokens', '?'):>6} {r.get('summary_dim', '?'):>7} "
+              f"{pref_s:>9} {r.get('max_resolution', '?'):>5} {resize:<14}")
+    print("\nresize: the position-table interpolation (align_corners); 'per revision' is read from the "
+          "checkpoint's bundled vit_patch_generator.py (as text).")
+    print("Any name also loads as synthetic:<name> (random weights, offline, for testing only).")
     return 0
 
 
@@ -495,7 +506,7 @@ def read_embeddings(path: str | os.PathLike) -> tuple[dict, dict]:
     for k in ("count", "embed_dim", "summary_dim", "patch_size"):
         if k in meta:
             meta[k] = int(meta[k])
-    for k in ("synthetic", "exif_transpose"):
+    for k in ("synthetic", "exif_transpose", "align_corners"):
         if k in meta:
             meta[k] = meta[k] == "true"
     return tensors, meta
@@ -555,6 +566,15 @@ def _describe_source(model, name: str) -> str:
     return str(src)
 
 
+def _align_meta(model) -> dict:
+    cfg = getattr(model, "config", None)
+    ac = getattr(cfg, "align_corners", None)
+    if not isinstance(ac, bool):
+        return {}
+    return {"align_corners": "true" if ac else "false",
+            "align_corners_source": str(getattr(cfg, "align_corners_source", None))}
+
+
 def _load_model(args, dtype_name: str | None, device):
     import torch
 
@@ -563,9 +583,12 @@ def _load_model(args, dtype_name: str | None, device):
     from .errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
 
     dtype = getattr(torch, dtype_name) if dtype_name else None
+    extra = {}
+    if getattr(args, "pos_align_corners", None) is not None:
+        extra["pos_align_corners"] = args.pos_align_corners == "true"
     try:
         model = fastradio.load(args.model, device=device, dtype=dtype, backend=args.backend,
-                               revision=args.revision)
+                               revision=args.revision, **extra)
     except ModelNotFoundError as e:
         msg = _one_line(e)
         hint = _synthetic_hint(args.model)
@@ -714,6 +737,7 @@ def cmd_embed(args) -> int:
         "embed_dim": str(int(model.embed_dim)),
         "summary_dim": str(int(model.summary_dim)),
         "patch_size": str(int(getattr(model, "patch_size", 16))),
+        **_align_meta(model),
         "feature_fmt": "none" if args.no_features else args.feature_fmt,
         "resolution": policy if isinstance(policy, str) else images.fmt_size(policy),
         "background": ",".join(str(v) for v in background),
@@ -797,6 +821,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .backends import BACKENDS
     pe.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="kernel backend (default: auto)")
     pe.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for Hub models")
+    pe.add_argument("--pos-align-corners", default=None, choices=["true", "false"],
+                    help="the position-table resize of a checkpoint that does not say it (a local C-RADIOv3/v4 "
+                         "folder without its vit_patch_generator.py): false for C-RADIOv4 and the current "
+                         "C-RADIOv3-L/-g uploads, true for C-RADIOv2; default: read from the checkpoint")
     pe.add_argument("--feature-fmt", default="NLC", choices=["NLC", "NCHW"],
                     help="layout of the stored features: NLC (h*w, D) or NCHW (D, h, w); default NLC")
     pe.add_argument("--no-features", action="store_true", help="store only the summary vectors")

@@ -2,9 +2,14 @@
 and benchmarks.
 
 An *architecture* (keyed by the timm model name that a checkpoint's ``config.json`` stores in
-``args.model``) fixes the tensor shapes; a *known model* is a published checkpoint (Hub repo id,
-aliases users type) of one architecture. The small ``fastradio-test-*`` architectures exist only
-for synthetic checkpoints in tests: same structure, tiny widths and a small position grid.
+``args.model``) fixes the tensor shapes and the head count (which shapes cannot always show: the
+SO400M qkv is (3456, 1152) for 16 or 18 heads); a *known model* is a published checkpoint (Hub
+repo id, aliases users type, the facts of its family: teachers, registers, summary slots,
+preferred resolution, and how its position table is resized) of one architecture. The small
+``fastradio-test-*`` architectures exist only for synthetic checkpoints in tests: same structure,
+tiny widths and a small position grid.
+
+Facts: spec/c-radiov2.md (C-RADIOv2) and spec/radio-family.md (C-RADIOv3, C-RADIOv4).
 """
 
 from __future__ import annotations
@@ -18,47 +23,86 @@ __all__ = [
     "KnownModel",
     "ARCHITECTURES",
     "KNOWN_MODELS",
+    "KNOWN_TEACHERS",
+    "KNOWN_VERSIONS",
     "resolve_known_model",
+    "known_model_for_repo",
+    "known_model_for_version",
     "normalize_alias",
 ]
 
 
 @dataclass(frozen=True)
 class ArchConfig:
-    """Widths of one ViT architecture (spec §1)."""
+    """Widths of one ViT architecture (spec §1, radio-family §1)."""
 
     timm_name: str
     embed_dim: int
     depth: int
     num_heads: int
-    mlp_ratio: int = 4
+    #: hidden width of the MLP; None means 4·D (SO400M: 4304, not 4·1152)
+    mlp_hidden_dim: int | None = None
     #: whether ``scaled_ln`` is a defined option of this architecture (spec §6)
     allows_scaled_ln: bool = False
+    #: layer-scale (``blocks.{i}.ls1.grandma`` / ``ls2.grandma``, (D,)) is part of this architecture
+    #: (the ``*_v2_224`` names of C-RADIOv3-B/L); the loader requires it present for these
+    layer_scale: bool = False
+    #: rows of the unused ``model.reg_token`` (1, rows, D) the checkpoint carries (C-RADIOv3-B/L: 4)
+    reg_token_rows: int = 0
+    #: the C-RADIOv2 structure (4·D MLP, no layer-scale, no reg_token): the architectures whose
+    #: checkpoints without any other marker are C-RADIOv2 ones (align_corners=True, spec §3)
+    c_radio_v2: bool = False
 
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 
+    @property
+    def mlp_hidden(self) -> int:
+        return self.mlp_hidden_dim if self.mlp_hidden_dim is not None else 4 * self.embed_dim
+
+    @property
+    def test_only(self) -> bool:
+        return self.timm_name.startswith("fastradio_test")
+
 
 ARCHITECTURES: dict[str, ArchConfig] = {
     a.timm_name: a
     for a in (
-        ArchConfig("vit_base_patch16_224", 768, 12, 12),
-        ArchConfig("vit_large_patch16_224", 1024, 24, 16),
-        ArchConfig("vit_huge_patch16_224", 1280, 32, 16),
-        ArchConfig("vit_giant_patch16_224", 1536, 40, 24, allows_scaled_ln=True),
-        # Test-only architectures: head dims 64 and 80 like the real family, tiny widths.
-        ArchConfig("fastradio_test_d128_patch16", 128, 2, 2),
-        ArchConfig("fastradio_test_d160_patch16", 160, 2, 2),
-        ArchConfig("fastradio_test_d192_patch16", 192, 3, 3, allows_scaled_ln=True),
+        ArchConfig("vit_base_patch16_224", 768, 12, 12, c_radio_v2=True),
+        ArchConfig("vit_large_patch16_224", 1024, 24, 16, c_radio_v2=True),
+        ArchConfig("vit_huge_patch16_224", 1280, 32, 16, c_radio_v2=True),
+        ArchConfig("vit_giant_patch16_224", 1536, 40, 24, allows_scaled_ln=True, c_radio_v2=True),
+        # C-RADIOv3-B/L: layer-scale and an unused reg_token (radio-family §1).
+        ArchConfig("vit_base_patch16_v2_224", 768, 12, 12, layer_scale=True, reg_token_rows=4),
+        ArchConfig("vit_large_patch16_v2_224", 1024, 24, 16, layer_scale=True, reg_token_rows=4),
+        # C-RADIOv4-SO400M: 16 heads of 72 (not readable from shapes), MLP 4304 = 16·269.
+        ArchConfig("vit_so400m_patch16_224", 1152, 27, 16, mlp_hidden_dim=4304),
+        # Test-only architectures: the real family's structures at tiny widths.
+        ArchConfig("fastradio_test_d128_patch16", 128, 2, 2, c_radio_v2=True),         # head dim 64
+        ArchConfig("fastradio_test_d160_patch16", 160, 2, 2, c_radio_v2=True),         # head dim 80
+        ArchConfig("fastradio_test_d192_patch16", 192, 3, 3, allows_scaled_ln=True, c_radio_v2=True),
+        # like vit_*_v2_224 (C-RADIOv3-B/L): layer-scale + reg_token
+        ArchConfig("fastradio_test_d128_v2_patch16", 128, 2, 2, layer_scale=True, reg_token_rows=4),
+        # like SO400M: head dim 72, odd depth, MLP 528 (16 mod 64, as 4304 is), not 4·D
+        ArchConfig("fastradio_test_d144_patch16", 144, 3, 2, mlp_hidden_dim=528),
     )
 }
+
+#: teacher names of ``args.teachers`` that fastradio knows (radio-family §4); a name outside this
+#: set is refused: it would be a model nobody has described to us
+KNOWN_TEACHERS: tuple[str, ...] = ("clip", "siglip", "dino_v2", "sam", "siglip2-g", "dino_v3", "sam3")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything the network needs, derived from ``config.json`` (and cross-checked against the
-    tensor shapes by the loader). All sizes are in tokens or features unless named otherwise."""
+    """Everything the network needs, derived from ``config.json``, the weights (summary slots,
+    layer-scale) and the checkpoint's revision (align_corners), and cross-checked against the
+    tensor shapes by the loader. All sizes are in tokens or features unless named otherwise.
+
+    ``summary_idxs`` and ``align_corners`` are None until known: ``config.json`` says neither (the
+    loader reads the first from the weights, the second from the checkpoint's bundled code or the
+    revision table, see :mod:`fastradio.align`)."""
 
     arch: ArchConfig
     patch_size: int = 16
@@ -74,6 +118,15 @@ class ModelConfig:
     has_feature_normalizer: bool = False
     #: ViTDet window size; None = global attention everywhere (the only mode supported now)
     window_size: int | None = None
+    #: which CLS slots form the summary, in order (C-RADIOv2/v3: (0, 1, 2); v4: (0, 1))
+    summary_idxs: tuple[int, ...] | None = (0, 1, 2)
+    #: x += γ₁·attn(LN1 x); x += γ₂·mlp(LN2 x) with γ = ls1/ls2.grandma (C-RADIOv3-B/L)
+    layer_scale: bool = False
+    #: the position-table resize: align_corners=True (C-RADIOv2) or False (C-RADIOv4, ...); None
+    #: = not decided (such a config cannot run)
+    align_corners: bool | None = True
+    #: what decided align_corners (the bundled file, the revision table, an override, ...)
+    align_corners_source: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     # -- derived sizes -------------------------------------------------------------------
@@ -95,12 +148,21 @@ class ModelConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        return self.arch.mlp_ratio * self.arch.embed_dim
+        return self.arch.mlp_hidden
 
     @property
     def num_prefix_tokens(self) -> int:
-        """CLS + register tokens prepended to every image (8 for C-RADIOv2)."""
+        """CLS + register tokens prepended to every image (8 for C-RADIOv2/v3, 10 for v4)."""
         return self.num_cls_tokens + self.num_registers
+
+    @property
+    def reg_token_rows(self) -> int:
+        return self.arch.reg_token_rows
+
+    @property
+    def summary_dim(self) -> int | None:
+        """Width of the summary: len(summary_idxs)·D (C-RADIOv2/v3: 3·D, v4: 2·D)."""
+        return None if self.summary_idxs is None else len(self.summary_idxs) * self.embed_dim
 
     @property
     def patch_features(self) -> int:
@@ -113,10 +175,14 @@ class ModelConfig:
 
     def param_count(self) -> int:
         """Number of parameters, as the reference counts them (buffers such as the input
-        conditioner, summary_idxs and a feature normaliser are not parameters)."""
+        conditioner, summary_idxs and a feature normaliser are not parameters; layer-scale γs and
+        the unused reg_token are)."""
         d, f = self.embed_dim, self.mlp_hidden
         per_block = (3 * d * d + 3 * d) + (d * d + d) + (f * d + f) + (d * f + d) + 4 * d
+        if self.layer_scale:
+            per_block += 2 * d
         n = self.pos_grid**2 * d + d * self.patch_features + self.num_prefix_tokens * d
+        n += self.reg_token_rows * d
         return n + self.depth * per_block
 
     def with_(self, **changes) -> "ModelConfig":
@@ -125,7 +191,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class KnownModel:
-    """A published checkpoint: its canonical name, Hub repo id and architecture."""
+    """A published checkpoint: its canonical name, Hub repo id, architecture and the facts of its
+    family that ``config.json`` does not carry or that synthetic checkpoints need.
+
+    align_corners: the position resize of every revision of the Hub repo (True, False), or None
+    when it depends on the revision; then ``align_corners_by_revision`` lists the Hub commits known
+    for certain, and ``current_align_corners`` is the value of the current revision as far as the
+    spec says (used for synthetic checkpoints only, never to load a real one)."""
 
     name: str
     hub_repo: str
@@ -133,22 +205,93 @@ class KnownModel:
     aliases: tuple[str, ...] = ()
     #: True for the tiny test architectures (never on the Hub; synthetic only)
     test_only: bool = False
+    family: str = "C-RADIOv2"
+    #: the ``version`` string of the published config.json (None: not known to us)
+    version: str | None = None
+    teachers: tuple[str, ...] = ("clip", "siglip", "dino_v2", "sam")
+    num_registers: int = 4
+    summary_idxs: tuple[int, ...] = (0, 1, 2)
+    preferred_resolution: tuple[int, int] = (768, 768)
+    align_corners: bool | None = True
+    align_corners_by_revision: tuple[tuple[str, bool], ...] = ()
+    current_align_corners: bool | None = None
+    licence: str = "see the model card"
 
     @property
     def config(self) -> ModelConfig:
-        return ModelConfig(arch=ARCHITECTURES[self.arch])
+        """The config of this model's checkpoints (for test architectures: the tiny one with a
+        16x16 position grid that their synthetic checkpoints have)."""
+        arch = ARCHITECTURES[self.arch]
+        align = self.align_corners if self.align_corners is not None else self.current_align_corners
+        if self.align_corners is not None:
+            source = f"registry: {self.name} ({'every revision' if not self.test_only else 'test architecture'})"
+        else:
+            source = f"registry: {self.name} (its current Hub revision, per the spec; synthetic checkpoints only)"
+        common = dict(num_cls_tokens=len(self.teachers), num_registers=self.num_registers,
+                      teachers=self.teachers, summary_idxs=self.summary_idxs, layer_scale=arch.layer_scale,
+                      align_corners=align, align_corners_source=source)
+        if self.test_only:
+            return tiny_config(self.arch, **common)
+        return ModelConfig(arch=arch, preferred_resolution=self.preferred_resolution, **common)
 
+    def align_corners_at(self, revision: str | None) -> bool | None:
+        """The resize of this repo at a Hub commit, when known for certain; else None."""
+        if self.align_corners is not None:
+            return self.align_corners
+        if revision:
+            for commit, value in self.align_corners_by_revision:
+                if commit == revision.lower():
+                    return value
+        return None
+
+
+_V2 = dict(family="C-RADIOv2", licence="see the model card")
+_V3 = dict(family="C-RADIOv3", preferred_resolution=(512, 512),
+           # The spec fixes only the count (4 CLS tokens, [0, 1, 2] summarised); the names are known
+           # teacher names, illustrative for synthetic checkpoints.
+           teachers=("clip", "siglip2-g", "dino_v2", "sam"),
+           licence="see the model card")
+_V4 = dict(family="C-RADIOv4", preferred_resolution=(512, 512), teachers=("siglip2-g", "dino_v3", "sam3"),
+           num_registers=7, summary_idxs=(0, 1), align_corners=False,
+           licence="NVIDIA Open Model License (commercial use allowed)")
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("C-RADIOv2-B", "nvidia/C-RADIOv2-B", "vit_base_patch16_224"),
-    KnownModel("C-RADIOv2-L", "nvidia/C-RADIOv2-L", "vit_large_patch16_224"),
-    KnownModel("C-RADIOv2-H", "nvidia/C-RADIOv2-H", "vit_huge_patch16_224"),
+    KnownModel("C-RADIOv2-B", "nvidia/C-RADIOv2-B", "vit_base_patch16_224", **_V2),
+    KnownModel("C-RADIOv2-L", "nvidia/C-RADIOv2-L", "vit_large_patch16_224", **_V2),
+    KnownModel("C-RADIOv2-H", "nvidia/C-RADIOv2-H", "vit_huge_patch16_224", **_V2),
     # The Hub spells this one with a lower-case g, and cache folders are case-sensitive.
-    KnownModel("C-RADIOv2-g", "nvidia/C-RADIOv2-g", "vit_giant_patch16_224"),
-    KnownModel("test-d128", "", "fastradio_test_d128_patch16", test_only=True),
-    KnownModel("test-d160", "", "fastradio_test_d160_patch16", test_only=True),
-    KnownModel("test-d192", "", "fastradio_test_d192_patch16", test_only=True),
+    KnownModel("C-RADIOv2-g", "nvidia/C-RADIOv2-g", "vit_giant_patch16_224", **_V2),
+    # C-RADIOv3 (radio-family §1, §2): B and H resize with align_corners=True; L and g were
+    # re-uploaded with code from after the 2025-06-28 switch (False on the current revision,
+    # inferred), the first uploads were True: no commit is known for certain, so without the
+    # checkpoint's bundled vit_patch_generator.py they are refused (see fastradio.align).
+    KnownModel("C-RADIOv3-B", "nvidia/C-RADIOv3-B", "vit_base_patch16_v2_224", version="c-radio_v3-b",
+               align_corners=True, **_V3),
+    KnownModel("C-RADIOv3-L", "nvidia/C-RADIOv3-L", "vit_large_patch16_v2_224", version="c-radio_v3-l",
+               align_corners=None, current_align_corners=False, **_V3),
+    KnownModel("C-RADIOv3-H", "nvidia/C-RADIOv3-H", "vit_huge_patch16_224", version="c-radio_v3-h",
+               align_corners=True, **_V3),
+    KnownModel("C-RADIOv3-g", "nvidia/C-RADIOv3-g", "vit_giant_patch16_224", version="c-radio_v3-g",
+               align_corners=None, current_align_corners=False, **_V3),
+    KnownModel("C-RADIOv4-SO400M", "nvidia/C-RADIOv4-SO400M", "vit_so400m_patch16_224",
+               version="c-radio_v4-so400m", **_V4),
+    KnownModel("C-RADIOv4-H", "nvidia/C-RADIOv4-H", "vit_huge_patch16_224", version="c-radio_v4-h", **_V4),
+    KnownModel("test-d128", "", "fastradio_test_d128_patch16", test_only=True, family="test"),
+    KnownModel("test-d160", "", "fastradio_test_d160_patch16", test_only=True, family="test"),
+    KnownModel("test-d192", "", "fastradio_test_d192_patch16", test_only=True, family="test"),
+    # C-RADIOv3-B/L's structure (layer-scale, reg_token), with the align_corners=False resize.
+    KnownModel("test-d128-v3", "", "fastradio_test_d128_v2_patch16", test_only=True, family="test",
+               teachers=_V3["teachers"], align_corners=False),
+    # C-RADIOv4-SO400M's structure (3 CLS + 7 registers, summary [0, 1], head dim 72, MLP not 4·D).
+    KnownModel("test-d144-v4", "", "fastradio_test_d144_patch16", test_only=True, family="test",
+               teachers=_V4["teachers"], num_registers=7, summary_idxs=(0, 1), align_corners=False),
+    # C-RADIOv4-H's structure at a tiny width (head dim 80: runs on every backend).
+    KnownModel("test-d160-v4", "", "fastradio_test_d160_patch16", test_only=True, family="test",
+               teachers=_V4["teachers"], num_registers=7, summary_idxs=(0, 1), align_corners=False),
 )
+
+#: ``version`` strings of published config.json files that fastradio knows (radio-family §4)
+KNOWN_VERSIONS: dict[str, KnownModel] = {m.version: m for m in KNOWN_MODELS if m.version}
 
 
 def normalize_alias(name: str) -> str:
@@ -172,21 +315,47 @@ def resolve_known_model(name: str) -> KnownModel | None:
     return None
 
 
+def known_model_for_repo(repo_id: str | None) -> KnownModel | None:
+    """The registry entry whose Hub repo is ``repo_id`` (the Hub treats repo ids
+    case-insensitively), or None."""
+    if not repo_id:
+        return None
+    for m in KNOWN_MODELS:
+        if m.hub_repo and m.hub_repo.lower() == repo_id.strip().lower():
+            return m
+    return None
+
+
+def known_model_for_version(version: str | None) -> KnownModel | None:
+    """The registry entry of a config.json ``version`` string (case-insensitive), or None."""
+    if not version:
+        return None
+    return KNOWN_VERSIONS.get(version.strip().lower())
+
+
 def tiny_config(arch: str = "fastradio_test_d128_patch16", pos_grid: int = 16, **kw) -> ModelConfig:
     """A small config for tests: tiny widths and a small position grid (16x16 covers 256 px)."""
-    return ModelConfig(arch=ARCHITECTURES[arch], pos_grid=pos_grid,
-                       max_resolution=pos_grid * 16, preferred_resolution=(64, 64), **kw)
+    a = ARCHITECTURES[arch]
+    kw.setdefault("layer_scale", a.layer_scale)
+    kw.setdefault("align_corners_source", "tiny_config (test architecture)")
+    return ModelConfig(arch=a, pos_grid=pos_grid, max_resolution=pos_grid * 16, preferred_resolution=(64, 64), **kw)
 
 
 def _check_registry() -> None:
     for a in ARCHITECTURES.values():
         assert a.embed_dim % a.num_heads == 0, a
+        assert not (a.c_radio_v2 and (a.layer_scale or a.reg_token_rows or a.mlp_hidden_dim)), a
     seen: set[str] = set()
     for m in KNOWN_MODELS:
         keys = {normalize_alias(m.name), *map(normalize_alias, m.aliases)}
         assert not keys & seen, f"alias collision in the registry: {m.name}"
         seen |= keys
         assert m.arch in ARCHITECTURES, m
+        assert set(m.teachers) <= set(KNOWN_TEACHERS), m
+        assert all(0 <= i < len(m.teachers) for i in m.summary_idxs), m
+        assert m.align_corners is not None or m.current_align_corners is not None, m
+        assert all(len(c) == 40 and c == c.lower() for c, _ in m.align_corners_by_revision), m
+    assert len(KNOWN_VERSIONS) == sum(1 for m in KNOWN_MODELS if m.version)
     assert math.isqrt(16384) == 128
 
 

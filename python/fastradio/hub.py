@@ -13,9 +13,15 @@
 4. Any other ``owner/name`` string: a raw Hub repo id, loaded with the same strict checks.
 
 Hub repos are fetched with ``huggingface_hub.snapshot_download``, restricted to ``config.json``,
-``*.safetensors`` and ``model.safetensors.index.json`` (never ``.py`` files; remote code is
-never run). The cache is tried first with ``local_files_only=True``, so a cached model needs no
-network; ``HF_HUB_OFFLINE`` (read at call time), ``HF_HUB_CACHE`` and ``HF_HOME`` are honoured.
+``*.safetensors``, ``model.safetensors.index.json`` and one source file, ``vit_patch_generator.py``,
+which :mod:`fastradio.align` reads as *text* to learn the checkpoint's position resize (no
+``.py`` file is ever imported or run; remote code is never executed). A snapshot cached without
+that file (by an older fastradio) gets it fetched alone when online. The cache is tried first
+with ``local_files_only=True``, so a cached model needs no network; ``HF_HUB_OFFLINE`` (read at
+call time), ``HF_HUB_CACHE`` and ``HF_HOME`` are honoured.
+
+A resolved Hub snapshot knows its identity (repo id and commit hash); so does a local path that
+is a snapshot folder of a Hugging Face cache (``models--<owner>--<name>/snapshots/<commit>``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from .align import BUNDLED_FILE
 from .checkpoint import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, _is_pickle, find_weight_files, refuse_pickle
 from .configs import KNOWN_MODELS, resolve_known_model
 from .errors import ModelNotFoundError
@@ -32,20 +39,23 @@ from .errors import ModelNotFoundError
 __all__ = ["ResolvedModel", "resolve", "ALLOW_PATTERNS", "SYNTHETIC_PREFIX"]
 
 SYNTHETIC_PREFIX = "synthetic:"
-#: the only files fetched from a Hub repo
-ALLOW_PATTERNS = (CONFIG_NAME, "*.safetensors", INDEX_NAME)
+#: the only files fetched from a Hub repo (the .py file is read as text, never run)
+ALLOW_PATTERNS = (CONFIG_NAME, "*.safetensors", INDEX_NAME, BUNDLED_FILE)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 class ResolvedModel(NamedTuple):
-    """Where a model's files are. source: "local", "cache", "download" or "synthetic"."""
+    """Where a model's files are. source: "local", "cache", "download" or "synthetic".
+    repo_id and revision (a commit hash): the Hub identity of a snapshot, when known."""
 
     folder: Path
     config_path: Path
     weight_files: list[Path]
     repo_id: str | None
     source: str
+    revision: str | None = None
 
 
 def _known_names() -> str:
@@ -139,7 +149,23 @@ def _local(path: Path, revision: str | None) -> ResolvedModel:
             raise ModelNotFoundError(f"{path}: expected a checkpoint folder (or a {CONFIG_NAME} / *.safetensors "
                                      f"file inside one), got a {path.suffix or 'plain'} file")
         path = path.parent
-    return _folder_files(path.resolve(), None, "local")
+    path = path.absolute()
+    repo_id, commit = hf_cache_identity(path)
+    resolved = _folder_files(path.resolve(), repo_id, "local")
+    return resolved._replace(revision=commit)
+
+
+def hf_cache_identity(folder: Path) -> tuple[str | None, str | None]:
+    """(repo id, commit) when ``folder`` is a snapshot folder of a Hugging Face cache,
+    ``.../models--<owner>--<name>/snapshots/<40-hex commit>``; else (None, None). Read from the
+    path as given (the cache's files are symlinks into ``blobs/``; the folder itself is not)."""
+    parts = Path(folder).parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and _COMMIT.match(parts[-1]) \
+            and parts[-3].startswith("models--"):
+        owner_name = parts[-3][len("models--"):].split("--")
+        if len(owner_name) == 2 and all(owner_name):
+            return "/".join(owner_name), parts[-1]
+    return None, None
 
 
 def _folder_files(folder: Path, repo_id: str | None, source: str) -> ResolvedModel:
@@ -149,7 +175,8 @@ def _folder_files(folder: Path, repo_id: str | None, source: str) -> ResolvedMod
         shown = ", ".join(found[:12]) + (f", ... ({len(found) - 12} more)" if len(found) > 12 else "")
         raise ModelNotFoundError(f"{folder}: missing {CONFIG_NAME} (expected {CONFIG_NAME} and {WEIGHTS_NAME} "
                                  f"or {INDEX_NAME}); found: {shown or '(nothing)'}")
-    return ResolvedModel(folder, config, find_weight_files(folder), repo_id, source)
+    revision = folder.name if repo_id is not None and _COMMIT.match(folder.name) else None
+    return ResolvedModel(folder, config, find_weight_files(folder), repo_id, source, revision)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +230,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
     except LocalEntryNotFoundError:
         folder = None
     if cached is not None:
+        if not (cached.folder / BUNDLED_FILE).is_file() and not _hf_offline():
+            _fetch_bundled_file(repo_id, cached, common)
         return cached
     if _hf_offline():
         what = (f"the cached snapshot {folder} is incomplete (it needs {CONFIG_NAME} and {WEIGHTS_NAME} or "
@@ -223,3 +252,16 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
         raise ModelNotFoundError(f"{repo_id}{rev}: the repo has no {CONFIG_NAME} with {WEIGHTS_NAME} or "
                                  f"{INDEX_NAME} (downloaded: {', '.join(found) or 'nothing'})")
     return done
+
+
+def _fetch_bundled_file(repo_id: str, cached: ResolvedModel, common: dict) -> None:
+    """Fetch the one source file fastradio reads as text into a snapshot cached without it (by an
+    older fastradio). Best effort: a repo without the file, or no network, leaves the decision to
+    :func:`fastradio.align.decide` (which refuses rather than guesses when it must)."""
+    import huggingface_hub
+
+    kw = dict(common, allow_patterns=[BUNDLED_FILE], revision=cached.revision or common.get("revision"))
+    try:
+        huggingface_hub.snapshot_download(repo_id, local_files_only=False, **kw)
+    except Exception:  # noqa: BLE001  (any failure: the file stays absent, decide() handles that)
+        pass

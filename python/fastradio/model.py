@@ -1,9 +1,10 @@
-"""The C-RADIOv2 model object (spec/c-radiov2.md §2–§5, §8).
+"""The C-RADIO model object (spec/c-radiov2.md §2–§5, §8; C-RADIOv3/v4: spec/radio-family.md).
 
 Module and parameter names mirror the checkpoint: ``state_dict()`` keys are the checkpoint keys
 without their ``radio_model.`` prefix, so loading is an explicit one-line key map.
 
-The forward pass works on *packed* tokens: every image's ``8 + h*w`` tokens are rows of one
+The forward pass works on *packed* tokens: every image's ``P + h*w`` tokens (P prefix tokens:
+8 for C-RADIOv2/v3, 10 for C-RADIOv4) are rows of one
 (N, D) matrix and ``cu_seqlens`` marks where each image starts. A uniform batch is the special
 case of equal lengths; a list of differently sized images is packed without padding. Row-wise
 ops (LayerNorm, GEMMs) cannot mix images and attention is block-diagonal, so a NaN in one image
@@ -30,8 +31,9 @@ _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class RadioOutput(NamedTuple):
-    """``summary`` (B, 3·D): the clip, siglip and dino_v2 CLS tokens concatenated;
-    ``features`` (B, h·w, D) row-major patch tokens ("NLC"), or (B, D, h, w) with "NCHW"."""
+    """``summary`` (B, k·D): the CLS tokens of the checkpoint's ``summary_idxs`` concatenated
+    (C-RADIOv2/v3: clip, siglip, dino_v2, k = 3; C-RADIOv4: k = 2); ``features`` (B, h·w, D)
+    row-major patch tokens ("NLC"), or (B, D, h, w) with "NCHW"."""
 
     summary: torch.Tensor
     features: torch.Tensor
@@ -85,6 +87,14 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, d)
 
 
+class LayerScale(nn.Module):
+    """Per-channel scale γ of a residual branch (C-RADIOv3-B/L); the Hub files call it ``grandma``."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.grandma = nn.Parameter(torch.empty(d))
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -93,6 +103,9 @@ class Block(nn.Module):
         self.attn = Attention(d)
         self.norm2 = nn.LayerNorm(d, eps=cfg.ln_eps)
         self.mlp = Mlp(d, cfg.mlp_hidden)
+        if cfg.layer_scale:
+            self.ls1 = LayerScale(d)
+            self.ls2 = LayerScale(d)
 
 
 class VisionTransformer(nn.Module):
@@ -100,6 +113,9 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.patch_generator = PatchGenerator(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        if cfg.reg_token_rows:
+            # Present in C-RADIOv3-B/L checkpoints and unused by the forward pass (radio-family §1).
+            self.reg_token = nn.Parameter(torch.empty(1, cfg.reg_token_rows, cfg.embed_dim))
 
 
 class FeatureNormalizer(nn.Module):
@@ -117,8 +133,9 @@ class FeatureNormalizer(nn.Module):
 # -- the model ----------------------------------------------------------------------------------
 
 class RadioModel(nn.Module):
-    """C-RADIOv2 encoder. Build with :func:`fastradio.load`; ``RadioModel(config)`` gives
-    uninitialised weights (use ``load_state_dict``).
+    """C-RADIO encoder (v2, v3, v4). Build with :func:`fastradio.load`; ``RadioModel(config)``
+    gives uninitialised weights (use ``load_state_dict``); the config must have ``align_corners``
+    decided (:func:`fastradio.align.decide`).
 
     Call ``model(x, feature_fmt="NLC")`` with x (B, 3, H, W) float RGB in [0, 1] (H, W multiples of
     ``min_resolution_step``) or a list of (3, H_i, W_i) images; see :meth:`forward`.
@@ -126,11 +143,17 @@ class RadioModel(nn.Module):
 
     def __init__(self, config: ModelConfig, *, backend: str = "auto", name: str | None = None):
         super().__init__()
+        if config.align_corners is None:
+            raise ValueError(
+                "config.align_corners is None: how this checkpoint resizes its position table is not decided "
+                "(load it with fastradio.load, or decide it with fastradio.align.decide / "
+                "config.with_(align_corners=...))")
         self.config = config
         self.name = name or config.arch.timm_name
         self.input_conditioner: nn.Module = InputConditioner()
         self.model = VisionTransformer(config)
-        self.register_buffer("summary_idxs", torch.tensor([0, 1, 2], dtype=torch.int64))
+        idxs = config.summary_idxs if config.summary_idxs is not None else range(min(3, config.num_cls_tokens))
+        self.register_buffer("summary_idxs", torch.tensor(list(idxs), dtype=torch.int64))
         self.feature_normalizer = FeatureNormalizer(config.embed_dim) if config.has_feature_normalizer else None
         #: refuse inputs far outside [0, 1] (one device sync per call; off under torch.compile)
         self.check_input_range = True
@@ -142,6 +165,10 @@ class RadioModel(nn.Module):
         # result, and the fp32 weight it is best computed from when the model was cast down.
         self._fold_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._fold_src: tuple[tuple, torch.Tensor] | None = None
+        # Layer-scale folded into proj and fc2 (see _folded_block): per block, (the key of the six
+        # source tensors, (proj.weight', proj.bias', fc2.weight', fc2.bias')). None = automatic.
+        self._ls_fold: dict[int, tuple[tuple, tuple[torch.Tensor, ...]]] = {}
+        self.fold_layer_scale: bool | None = None
         # 1/sqrt(i+1) on both LayerNorm outputs of block i when the config asks for scaled_ln.
         self._ln_scale = [1.0 / math.sqrt(i + 1) if config.scaled_ln else 1.0 for i in range(config.depth)]
 
@@ -168,6 +195,7 @@ class RadioModel(nn.Module):
 
     @property
     def num_summary_tokens(self) -> int:
+        """Prefix tokens (CLS + registers) before the patch tokens: 8, or 10 for C-RADIOv4."""
         return self.config.num_prefix_tokens
 
     @property
@@ -236,7 +264,10 @@ class RadioModel(nn.Module):
         cond = {n: b.data for n, b in self.input_conditioner.named_buffers() if b.dtype == torch.float32}
         emb = self.model.patch_generator.embedder
         src = emb.weight.detach() if emb.weight.dtype == torch.float32 else None
+        carried = self._ls_fold_to_carry(fn)
         out = super()._apply(fn, recurse)
+        # The layer-scale folds follow the weights (device, dtype), re-keyed to the new tensors.
+        self._ls_fold = {i: (self._ls_key(i), tuple(fn(t) for t in ts)) for i, ts in carried.items()}
         if keep is not None and pe.dtype != torch.float32:
             pe.data = keep.to(device=pe.device)
         for n, buf in self.input_conditioner.named_buffers():
@@ -256,11 +287,92 @@ class RadioModel(nn.Module):
         self._pos_cache.clear()
         self._fold_cache = None
         self._fold_src = None
+        self._ls_fold = {}
         return super()._load_from_state_dict(*args, **kwargs)
+
+    # -- layer-scale ---------------------------------------------------------------------------------
+    @property
+    def folds_layer_scale(self) -> bool:
+        """Whether layer-scale (C-RADIOv3-B/L) is folded into the proj and fc2 weights: when a fast
+        backend runs ``linear`` (the reference backend applies γ literally, as the spec writes it).
+        ``model.fold_layer_scale = True/False`` forces it (tests); None is automatic."""
+        if not self.config.layer_scale:
+            return False
+        if self.fold_layer_scale is not None:
+            return bool(self.fold_layer_scale)
+        return self.plan.names["linear"] != "reference"
+
+    def _ls_sources(self, i: int) -> tuple[torch.Tensor, ...]:
+        blk = self.model.blocks[i]
+        return (blk.attn.proj.weight, blk.attn.proj.bias, blk.ls1.grandma,
+                blk.mlp.fc2.weight, blk.mlp.fc2.bias, blk.ls2.grandma)
+
+    def _ls_key(self, i: int) -> tuple:
+        return tuple(self._weight_key(t) for t in self._ls_sources(i))
+
+    @staticmethod
+    def _fold_ls(pw, pb, g1, fw, fb, g2) -> tuple[torch.Tensor, ...]:
+        """W' = diag(γ)·W and b' = γ·b for proj (γ₁) and fc2 (γ₂), in fp32, one rounding to the
+        weights' dtype: x + γ⊙(a·Wᵀ + b) = x + a·(diag(γ)·W)ᵀ + γ⊙b exactly in real arithmetic."""
+        dt = pw.dtype
+        f = [t.detach().float() for t in (pw, pb, g1, fw, fb, g2)]
+        return ((f[2][:, None] * f[0]).to(dt).contiguous(), (f[2] * f[1]).to(dt),
+                (f[5][:, None] * f[3]).to(dt).contiguous(), (f[5] * f[4]).to(dt))
+
+    def _folded_block(self, i: int) -> tuple[torch.Tensor, ...]:
+        """(proj.weight', proj.bias', fc2.weight', fc2.bias') of block i with layer-scale folded in.
+        Prepared when the model is cast down from fp32 (from the fp32 weights: one rounding, see
+        _ls_fold_to_carry), else computed here from the current weights in fp32; cached while the
+        six source tensors are unchanged (a change of any of them recomputes; from weights that
+        are already low-precision that is a second rounding). Under torch.compile the fold
+        prepared before compiling is used, or computed inside the graph when there is none."""
+        if torch.compiler.is_compiling():
+            entry = self._ls_fold.get(i)
+            return entry[1] if entry is not None else self._fold_ls(*self._ls_sources(i))
+        key = self._ls_key(i)
+        entry = self._ls_fold.get(i)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        out = self._fold_ls(*self._ls_sources(i))
+        self._ls_fold[i] = (key, out)
+        return out
+
+    def _ls_fold_to_carry(self, fn) -> dict[int, tuple[torch.Tensor, ...]]:
+        """Before ``_apply(fn)``: the layer-scale folds to carry through it. When ``fn`` casts fp32
+        weights down and the model will run a fast backend, the folds are computed now from the
+        fp32 weights (so they are rounded once, like the input-normalisation fold of DESIGN
+        decision 15, without keeping fp32 copies); when ``fn`` keeps the dtype (a device move),
+        valid cached folds are carried; otherwise they are dropped (recomputed when needed)."""
+        if not self.config.layer_scale:
+            return {}
+        w = self.model.blocks[0].attn.proj.weight
+        if w.device.type == "meta":
+            return {}
+        try:
+            probe = fn(torch.zeros((), dtype=w.dtype, device=w.device))
+        except Exception:  # noqa: BLE001  (an fn that cannot take a probe: carry nothing)
+            return {}
+        if not isinstance(probe, torch.Tensor):
+            return {}
+        casts_down = w.dtype == torch.float32 and probe.dtype in (torch.float16, torch.bfloat16)
+        if casts_down:
+            if self.fold_layer_scale is not None:
+                fast = bool(self.fold_layer_scale)
+            else:  # the plan after the cast is not known yet: "auto" runs the reference on CPU only
+                fast = self._backend in ("triton", "cuda") or (self._backend == "auto" and probe.device.type != "cpu")
+            return {i: self._fold_ls(*self._ls_sources(i)) for i in range(self.config.depth)} if fast else {}
+        if probe.dtype != w.dtype:
+            return {}
+        carry = {}
+        for i in range(self.config.depth):
+            entry = self._ls_fold.get(i)
+            if entry is not None and entry[0] == self._ls_key(i):
+                carry[i] = entry[1]
+        return carry
 
     # -- forward -----------------------------------------------------------------------------------
     def forward(self, x, feature_fmt: str = "NLC"):
-        """x: (B, 3, H, W) float RGB in [0, 1] → RadioOutput(summary (B, 3·D), features);
+        """x: (B, 3, H, W) float RGB in [0, 1] → RadioOutput(summary (B, summary_dim), features);
         or a list of (3, H_i, W_i) images → list of RadioOutput, each with batch size 1, equal to
         calling the model on each image alone (they are packed into one sequence, not padded).
 
@@ -324,10 +436,11 @@ class RadioModel(nn.Module):
             return cached
         g, d = self.config.pos_grid, self.embed_dim
         table = self.model.patch_generator.pos_embed.view(g, g, d)
+        ac = self.config.align_corners
         if shift is None:
-            pos = self.plan.pos_embed(table, h, w, self.dtype)
+            pos = self.plan.pos_embed(table, h, w, self.dtype, ac)
         else:
-            pos = (self.plan.pos_embed(table, h, w, torch.float32) + shift).to(self.dtype)
+            pos = (self.plan.pos_embed(table, h, w, torch.float32, ac) + shift).to(self.dtype)
         if not torch.compiler.is_compiling():
             self._pos_cache[key] = pos
         return pos
@@ -371,7 +484,7 @@ class RadioModel(nn.Module):
         return out
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → tokens (B, 8 + h*w, D): conditioner, patch embed, position, prefix."""
+        """(B, 3, H, W) → tokens (B, P + h*w, D): conditioner, patch embed, position, prefix."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         pg = self.model.patch_generator
         if self.folds_input_norm:
@@ -394,25 +507,37 @@ class RadioModel(nn.Module):
 
         Each residual add is fused into the LayerNorm that follows it (``add_layer_norm``:
         ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
-        stay in its own dtype."""
+        stay in its own dtype. Layer-scale (x += γ·branch) scales the deltas: literally on the
+        reference backend, folded into proj/fc2 on the fast ones (``folds_layer_scale``)."""
         cfg, p = self.config, self.plan
         x = x.to(self.residual_dtype)
         keep = {cfg.depth - 1} if keep is None else set(keep)
+        ls = cfg.layer_scale
+        fold = ls and self.folds_layer_scale
         delta = None
         outs = {}
         for i, blk in enumerate(self.model.blocks[:max(keep) + 1]):
             s = self._ln_scale[i]
+            if fold:
+                proj_w, proj_b, fc2_w, fc2_b = self._folded_block(i)
+            else:
+                proj_w, proj_b = blk.attn.proj.weight, blk.attn.proj.bias
+                fc2_w, fc2_b = blk.mlp.fc2.weight, blk.mlp.fc2.bias
             x, a = p.add_layer_norm(x, delta, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
             if s != 1.0:
                 a = a * s
             qkv = p.linear(a, blk.attn.qkv.weight, blk.attn.qkv.bias, "none", None)
             o = p.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
-            delta = p.linear(o, blk.attn.proj.weight, blk.attn.proj.bias, "none", None)
+            delta = p.linear(o, proj_w, proj_b, "none", None)
+            if ls and not fold:
+                delta = delta * blk.ls1.grandma
             x, a = p.add_layer_norm(x, delta, blk.norm2.weight, blk.norm2.bias, cfg.ln_eps)
             if s != 1.0:
                 a = a * s
             hid = p.linear(a, blk.mlp.fc1.weight, blk.mlp.fc1.bias, "gelu", None)
-            delta = p.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias, "none", None)
+            delta = p.linear(hid, fc2_w, fc2_b, "none", None)
+            if ls and not fold:
+                delta = delta * blk.ls2.grandma
             if i in keep:  # otherwise the add happens inside the next block's add_layer_norm
                 outs[i] = (x + delta.to(x.dtype)).to(self.dtype)
         return outs
@@ -442,8 +567,8 @@ class RadioModel(nn.Module):
         selected block's output, "dense" the mean of the block outputs since the previous selected
         index. Each intermediate is the patch-token map in ``output_fmt`` ("NCHW" or "NLC"), or,
         with return_prefix_tokens, a RadioOutput whose summary comes from that block's CLS tokens.
-        ``norm`` is accepted for API compatibility: C-RADIOv2 has no final norm, so it is the
-        identity. Returns the list when intermediates_only, else (final RadioOutput, list);
+        ``norm`` is accepted for API compatibility: no C-RADIO model has a final norm, so it is
+        the identity. Returns the list when intermediates_only, else (final RadioOutput, list);
         stop_early only takes effect with intermediates_only (the final output needs every block).
         """
         if output_fmt not in ("NCHW", "NLC"):

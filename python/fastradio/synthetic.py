@@ -1,21 +1,28 @@
-"""Synthetic C-RADIOv2 checkpoints: random weights in the exact Hugging Face layout, for tests and
-benchmarks without network access. Never chosen silently: only ``synthetic:<name>[@seed]`` names
+"""Synthetic C-RADIO checkpoints (v2, v3, v4): random weights in the exact Hugging Face layout, for
+tests and benchmarks without network access. Never chosen silently: only ``synthetic:<name>[@seed]`` names
 (see :mod:`fastradio.hub`) or explicit calls produce them, and their ``config.json`` says so
 (``fastradio_synthetic``).
 
 Layout: ``config.json`` (the keys of spec §6, with ``args`` holding the values that matter plus
-some filler training arguments) and ``model.safetensors``, or ``model-0000i-of-0000n.safetensors``
-shards with ``model.safetensors.index.json``. Names, shapes and dtypes are exactly those of
+some filler training arguments; the family's ``version``, teachers, registers and preferred
+resolution), ``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` shards with
+``model.safetensors.index.json``, and a ``vit_patch_generator.py`` like the one every Hub repo
+bundles: a short text written here (not upstream code) whose ``_get_pos_embeddings`` calls
+``F.interpolate(..., align_corners=<the model's value>)``, so that :mod:`fastradio.align` reads it
+(as text, as for a real checkpoint). Names, shapes and dtypes are exactly those of
 :func:`fastradio.checkpoint.expected_tensors`.
 
 Weights (all drawn on the CPU from a ``torch.Generator`` seeded by ``sha256(seed, tensor name)``,
 so a tensor's bytes depend only on the seed and its name, not on the order, sharding or thread
 count; nothing is ever all-zero). D = width, t = (i + 1) / depth for block i:
 
-- ``norm_mean``/``norm_std``: the OpenAI CLIP constants; ``summary_idxs``: [0, 1, 2].
+- ``norm_mean``/``norm_std``: the OpenAI CLIP constants; ``summary_idxs``: the model's slots
+  ([0, 1, 2]; C-RADIOv4: [0, 1]).
 - ``pos_embed``: a smooth field (a coarse (G/8)² random grid up-sampled bilinearly, scaled to std
   0.02) plus white noise of std 0.005, so position-table resizing is exercised on realistic data.
-- ``embedder.weight``: N(0, 1) · 0.8 / √768; ``cls_token.token``: N(0, 0.5²).
+- ``embedder.weight``: N(0, 1) · 0.8 / √768; ``cls_token.token`` and ``reg_token``: N(0, 0.5²).
+- Layer-scale ``ls1``/``ls2.grandma`` (C-RADIOv3-B/L): log-uniform in [0.05, 2] per channel, far
+  from the 1e-5 init of training, so a block that drops or misapplies γ changes the outputs a lot.
 - LayerNorm weights 1 + N(0, 0.1²), with ~2 % of the channels scaled by U(2, 4); LayerNorm biases
   and all linear biases N(0, 0.02²).
 - ``qkv``/``fc1`` weights N(0, 1/D) · U(0.7, 1.1); ``proj``/``fc2`` weights N(0, 1/fan_in) ·
@@ -47,18 +54,19 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .align import BUNDLED_FILE
 from .checkpoint import BUFFER_NAMES, CONFIG_NAME, INDEX_NAME, PREFIX, WEIGHTS_NAME, expected_tensors
-from .configs import KNOWN_MODELS, ModelConfig, resolve_known_model, tiny_config
+from .configs import KNOWN_MODELS, ModelConfig, resolve_known_model
 from .errors import ModelNotFoundError
 
-__all__ = ["write_checkpoint", "synthetic_folder", "model_config", "config_json", "default_cache_dir",
-           "CLIP_MEAN", "CLIP_STD"]
+__all__ = ["write_checkpoint", "synthetic_folder", "model_config", "config_json", "bundled_source",
+           "default_cache_dir", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _ST_TAGS = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
-_OURS = (CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME)
+_OURS = (CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME, BUNDLED_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,13 +81,16 @@ def model_config(name: str) -> ModelConfig:
         raise ModelNotFoundError(
             f"unknown model {name!r} for a synthetic checkpoint: expected one of "
             f"{', '.join(m.name for m in KNOWN_MODELS)}")
-    return tiny_config(km.arch) if km.test_only else km.config
+    return km.config
 
 
 def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: int = 0,
                 name: str | None = None) -> dict:
     """A realistic ``config.json`` dict that :func:`fastradio.checkpoint.parse_config` turns back
-    into ``cfg`` (fields compared by ``==``)."""
+    into ``cfg`` (fields compared by ``==``), except for what config.json does not hold:
+    ``summary_idxs`` (in the weights) and ``align_corners`` (in the bundled code), which parse to
+    None. ``name``: the known model, whose ``version`` string it carries (else
+    ``synthetic-<name>``)."""
     teachers = list(cfg.teachers)
     if cfg.num_cls_tokens == len(teachers) and teachers:
         per_teacher = True
@@ -115,7 +126,7 @@ def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: i
         "architectures": ["RADIOModel"],
         "model_type": "radio",
         "args": args,
-        "version": f"synthetic-{name or cfg.arch.timm_name}",
+        "version": _version(name, cfg),
         "patch_size": cfg.patch_size,
         "max_resolution": cfg.max_resolution,
         "preferred_resolution": list(cfg.preferred_resolution),
@@ -127,6 +138,36 @@ def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: i
         "torch_dtype": "float32",
         "fastradio_synthetic": {"seed": seed, "note": "random weights generated by fastradio.synthetic"},
     }
+
+
+def _version(name: str | None, cfg: ModelConfig) -> str:
+    km = resolve_known_model(name) if name else None
+    if km is not None and km.version:
+        return km.version
+    return f"synthetic-{km.name if km is not None else cfg.arch.timm_name}"
+
+
+def bundled_source(align_corners: bool) -> str:
+    """A minimal ``vit_patch_generator.py`` of our own (not upstream code): just enough for
+    :mod:`fastradio.align` to read the resize from it, as from a real checkpoint's bundled file.
+    Never imported by fastradio."""
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"align_corners: expected a bool, got {align_corners!r}")
+    return f'''"""Position table of a fastradio synthetic checkpoint (random weights).
+
+Written by fastradio.synthetic so that the checkpoint folder carries its position resize the way
+Hub checkpoints do; fastradio reads this file as text and never imports or runs it.
+"""
+
+import torch.nn.functional as F
+
+
+def _get_pos_embeddings(table, rows, cols):
+    """table (1, D, G, G) -> the (rows, cols) window of the resized table."""
+    side = max(rows, cols)
+    resized = F.interpolate(table, size=(side, side), mode="bilinear", align_corners={align_corners})
+    return resized[:, :, :rows, :cols]
+'''
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +203,8 @@ def _make_tensor(name: str, shape: tuple[int, ...], cfg: ModelConfig, seed: int,
     g = _generator(seed, key)
     d = cfg.embed_dim
     if key == "summary_idxs":
+        if cfg.summary_idxs is not None and len(cfg.summary_idxs) == shape[0]:
+            return torch.tensor(cfg.summary_idxs, dtype=torch.int64)
         return torch.arange(shape[0], dtype=torch.int64)
     if key == "input_conditioner.norm_mean":
         return torch.tensor(CLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
@@ -176,7 +219,7 @@ def _make_tensor(name: str, shape: tuple[int, ...], cfg: ModelConfig, seed: int,
         return smooth.flatten(2).transpose(1, 2).contiguous()          # (1, G*G, D) row-major
     if key.endswith("embedder.weight"):
         return _randn(g, *shape) * (0.8 / math.sqrt(shape[1]))
-    if key.endswith("cls_token.token"):
+    if key.endswith("cls_token.token") or key == "model.reg_token":
         return _randn(g, *shape) * 0.5
     if key == "feature_normalizer.mean":
         return _randn(g, d) * 0.05
@@ -188,6 +231,9 @@ def _make_tensor(name: str, shape: tuple[int, ...], cfg: ModelConfig, seed: int,
     t = (i + 1) / cfg.depth
     sub, param = ".".join(parts[3:-1]), parts[-1]
     idx, sign = outliers
+    if sub in ("ls1", "ls2"):
+        lo, hi = math.log(0.05), math.log(2.0)
+        return torch.exp(lo + (hi - lo) * torch.rand(d, generator=g))
     if sub in ("norm1", "norm2"):
         if param == "bias":
             return _randn(g, d) * 0.02
@@ -258,7 +304,7 @@ def _split(specs: list[tuple[str, tuple[int, ...], torch.dtype]], shards: int) -
 
 def write_checkpoint(folder: str | os.PathLike, model: str | ModelConfig, *, seed: int = 0, shards: int = 1,
                      feature_normalizer: bool = False, scaled_ln: bool = False,
-                     dtype: torch.dtype = torch.float32) -> Path:
+                     dtype: torch.dtype = torch.float32, bundled_code: bool = True) -> Path:
     """Write a synthetic checkpoint in the Hub layout into ``folder`` (created if needed; an
     earlier checkpoint there is replaced) and return the folder.
 
@@ -266,6 +312,8 @@ def write_checkpoint(folder: str | os.PathLike, model: str | ModelConfig, *, see
     seed → byte-identical tensors. shards: 1 writes ``model.safetensors``; n > 1 writes n shards and
     ``model.safetensors.index.json``. feature_normalizer / scaled_ln: add those options (also taken
     from a ModelConfig). dtype: storage dtype of the parameters (float32, bfloat16 or float16).
+    bundled_code: write ``vit_patch_generator.py`` saying the config's align_corners (False: leave
+    it out, as in a folder holding only config.json and weights).
     """
     cfg = model_config(model) if isinstance(model, str) else model
     name = resolve_known_model(model).name if isinstance(model, str) else None
@@ -308,6 +356,10 @@ def write_checkpoint(folder: str | os.PathLike, model: str | ModelConfig, *, see
             weight_map.update({k: fname for k, _, _ in group})
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         _write_text(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    if bundled_code:
+        if cfg.align_corners is None:
+            raise ValueError("bundled_code=True needs the config's align_corners (True or False), got None")
+        _write_text(folder / BUNDLED_FILE, bundled_source(cfg.align_corners))
     _write_text(folder / CONFIG_NAME, json.dumps(config_json(cfg, dtype=dtype, seed=seed, name=name), indent=2) + "\n")
     return folder
 
