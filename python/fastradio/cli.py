@@ -858,6 +858,7 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
             except Exception:
                 pass
     output.finish(status)
+    progress.set_shards(output.shard_count)
     if mode == "log":
         progress.write(progress.line("done"))
     if stats.resized:
@@ -946,7 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a text file of image paths, one per line ('-': standard input; # comments; relative to "
                          "the current folder); may be repeated")
     pe.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="FOLDER_OR_FILE",
-                    help=f"output folder of shards + manifest.json (default: {DEFAULT_OUT}); a name ending in "
+                    help=f"output folder of shards + _manifest.json (default: {DEFAULT_OUT}); a name ending in "
                          f".safetensors writes one file instead, kept in memory until the end")
     pe.add_argument("--format", default="safetensors", choices=["safetensors", "parquet"],
                     help="shard format (default: safetensors); parquet needs pyarrow (pip install 'fastradio[parquet]')")

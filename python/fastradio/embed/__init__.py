@@ -5,7 +5,7 @@
       → loader workers: full decode + RGB + resize              loader.py (DecodeDataset, iterate)
       → batches grouped by model size, mixed sizes packed       loader.py (Batcher)
       → the model                                               pipeline.py (forward, run)
-      → shards written as they fill + manifest.json             store.py (ShardedOutput)
+      → shards written as they fill + _manifest.json            store.py (ShardedOutput)
          or one safetensors file at the end (--out *.safetensors; MemoryOutput)
     progress on stderr: a bar on a terminal, else log lines     progress.py
 

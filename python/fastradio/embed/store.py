@@ -2,10 +2,14 @@
 
 Layout of ``--out FOLDER``::
 
-    FOLDER/manifest.json              settings of the run and, per shard, its file, ids, sizes, checksum
+    FOLDER/_manifest.json             settings of the run and, per shard, its file, ids, sizes, checksum
     FOLDER/shard-00000.safetensors    (or .parquet with --format parquet)
     FOLDER/shard-00001.safetensors
     FOLDER/.fastradio-embed.lock      held while a run writes the folder (a second run is refused)
+
+The manifest's leading underscore (like the dot of the lock and of temporary files) makes Parquet
+readers that take a folder (pyarrow, pandas, Spark) skip it: ``pandas.read_parquet(FOLDER)``
+reads the shards as one table.
 
 Every file is written under a temporary name in the folder, flushed to disk (fsync), renamed
 into place, and the folder fsync'ed; the manifest is rewritten the same way after each shard. So
@@ -48,7 +52,7 @@ __all__ = ["MANIFEST", "LAYOUT_NAME", "LAYOUT_VERSION", "SHARD_FORMATS", "COMPAR
            "OutputError", "ShardedOutput", "MemoryOutput", "ResumeState", "prepare_folder", "read_manifest",
            "read_shard", "load", "shard_name", "sha256_file", "require_pyarrow"]
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
 LOCK_NAME = ".fastradio-embed.lock"
 LAYOUT_NAME = "fastradio.embeddings.shards"
 LAYOUT_VERSION = 1
@@ -373,10 +377,10 @@ def prepare_folder(folder: Path, *, resume: bool, overwrite: bool, settings: dic
         raise OutputError(f"--out {folder}: the folder holds {what} (e.g. {foreign[0]}); "
                           f"give a new or empty folder")
     if has_manifest and not resume and not overwrite:
-        raise OutputError(f"--out {folder}: holds an earlier run (manifest.json); continue it with --resume, "
+        raise OutputError(f"--out {folder}: holds an earlier run ({MANIFEST}); continue it with --resume, "
                           f"start over with --overwrite, or give another folder")
     if not has_manifest and any(SHARD_RE.match(n) for n in names) and not overwrite:
-        raise OutputError(f"--out {folder}: holds shard files but no manifest.json, so they cannot be resumed; "
+        raise OutputError(f"--out {folder}: holds shard files but no {MANIFEST}, so they cannot be resumed; "
                           f"remove them or use --overwrite")
     lock = _lock(folder)
     try:
