@@ -5,34 +5,61 @@ Commands::
     fastradio info [--json]                   versions, build, devices, backend x op support
     fastradio models [--all] [--json]         the known models
     fastradio embed IMAGE_OR_DIR ... --model NAME_OR_PATH [options]
+    fastradio embed --file-list paths.txt --model NAME --out emb/ [--resume] [--format parquet]
     fastradio embed --samples --model synthetic:C-RADIOv2-B     (no download, random weights)
 
-``embed`` options: ``--out FILE`` (default ``embeddings.safetensors``), ``--batch N`` (default 8),
-``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``), ``--device``, ``--dtype``,
-``--backend``, ``--revision``, ``--feature-fmt {NLC,NCHW}``, ``--no-features``, ``--recursive``,
-``--background COLOUR`` (for transparent pixels; default white), ``--no-exif-transpose``,
-``--skip-unreadable``, ``--samples``, ``--quiet``, ``--debug``. Image reading and resizing are
-described in :mod:`fastradio.images`.
+``embed`` options: inputs (files, folders, ``--recursive``, ``--file-list FILE`` (repeatable, ``-``
+= stdin), ``--samples``); ``--out FOLDER`` (default ``embeddings``) or ``--out FILE.safetensors``;
+``--format {safetensors,parquet}``; ``--features {none,pooled,full}`` (``--no-features`` = none);
+``--feature-fmt {NLC,NCHW}``; ``--shard-size N`` (default 1000), ``--shard-mb MB`` (default 1024);
+``--resume``, ``--overwrite``; ``--batch N`` (default 8); ``--workers N`` (loader processes; default
+one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (default 10);
+``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
+``--backend``, ``--revision``; ``--background COLOUR`` (for transparent pixels; default white),
+``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``. Image reading and
+resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
-the model's step (16), else exit 2 suggesting ``nearest``; ``nearest`` resizes each image to
+the model's step (16); ``nearest`` resizes each image to
 ``model.get_nearest_supported_resolution(h, w)`` (a no-op for sizes that are already multiples);
 ``preferred`` resizes every image to ``model.preferred_resolution`` (768x768 for C-RADIOv2);
 ``HxW`` resizes every image to that height x width. Resizing is bicubic with antialiasing.
 
-Batching: consecutive runs of up to ``--batch`` images; a run of same-size images goes to the
-model as one (B, 3, H, W) tensor, a run of mixed sizes as a list (the model packs it without
-padding). Results do not depend on the batching.
+Pipeline (:mod:`fastradio.embed`): the inputs are listed (not opened) up front; loader worker
+processes decode each image completely (a truncated file fails there), convert it to RGB and resize
+it; the main process groups images of one model size into (B, 3, H, W) batches and packs the rest
+(mixed sizes) into lists, which the model takes without padding; results are cut into shards of
+``--shard-size`` images in input order. Results do not depend on the batching or the workers.
 
-Output file (safetensors)
--------------------------
-Tensors, all float32 on the CPU, one pair per image ``i`` = 0, 1, ... in the order of the
-``images`` metadata entry:
+Unreadable images (truncated, corrupt, missing, or a size ``native`` cannot take) are found when a
+worker reaches them, not by a pre-pass. Without ``--skip-unreadable`` the run stops at the first one
+(exit 2, naming it and why): the images before it are embedded and written, the model never sees it
+or anything after it. With ``--skip-unreadable`` each is reported (a note on stderr) and recorded in
+the output (``skipped``: id and reason).
+
+Output folder (default)
+-----------------------
+``FOLDER/shard-00000.safetensors`` (or ``.parquet``), ``shard-00001...``, written as they fill, and
+``FOLDER/_manifest.json``, rewritten after each shard; every file goes through a temporary name,
+fsync and rename. Layouts of the shards and the manifest: :mod:`fastradio.embed.store`. A run killed
+at any moment loses at most the shard it was filling; ``--resume`` verifies the listed shards (size,
+sha256, counts), deletes unlisted or damaged ones, and embeds only the images not in a verified
+shard; it refuses when the model, revision, dtype, resolution policy, format, features or pixel
+settings differ (naming each difference). An existing run is never replaced without ``--overwrite``.
+Ctrl-C writes what was computed and records the run as interrupted (exit 130). Read back with
+``fastradio.embed.load(FOLDER)``.
+
+Output file (``--out NAME.safetensors``)
+----------------------------------------
+The single-file format of earlier versions: everything is kept in memory (float32) until the end,
+then written atomically (temporary file + rename); a run that stops writes nothing. Tensors, all
+float32 on the CPU, one set per image ``i`` = 0, 1, ... in the order of the ``images`` metadata
+entry:
 
 - ``summary/<i>``: (3·D,) the summary vector (clip, siglip and dino_v2 CLS tokens concatenated);
-- ``features/<i>``: the patch features, (h·w, D) for ``--feature-fmt NLC`` (row-major patch grid)
-  or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size; absent with
-  ``--no-features``.
+- ``features/<i>`` (``--features full``): the patch features, (h·w, D) for ``--feature-fmt NLC``
+  (row-major patch grid) or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size;
+- ``pooled/<i>`` (``--features pooled``): (D,) the mean of the patch features.
 
 Header metadata (safetensors allows only strings; lists and dicts are JSON-encoded):
 
@@ -51,7 +78,8 @@ backends               JSON object op → backend that ran it
 embed_dim              D
 summary_dim            3·D
 patch_size             16
-feature_fmt            ``NLC``, ``NCHW``, or ``none`` with ``--no-features``
+features               ``none``, ``pooled`` or ``full``
+feature_fmt            ``NLC`` or ``NCHW`` with ``--features full``, else ``none``
 resolution             the policy: ``native``, ``nearest``, ``preferred`` or ``HxW``
 background             R,G,B used under transparent pixels
 exif_transpose         ``true``/``false``
@@ -59,16 +87,20 @@ count                  number of images
 images                 JSON list of image paths, as given / expanded (index i ↔ tensors ``/<i>``)
 original_sizes         JSON list of [height, width] as read (after EXIF orientation)
 model_sizes            JSON list of [height, width] fed to the model
+skipped                JSON list of {id, reason} (``--skip-unreadable``)
 =====================  ===========================================================================
 
-:func:`read_embeddings` loads a file back with the JSON entries decoded. The outputs are kept in
-memory (float32) until the end and then written atomically (temporary file + rename), so an
-interrupted run never leaves a partial file.
+:func:`read_embeddings` loads a file back with the JSON entries decoded.
+
+Progress goes to stderr: "loading NAME ..." / "loaded NAME in X s" around the model load (for
+``synthetic:`` names, that the weights are generated), then a tqdm bar when stderr is a terminal,
+else log lines every ``--log-interval`` seconds with counts, images/s and the ETA, and a final
+``done:`` line. ``--quiet`` keeps only warnings and errors.
 
 Exit codes: 0 success; 1 failure while running (message, plus a traceback with ``--debug``);
 2 usage or input errors (bad option, missing file, unreadable image, unsupported size under
-``native``, model not found, backend refused), reported in one line without a traceback unless
-``--debug``; 130 interrupted.
+``native``, model not found, backend refused, output folder clash, --resume settings differ),
+reported in one line without a traceback unless ``--debug``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -750,21 +782,48 @@ def cmd_embed(args) -> int:
             console.note(f"--resume: {len(items) - len(todo)} of {len(items)} image(s) are already in {out} "
                          f"({len(state.shards)} shard(s) verified)"
                          + (f"; {extra} image(s) there are not among this run's inputs (kept)" if extra else ""))
+    job = _EmbedJob(args, console, sources, items, todo, state, lock, settings, out, single, policy, label,
+                    background, features, workers, dtype_name, device)
     try:
-        return _embed_run(args, console, sources, items, todo, state, lock, settings, single, out, policy, label,
-                          background, features, workers, dtype_name, device)
+        return _embed_run(job)
     finally:
         if lock is not None:
             lock.close()
 
 
-def _embed_run(args, console: _Console, sources, items, todo, state, lock, settings: dict, single: bool, out: Path,
-               policy, label: str, background, features: str, workers: int, dtype_name, device) -> int:
-    """cmd_embed after the checks: load, run, write (``state``: what --resume keeps)."""
+@dataclasses.dataclass
+class _EmbedJob:
+    """What ``cmd_embed`` decided before the model loads."""
+
+    args: Any
+    console: _Console
+    sources: list            # fastradio.embed.Source
+    items: list              # every input image (fastradio.embed.Item)
+    todo: list               # those not in a verified shard of an earlier run
+    state: Any               # fastradio.embed.store.ResumeState (--resume) or None
+    lock: Any                # the output folder's lock, when it existed already
+    settings: dict           # the manifest's settings known so far
+    out: Path
+    single: bool             # --out *.safetensors
+    policy: Any
+    label: str               # the policy as text
+    background: tuple
+    features: str            # none | pooled | full
+    workers: int
+    dtype_name: str | None
+    device: Any
+
+
+def _embed_run(job: _EmbedJob) -> int:
+    """cmd_embed after the checks: load the model, run, write."""
     import fastradio
 
     from . import embed
 
+    args, console, items, todo, state, out, single = (job.args, job.console, job.items, job.todo, job.state,
+                                                        job.out, job.single)
+    policy, label, features, workers = job.policy, job.label, job.features, job.workers
+    lock = job.lock
     if state is not None and not todo:
         # nothing left: record completion without loading the model
         prev = {k: v for k, v in state.previous.items() if k not in _BOOKKEEPING}
@@ -779,7 +838,7 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
     if _is_synthetic(args.model):
         console.warn(f"{args.model} has RANDOM weights generated locally, not the published checkpoint: "
                      f"its embeddings are meaningless (use it only to test the pipeline)")
-    model = _load_with_messages(args, dtype_name, device, console)
+    model = _load_with_messages(args, job.dtype_name, job.device, console)
     dtype = str(model.dtype).replace("torch.", "")
     if state is not None and dtype != state.previous.get("dtype"):
         raise UsageError(f"--resume: {out / embed.MANIFEST} was written with dtype {state.previous.get('dtype')}, "
@@ -790,7 +849,7 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
         raise UsageError(f"--resolution {label}: not a multiple of the model's step {step}; the nearest supported "
                          f"resolution is {nh}x{nw}")
     names = getattr(getattr(model, "plan", None), "names", None) or {}
-    settings = dict(settings)
+    settings = dict(job.settings)
     settings.update({
         "fastradio_version": fastradio.__version__, "dtype": dtype,
         "model_source": _source_json(_describe_source(model, args.model)), "synthetic": _is_synthetic(args.model),
@@ -801,12 +860,12 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
     options = embed.Options(policy=policy, batch=args.batch, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
                             shard_bytes=(args.shard_mb or DEFAULT_SHARD_MB) << 20, features=features,
                             feature_fmt=args.feature_fmt, skip_unreadable=args.skip_unreadable, workers=workers,
-                            background=background, exif_transpose=not args.no_exif_transpose)
+                            background=job.background, exif_transpose=not args.no_exif_transpose)
     if single:
         output = embed.MemoryOutput()
     else:
         settings.update(shard_size=options.shard_size, shard_bytes=options.shard_bytes,
-                        sources=[s.describe() for s in sources])
+                        sources=[s.describe() for s in job.sources])
         try:
             output = embed.ShardedOutput(out, settings, state=state, lock=lock,
                                          run={"workers": workers, "batch": args.batch, "device": settings["device"],
@@ -828,7 +887,7 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
     console.bar = progress.bar
     status = "failed"
     try:
-        stats = embed.run(model, sources, todo, output, options=options, progress=progress, note=console.note)
+        stats = embed.run(model, job.sources, todo, output, options=options, progress=progress, note=console.note)
         status = "complete"
     except embed.StopRun as e:
         status = "stopped"
@@ -868,43 +927,50 @@ def _embed_run(args, console: _Console, sources, items, todo, state, lock, setti
     if output.count == 0:
         raise UsageError("no image could be read" + ("" if single else f" (see {out / embed.MANIFEST}, 'skipped')"))
 
-    # 6. the single file
+    # 6. the summary line (and the single file)
     what = {"none": "summaries", "pooled": "summaries and pooled features",
             "full": f"summaries and {args.feature_fmt} features"}[features]
     if single:
-        results = output.results
-        tensors = {}
-        for i, r in enumerate(results):
-            tensors[f"summary/{i}"] = r.summary.contiguous()
-            if features == "pooled":
-                tensors[f"pooled/{i}"] = r.pooled.contiguous()
-            elif features == "full":
-                tensors[f"features/{i}"] = r.features.contiguous()
-        meta = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "fastradio_version": fastradio.__version__,
-            "model": str(args.model), "model_source": _describe_source(model, args.model),
-            "synthetic": "true" if settings["synthetic"] else "false", "dtype": dtype, "device": settings["device"],
-            "backends": dict(names), "embed_dim": str(settings["embed_dim"]), "summary_dim": str(settings["summary_dim"]),
-            "patch_size": str(settings["patch_size"]), "features": features,
-            "feature_fmt": args.feature_fmt if features == "full" else "none", "resolution": label,
-            "background": settings["background"], "exif_transpose": "false" if args.no_exif_transpose else "true",
-            "count": str(len(results)), "images": [r.id for r in results],
-            "original_sizes": [list(r.original_size) for r in results],
-            "model_sizes": [list(r.model_size) for r in results], "skipped": output.skipped,
-        }
-        try:
-            write_embeddings(out, tensors, meta)
-        except OSError as e:
-            raise UsageError(f"--out {out}: cannot write ({e.strerror or e})") from e
+        _write_single_file(job, model, output, settings)
         if not args.quiet:
-            print(f"wrote {what} of {len(results)} image(s) to {out} (model {args.model}, {dtype} on {settings['device']})"
-                  + (f"; skipped {len(output.skipped)} unreadable" if output.skipped else ""))
+            print(f"wrote {what} of {output.count} image(s) to {out} (model {args.model}, {dtype} on "
+                  f"{settings['device']})" + (f"; skipped {len(output.skipped)} unreadable" if output.skipped else ""))
         return 0
     if not args.quiet:
         print(f"wrote {what} of {output.count} image(s) in {output.shard_count} {args.format} shard(s) to {out} "
               f"(manifest {out / embed.MANIFEST}; model {args.model}, {dtype} on {settings['device']})"
               + (f"; skipped {stats.skipped} unreadable" if stats.skipped else ""))
     return 0
+
+
+def _write_single_file(job: _EmbedJob, model, output, settings: dict) -> None:
+    """The ``--out FILE.safetensors`` format (see the module docstring)."""
+    import fastradio
+
+    args, features = job.args, job.features
+    tensors = {}
+    for i, r in enumerate(output.results):
+        tensors[f"summary/{i}"] = r.summary.contiguous()
+        if features == "pooled":
+            tensors[f"pooled/{i}"] = r.pooled.contiguous()
+        elif features == "full":
+            tensors[f"features/{i}"] = r.features.contiguous()
+    meta = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "fastradio_version": fastradio.__version__,
+        "model": str(args.model), "model_source": _describe_source(model, args.model),
+        "synthetic": "true" if settings["synthetic"] else "false", "dtype": settings["dtype"],
+        "device": settings["device"], "backends": settings["backends"], "embed_dim": str(settings["embed_dim"]),
+        "summary_dim": str(settings["summary_dim"]), "patch_size": str(settings["patch_size"]), "features": features,
+        "feature_fmt": args.feature_fmt if features == "full" else "none", "resolution": job.label,
+        "background": settings["background"], "exif_transpose": "false" if args.no_exif_transpose else "true",
+        "count": str(len(output.results)), "images": [r.id for r in output.results],
+        "original_sizes": [list(r.original_size) for r in output.results],
+        "model_sizes": [list(r.model_size) for r in output.results], "skipped": output.skipped,
+    }
+    try:
+        write_embeddings(job.out, tensors, meta)
+    except OSError as e:
+        raise UsageError(f"--out {job.out}: cannot write ({e.strerror or e})") from e
 
 
 # -- parser and main ---------------------------------------------------------------------------------
