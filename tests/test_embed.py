@@ -204,6 +204,42 @@ def test_file_list_source(tmp_path, monkeypatch):
     assert [i for i, _ in embed.FileListSource("-").entries()] == [str(b)]
 
 
+def test_pipeline_sizes_in_the_main_process_when_the_model_rounds_differently(tmp_path):
+    """A model whose nearest-size rule is not the common one: the workers leave sizing and
+    resizing to the main process, which asks the model itself."""
+    paths = _images(tmp_path / "imgs", 5, sizes=((30, 40), (17, 33)))
+    model = fastradio.load(MODEL, device="cpu")
+    model.get_nearest_supported_resolution = lambda h, w: (-(-h // 16) * 16, -(-w // 16) * 16)   # round up
+    assert Geometry.of(model) is None
+    src = embed.FileSource(paths)
+    items = embed.collect_items([src])
+    out = embed.MemoryOutput()
+    stats = embed.run(model, [src], items, out, options=embed.Options(batch=2, workers=1, features="pooled"))
+    assert stats.embedded == 5 and stats.resized == 5
+    assert [r.model_size for r in out.results] == [(32, 48), (32, 48), (32, 48), (32, 48), (32, 48)]
+    assert [r.original_size for r in out.results] == [(30, 40), (17, 33), (30, 40), (17, 33), (30, 40)]
+    with torch.inference_mode():
+        s, _ = model(images.resize(images.read_image(paths[1]), (32, 48))[None])
+    torch.testing.assert_close(out.results[1].summary, s[0], rtol=1e-5, atol=1e-5)
+
+
+def test_shards_also_close_at_the_byte_limit(tmp_path):
+    paths = _images(tmp_path / "imgs", 10)
+    model = fastradio.load(MODEL, device="cpu")
+    src = embed.FileSource(paths)
+    sizes = []
+
+    class Out(embed.MemoryOutput):
+        def add(self, results):
+            sizes.append(len(results))
+            super().add(results)
+
+    # 32x32, full features: (4 x 128 + 384) x 4 bytes = 3584 bytes per image; a 10000-byte cap → 3 per shard
+    embed.run(model, [src], embed.collect_items([src]), Out(),
+              options=embed.Options(batch=2, shard_size=100, shard_bytes=10_000, features="full"))
+    assert sizes == [3, 3, 3, 1]
+
+
 # -- the CLI on the synthetic model --------------------------------------------------------------------
 
 def test_shards_are_written_as_the_run_goes(tmp_path, capsys, monkeypatch, counting):
@@ -532,6 +568,38 @@ def test_progress_lines_and_load_messages_in_a_log_file(tmp_path):
     r = subprocess.run(_cli_cmd(tmp_path / "imgs", "-m", MODEL, "-o", tmp_path / "out3", "-q"), env=_sub_env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout == "" and r.stderr.strip().startswith("warning:") and len(r.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_saves_what_was_computed(tmp_path):
+    _images(tmp_path / "imgs", 400)
+    out = tmp_path / "out"
+    argv = [tmp_path / "imgs", "-m", MODEL, "-o", out, "--shard-size", 20, "-b", 4, "-j", 1]
+    proc = subprocess.Popen(_cli_cmd(*argv), env=_sub_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if json.loads((out / store.MANIFEST).read_text())["shard_count"] >= 2:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)                     # Ctrl-C reaches the whole process group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err and err.strip().splitlines()[-1] == "fastradio: interrupted"
+    m = embed.read_manifest(out)
+    assert m["runs"][-1]["status"] == "interrupted" and not m["complete"] and 40 <= m["count"] < 400
+    assert m["count"] == m["runs"][-1]["embedded"]
+    r = subprocess.run(_cli_cmd(*argv, "--resume", "-q"), env=_sub_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m2 = embed.read_manifest(out)
+    assert m2["complete"] and m2["count"] == 400 and m2["runs"][-1]["embedded"] == 400 - m["count"]
 
 
 # -- acceptance ----------------------------------------------------------------------------------------

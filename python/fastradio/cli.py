@@ -153,9 +153,10 @@ class _Console:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.bar = None
+        self.progress = None   # a fastradio.embed.Progress whose bar (if any) notes must not tear
 
     def _write(self, text: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None or getattr(self.progress, "bar", None) is not None:
             from tqdm import tqdm
             tqdm.write(text, file=sys.stderr)
         else:
@@ -883,8 +884,7 @@ def _embed_run(job: _EmbedJob) -> int:
                        + (f" ({len(items) - len(todo)} done before)" if len(todo) < len(items) else "")
                        + f": batch {args.batch}, {workers or 'no'} loader worker(s), --resolution {label}, "
                          f"features {features}; output to {where}")
-    progress.start()
-    console.bar = progress.bar
+    console.progress = progress   # started by embed.run once the loader workers are up
     status = "failed"
     try:
         stats = embed.run(model, job.sources, todo, output, options=options, progress=progress, note=console.note)
@@ -892,7 +892,6 @@ def _embed_run(job: _EmbedJob) -> int:
     except embed.StopRun as e:
         status = "stopped"
         progress.close()
-        console.bar = None
         output.finish(status)
         hint = ("--skip-unreadable skips such files" if e.kind == "unreadable"
                 else "--skip-unreadable skips such images")
@@ -903,14 +902,12 @@ def _embed_run(job: _EmbedJob) -> int:
     except KeyboardInterrupt:
         status = "interrupted"
         progress.close()
-        console.bar = None
         if not single:
             output.finish(status)
             console.warn(f"interrupted: {output.count} image(s) are saved in {out}; continue with --resume")
         raise
     finally:
         progress.close()
-        console.bar = None
         if status == "failed" and not single:
             try:
                 output.finish(status)

@@ -15,14 +15,14 @@ Reading an output folder back::
     data, manifest = embed.load("embeddings/")   # ids, summary (N, 3D), pooled / features, sizes
 """
 
-from .loader import Batcher, Decoded, DecodeDataset, Geometry, default_workers, iterate
+from .loader import Batcher, Decoded, DecodeDataset, DecodeStream, Geometry, default_workers, iterate
 from .pipeline import Options, Stats, StopRun, forward, run
 from .progress import Progress, fmt_duration
 from .sources import FileListSource, FileSource, Item, PathsSource, SamplesSource, Source, collect_items
 from .store import (MANIFEST, MemoryOutput, OutputError, Result, ShardedOutput, load, prepare_folder, read_manifest,
                     read_shard)
 
-__all__ = ["Batcher", "Decoded", "DecodeDataset", "Geometry", "default_workers", "iterate", "Options", "Stats",
+__all__ = ["Batcher", "Decoded", "DecodeDataset", "DecodeStream", "Geometry", "default_workers", "iterate", "Options", "Stats",
            "StopRun", "forward", "run", "Progress", "fmt_duration", "FileListSource", "FileSource", "Item",
            "PathsSource", "SamplesSource", "Source", "collect_items", "MANIFEST", "MemoryOutput", "OutputError",
            "Result", "ShardedOutput", "load", "prepare_folder", "read_manifest", "read_shard"]

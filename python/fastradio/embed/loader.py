@@ -6,7 +6,7 @@
   ``load()``, so a truncated file fails here — converted to RGB and resized to its model size,
   or the reason it could not be). It never raises for a bad image: the error travels as data,
   so one corrupt file cannot kill a worker or the run.
-- :func:`iterate`: the decoded images in item order, from ``workers`` processes
+- :class:`DecodeStream` / :func:`iterate`: the decoded images in item order, from ``workers`` processes
   (``torch.utils.data.DataLoader`` with a fixed list of chunks, in order, bounded prefetch) or
   in-process with ``workers=0``. The order never depends on worker scheduling.
 - :class:`Batcher`: same-size images into (B, 3, H, W) batches; what is left (or too much
@@ -23,7 +23,7 @@ import torch
 
 from .sources import Item, Source
 
-__all__ = ["Geometry", "Decoded", "DecodeDataset", "iterate", "Batcher", "default_workers"]
+__all__ = ["Geometry", "Decoded", "DecodeDataset", "DecodeStream", "iterate", "Batcher", "default_workers"]
 
 
 def default_workers() -> int:
@@ -118,33 +118,56 @@ def _as_list(batch):
     return batch
 
 
+class DecodeStream:
+    """``dataset[0], dataset[1], ...`` in order (iterate it once). ``workers`` > 0: that many
+    loader processes, each fetching ``chunk`` consecutive items at a time, at most ``prefetch``
+    chunks ahead per worker (so memory is bounded); 0: decoded here, one at a time.
+    :meth:`start` starts the workers (the first iteration does it otherwise); call it before this
+    process starts threads of its own, since workers are forked. :meth:`close` stops them."""
+
+    def __init__(self, dataset: DecodeDataset, *, workers: int, chunk: int = 8, prefetch: int = 2,
+                 context: str | None = None):
+        self.dataset, self.workers = dataset, max(0, int(workers))
+        self.chunk, self.prefetch, self.context = max(1, int(chunk)), max(1, int(prefetch)), context
+        self._it = None
+
+    def start(self) -> "DecodeStream":
+        if self._it is not None:
+            return self
+        n = len(self.dataset)
+        if self.workers == 0 or n == 0:
+            self._it = (self.dataset[k] for k in range(n))
+            return self
+        chunks = [list(range(i, min(i + self.chunk, n))) for i in range(0, n, self.chunk)]
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=chunks, collate_fn=_as_list, num_workers=min(self.workers, len(chunks)),
+            prefetch_factor=self.prefetch, persistent_workers=False,
+            multiprocessing_context=self.context or _default_context())
+        self._loader_it = iter(loader)
+        self._it = (d for part in self._loader_it for d in part)
+        return self
+
+    def __iter__(self) -> Iterator[Decoded]:
+        return self.start()._it
+
+    def close(self) -> None:
+        it = getattr(self, "_loader_it", None)
+        if it is not None:
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._loader_it = None
+
+
 def iterate(dataset: DecodeDataset, *, workers: int, chunk: int = 8, prefetch: int = 2,
             context: str | None = None) -> Iterator[Decoded]:
-    """``dataset[0], dataset[1], ...`` in order. ``workers`` > 0: that many loader processes,
-    each fetching ``chunk`` consecutive items at a time, at most ``prefetch`` chunks ahead per
-    worker (so memory is bounded); 0: decoded here, one at a time."""
-    n = len(dataset)
-    if workers <= 0:
-        for k in range(n):
-            yield dataset[k]
-        return
-    chunk = max(1, int(chunk))
-    chunks = [list(range(i, min(i + chunk, n))) for i in range(0, n, chunk)]
-    if not chunks:
-        return
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=chunks, collate_fn=_as_list, num_workers=min(workers, len(chunks)),
-        prefetch_factor=max(1, prefetch), persistent_workers=False,
-        multiprocessing_context=context or _default_context())
-    it = iter(loader)
+    """The decoded images in order (see :class:`DecodeStream`); the workers stop when the
+    iteration ends or the generator is closed."""
+    stream = DecodeStream(dataset, workers=workers, chunk=chunk, prefetch=prefetch, context=context)
     try:
-        for part in it:
-            yield from part
+        yield from stream
     finally:
-        shutdown = getattr(it, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-        del it
+        stream.close()
 
 
 def _default_context() -> str | None:

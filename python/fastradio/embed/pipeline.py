@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from .loader import Batcher, Decoded, DecodeDataset, Geometry, iterate
+from .loader import Batcher, Decoded, DecodeDataset, DecodeStream, Geometry
 from .sources import Item, Source
 from .store import Result
 
@@ -164,7 +164,10 @@ def run(model, sources: Sequence[Source], items: Sequence[Item], output, *, opti
         write_computed()
 
     stop: StopRun | None = None
-    stream = iterate(dataset, workers=o.workers, chunk=o.batch, prefetch=o.prefetch)
+    # workers are forked before this process starts threads of its own (progress bar, shard writer)
+    stream = DecodeStream(dataset, workers=o.workers, chunk=o.batch, prefetch=o.prefetch).start()
+    if progress is not None and progress.t0 is None:
+        progress.start()
     try:
         for d in stream:
             item = items[d.seq]
