@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import fastradio
-from fastradio import cli, images, samples
+from fastradio import cli, embed, images, samples
 from fastradio.errors import ModelNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,8 +209,10 @@ def test_progress_bar_on_a_tty(tmp_path, monkeypatch, fake):
     for quiet, shown in (([], True), (["--quiet"], False)):
         err = TTY()
         monkeypatch.setattr(sys, "stderr", err)
-        assert cli.main(["embed", str(p), "-m", "x", "-o", str(tmp_path / "o.st"), *quiet]) == 0
+        out = tmp_path / f"o{len(quiet)}"
+        assert cli.main(["embed", str(p), "-m", "x", "-o", str(out), *quiet]) == 0
         assert ("1/1" in err.getvalue()) is shown
+        assert "progress:" not in err.getvalue()   # a bar on a terminal, no log lines
 
 
 def test_embed_options_reach_load_and_model(tmp_path, capsys, fake):
@@ -251,16 +253,27 @@ def test_resolution_modes(tmp_path, capsys, fake, res, expected):
     assert meta["original_sizes"] == [[32, 48], [64, 16]]
 
 
-def test_native_non_multiple_is_exit_2_before_loading(tmp_path, capsys, fake):
+def test_native_non_multiple_is_exit_2_naming_it(tmp_path, capsys, fake):
+    """Sizes are learnt while decoding (no pre-pass over a huge collection): the run stops at the
+    first image --resolution native cannot take, after writing the images before it."""
     a = _img(tmp_path / "a.png", 32, 32)
     b = _img(tmp_path / "photo.png", 500, 333)
-    rc, so, se = _run(capsys, "embed", a, b, "-m", "x", "-o", tmp_path / "o.st", "--resolution", "native")
-    assert rc == 2
-    assert fake["loads"] == []
-    lines = se.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in se
-    assert "photo.png" in se and "500x333" in se and "--resolution nearest" in se and "496x336" in se
-    assert not (tmp_path / "o.st").exists()
+    for out in (tmp_path / "o.safetensors", tmp_path / "o"):
+        rc, so, se = _run(capsys, "embed", a, b, "-m", "x", "-o", out, "--resolution", "native", "-j", "0")
+        assert rc == 2
+        last = se.strip().splitlines()[-1]
+        assert last.startswith("fastradio: error:") and "Traceback" not in se
+        assert "photo.png" in last and "500x333" in last and "--resolution nearest" in last and "496x336" in last
+        assert "--skip-unreadable" in last
+    assert not (tmp_path / "o.safetensors").exists()
+    data, manifest = embed.load(tmp_path / "o")
+    assert data["ids"] == [str(a)] and manifest["runs"][-1]["status"] == "stopped" and not manifest["complete"]
+    # skipped with --skip-unreadable, recorded with its reason
+    rc, _, se = _run(capsys, "embed", a, b, "-m", "x", "-o", tmp_path / "o2", "--resolution", "native",
+                     "--skip-unreadable")
+    assert rc == 0, se
+    m = embed.read_manifest(tmp_path / "o2")
+    assert m["count"] == 1 and [s["id"] for s in m["skipped"]] == [str(b)] and "500x333" in m["skipped"][0]["reason"]
 
 
 def test_nearest_resizes_with_note(tmp_path, capsys, fake):
@@ -268,7 +281,7 @@ def test_nearest_resizes_with_note(tmp_path, capsys, fake):
     out = tmp_path / "o.safetensors"
     rc, _, se = _run(capsys, "embed", b, "-m", "x", "-o", out)
     assert rc == 0
-    assert "resizing 1 of 1" in se
+    assert "resized 1 of 1" in se
     t, meta = cli.read_embeddings(out)
     assert meta["model_sizes"] == [[496, 336]]
     assert t["features/0"].shape == (31 * 21, 4)
@@ -317,9 +330,11 @@ def test_model_not_found_is_exit_2_and_mentions_synthetic(tmp_path, capsys, monk
     p = _img(tmp_path / "a.png", 32, 32)
     rc, _, se = _run(capsys, "embed", p, "-m", "C-RADIOv2-B", "-o", tmp_path / "o.st")
     assert rc == 2
-    assert "nvidia/C-RADIOv2-B" in se and "synthetic:C-RADIOv2-B" in se
-    assert "Traceback" not in se and len(se.strip().splitlines()) == 1
-    assert not (tmp_path / "o.st").exists()
+    lines = se.strip().splitlines()
+    assert lines[0].startswith("loading C-RADIOv2-B") and len(lines) == 2
+    assert "nvidia/C-RADIOv2-B" in lines[-1] and "synthetic:C-RADIOv2-B" in lines[-1]
+    assert "Traceback" not in se
+    assert not (tmp_path / "o.st").exists()   # the output folder is made only once the model is loaded
 
 
 def test_real_model_offline_and_not_cached_is_exit_2(tmp_path, capsys, monkeypatch):
@@ -341,24 +356,41 @@ def test_real_model_offline_and_not_cached_is_exit_2(tmp_path, capsys, monkeypat
 def test_runtime_failure_is_exit_1(tmp_path, capsys, fake):
     fake["model"].fail = True
     p = _img(tmp_path / "a.png", 32, 32)
-    rc, _, se = _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o.st")
+    rc, _, se = _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o.safetensors")
     assert rc == 1 and "kernel exploded" in se and "Traceback" not in se
-    rc, _, se = _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o.st", "--debug")
+    rc, _, se = _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o.safetensors", "--debug")
     assert rc == 1 and "Traceback" in se
-    assert not (tmp_path / "o.st").exists()
+    assert not (tmp_path / "o.safetensors").exists()
+    # a folder output records the failed run (nothing embedded) and can be resumed
+    rc, _, se = _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o")
+    assert rc == 1 and "kernel exploded" in se
+    m = embed.read_manifest(tmp_path / "o")
+    assert m["count"] == 0 and m["shards"] == [] and m["runs"][-1]["status"] == "failed" and not m["complete"]
+    fake["model"].fail = False
+    assert _run(capsys, "embed", p, "-m", "x", "-o", tmp_path / "o", "--resume")[0] == 0
+    assert embed.read_manifest(tmp_path / "o")["complete"]
 
 
 @pytest.mark.parametrize("args,needle", [
     (["embed", "{d}/missing.png", "-m", "x"], "no such file"),
     (["embed", "-m", "x"], "no images given"),
-    (["embed", "{d}/bad.png", "-m", "x"], "bad.png"),
     (["embed", "{d}/empty", "-m", "x"], "no images found"),
     (["embed", "{d}/ok.png", "-m", "x", "--batch", "0"], "--batch"),
     (["embed", "{d}/ok.png", "-m", "x", "--dtype", "int8"], "--dtype"),
     (["embed", "{d}/ok.png", "-m", "x", "--resolution", "huge"], "resolution"),
     (["embed", "{d}/ok.png", "-m", "x", "--resolution", "50x50"], "multiples of 16; the nearest supported resolution is 48x48"),
     (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/nodir/o.st"], "does not exist"),
-    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}"], "is a directory"),
+    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}"], "files that are not fastradio output (e.g. bad.png)"),
+    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/empty/x/y"], "does not exist"),
+    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/ok.png"], "is a file"),
+    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/o.safetensors", "--resume"], "needs a sharded output folder"),
+    (["embed", "{d}/ok.png", "-m", "x", "--out", "{d}/o.safetensors", "--shard-size", "4"], "--shard-size needs"),
+    (["embed", "{d}/ok.png", "-m", "x", "--resume", "--overwrite"], "contradict"),
+    (["embed", "{d}/ok.png", "-m", "x", "--shard-size", "0"], "--shard-size"),
+    (["embed", "{d}/ok.png", "-m", "x", "--workers", "-1"], "--workers"),
+    (["embed", "{d}/ok.png", "-m", "x", "--log-interval", "-1"], "--log-interval"),
+    (["embed", "{d}/ok.png", "-m", "x", "--no-features", "--features", "full"], "contradicts"),
+    (["embed", "-m", "x", "--file-list", "{d}/nolist.txt"], "no such file"),
     (["embed", "{d}/ok.png", "-m", "x", "--device", "tpu"], "--device"),
     (["embed", "{d}/ok.png", "-m", "x", "--background", "nocolour"], "background"),
 ])

@@ -5,38 +5,64 @@ Commands::
     fastradio info [--json]                   versions, build, devices, backend x op support
     fastradio models [--all] [--json]         the known models
     fastradio embed IMAGE_OR_DIR ... --model NAME_OR_PATH [options]
+    fastradio embed --file-list paths.txt --model NAME --out emb/ [--resume] [--format parquet]
     fastradio embed --samples --model synthetic:C-RADIOv2-B     (no download, random weights)
 
-``embed`` options: ``--out FILE`` (default ``embeddings.safetensors``), ``--batch N`` (default 8),
-``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``), ``--device``, ``--dtype``,
-``--backend``, ``--revision``, ``--pos-align-corners {true,false}`` (the position resize of a checkpoint
-that does not carry it, see :mod:`fastradio.align`), ``--feature-fmt {NLC,NCHW}``, ``--no-features``,
-``--recursive``,
-``--background COLOUR`` (for transparent pixels; default white), ``--no-exif-transpose``,
-``--skip-unreadable``, ``--samples``, ``--quiet``, ``--debug``. Image reading and resizing are
-described in :mod:`fastradio.images`.
+``embed`` options: inputs (files, folders, ``--recursive``, ``--file-list FILE`` (repeatable, ``-``
+= stdin), ``--samples``); ``--out FOLDER`` (default ``embeddings``) or ``--out FILE.safetensors``;
+``--format {safetensors,parquet}``; ``--features {none,pooled,full}`` (``--no-features`` = none);
+``--feature-fmt {NLC,NCHW}``; ``--shard-size N`` (default 1000), ``--shard-mb MB`` (default 1024);
+``--resume``, ``--overwrite``; ``--batch N`` (default 8); ``--workers N`` (loader processes; default
+one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (default 10);
+``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
+``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
+resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
+``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``. Image reading and
+resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
-the model's step (16), else exit 2 suggesting ``nearest``; ``nearest`` resizes each image to
+the model's step (16); ``nearest`` resizes each image to
 ``model.get_nearest_supported_resolution(h, w)`` (a no-op for sizes that are already multiples);
 ``preferred`` resizes every image to ``model.preferred_resolution`` (768x768 for C-RADIOv2, 512x512
 for C-RADIOv3/v4);
 ``HxW`` resizes every image to that height x width. Resizing is bicubic with antialiasing.
 
-Batching: consecutive runs of up to ``--batch`` images; a run of same-size images goes to the
-model as one (B, 3, H, W) tensor, a run of mixed sizes as a list (the model packs it without
-padding). Results do not depend on the batching.
+Pipeline (:mod:`fastradio.embed`): the inputs are listed (not opened) up front; loader worker
+processes decode each image completely (a truncated file fails there), convert it to RGB and resize
+it; the main process groups images of one model size into (B, 3, H, W) batches and packs the rest
+(mixed sizes) into lists, which the model takes without padding; results are cut into shards of
+``--shard-size`` images in input order. Results do not depend on the batching or the workers.
 
-Output file (safetensors)
--------------------------
-Tensors, all float32 on the CPU, one pair per image ``i`` = 0, 1, ... in the order of the
-``images`` metadata entry:
+Unreadable images (truncated, corrupt, missing, or a size ``native`` cannot take) are found when a
+worker reaches them, not by a pre-pass. Without ``--skip-unreadable`` the run stops at the first one
+(exit 2, naming it and why): the images before it are embedded and written, the model never sees it
+or anything after it. With ``--skip-unreadable`` each is reported (a note on stderr) and recorded in
+the output (``skipped``: id and reason).
+
+Output folder (default)
+-----------------------
+``FOLDER/shard-00000.safetensors`` (or ``.parquet``), ``shard-00001...``, written as they fill, and
+``FOLDER/_manifest.json``, rewritten after each shard; every file goes through a temporary name,
+fsync and rename. Layouts of the shards and the manifest: :mod:`fastradio.embed.store`. A run killed
+at any moment loses at most the shard it was filling; ``--resume`` verifies the listed shards (size,
+sha256, counts), deletes unlisted or damaged ones, and embeds only the images not in a verified
+shard; it refuses when the model, revision, dtype, resolution policy, format, features or pixel
+settings differ (naming each difference). An existing run is never replaced without ``--overwrite``.
+Ctrl-C writes what was computed and records the run as interrupted (exit 130). Read back with
+``fastradio.embed.load(FOLDER)``.
+
+Output file (``--out NAME.safetensors``)
+----------------------------------------
+The single-file format of earlier versions: everything is kept in memory (float32) until the end,
+then written atomically (temporary file + rename); a run that stops writes nothing. Tensors, all
+float32 on the CPU, one set per image ``i`` = 0, 1, ... in the order of the ``images`` metadata
+entry:
 
 - ``summary/<i>``: (summary_dim,) the summary vector (the CLS tokens of the model's summary slots
   concatenated: 3·D for C-RADIOv2/v3, 2·D for C-RADIOv4);
-- ``features/<i>``: the patch features, (h·w, D) for ``--feature-fmt NLC`` (row-major patch grid)
-  or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size; absent with
-  ``--no-features``.
+- ``features/<i>`` (``--features full``): the patch features, (h·w, D) for ``--feature-fmt NLC``
+  (row-major patch grid) or (D, h, w) for ``NCHW``, where (h, w) = model size / patch size;
+- ``pooled/<i>`` (``--features pooled``): (D,) the mean of the patch features.
 
 Header metadata (safetensors allows only strings; lists and dicts are JSON-encoded):
 
@@ -56,7 +82,8 @@ embed_dim              D
 summary_dim            3·D (C-RADIOv4: 2·D)
 patch_size             16
 align_corners          the position resize used (``true``/``false``) and, in ``align_corners_source``, what decided it
-feature_fmt            ``NLC``, ``NCHW``, or ``none`` with ``--no-features``
+features               ``none``, ``pooled`` or ``full``
+feature_fmt            ``NLC`` or ``NCHW`` with ``--features full``, else ``none``
 resolution             the policy: ``native``, ``nearest``, ``preferred`` or ``HxW``
 background             R,G,B used under transparent pixels
 exif_transpose         ``true``/``false``
@@ -64,16 +91,20 @@ count                  number of images
 images                 JSON list of image paths, as given / expanded (index i ↔ tensors ``/<i>``)
 original_sizes         JSON list of [height, width] as read (after EXIF orientation)
 model_sizes            JSON list of [height, width] fed to the model
+skipped                JSON list of {id, reason} (``--skip-unreadable``)
 =====================  ===========================================================================
 
-:func:`read_embeddings` loads a file back with the JSON entries decoded. The outputs are kept in
-memory (float32) until the end and then written atomically (temporary file + rename), so an
-interrupted run never leaves a partial file.
+:func:`read_embeddings` loads a file back with the JSON entries decoded.
+
+Progress goes to stderr: "loading NAME ..." / "loaded NAME in X s" around the model load (for
+``synthetic:`` names, that the weights are generated), then a tqdm bar when stderr is a terminal,
+else log lines every ``--log-interval`` seconds with counts, images/s and the ETA, and a final
+``done:`` line. ``--quiet`` keeps only warnings and errors.
 
 Exit codes: 0 success; 1 failure while running (message, plus a traceback with ``--debug``);
 2 usage or input errors (bad option, missing file, unreadable image, unsupported size under
-``native``, model not found, backend refused), reported in one line without a traceback unless
-``--debug``; 130 interrupted.
+``native``, model not found, backend refused, output folder clash, --resume settings differ),
+reported in one line without a traceback unless ``--debug``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -86,6 +117,7 @@ import json
 import os
 import platform
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -97,8 +129,11 @@ __all__ = ["main", "build_parser", "collect_info", "format_info", "embed_images"
 
 FORMAT_NAME = "fastradio.embeddings"
 FORMAT_VERSION = "1"
-DEFAULT_OUT = "embeddings.safetensors"
+DEFAULT_OUT = "embeddings"
 DEFAULT_BATCH = 8
+DEFAULT_SHARD_SIZE = 1000
+DEFAULT_SHARD_MB = 1024
+DEFAULT_LOG_INTERVAL = 10.0
 _PROG = "fastradio"
 
 _DTYPES = {
@@ -107,7 +142,7 @@ _DTYPES = {
     "float16": "float16", "fp16": "float16", "half": "float16",
 }
 _INFO_DTYPES = ("float32", "bfloat16", "float16")
-_JSON_META = ("backends", "images", "original_sizes", "model_sizes")
+_JSON_META = ("backends", "images", "original_sizes", "model_sizes", "skipped")
 
 
 class UsageError(Exception):
@@ -122,9 +157,10 @@ class _Console:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.bar = None
+        self.progress = None   # a fastradio.embed.Progress whose bar (if any) notes must not tear
 
     def _write(self, text: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None or getattr(self.progress, "bar", None) is not None:
             from tqdm import tqdm
             tqdm.write(text, file=sys.stderr)
         else:
@@ -133,6 +169,10 @@ class _Console:
     def note(self, text: str) -> None:
         if not self.quiet:
             self._write(f"note: {text}")
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self._write(text)
 
     def warn(self, text: str) -> None:
         self._write(f"warning: {text}")
@@ -571,8 +611,7 @@ def _align_meta(model) -> dict:
     ac = getattr(cfg, "align_corners", None)
     if not isinstance(ac, bool):
         return {}
-    return {"align_corners": "true" if ac else "false",
-            "align_corners_source": str(getattr(cfg, "align_corners_source", None))}
+    return {"align_corners": ac, "align_corners_source": str(getattr(cfg, "align_corners_source", None))}
 
 
 def _load_model(args, dtype_name: str | None, device):
@@ -606,12 +645,72 @@ def _load_model(args, dtype_name: str | None, device):
     return model
 
 
+def _model_key(name: str) -> str:
+    """A canonical name of ``--model`` for comparing runs (--resume): aliases of a known model,
+    ``synthetic:x`` and ``synthetic:x@0``, and spellings of one local path compare equal."""
+    from .configs import resolve_known_model
+
+    n = str(name).strip()
+    try:
+        if _is_synthetic(n):
+            base, _, seed = n[len("synthetic:"):].partition("@")
+            km = resolve_known_model(base)
+            return f"synthetic:{km.name if km else base}@{int(seed) if seed.strip() else 0}"
+        p = Path(n).expanduser()
+        if p.exists():
+            return str(p.resolve())
+        km = resolve_known_model(n)
+        if km is not None:
+            return km.hub_repo or km.name
+    except Exception:
+        pass
+    return n
+
+
+def _load_with_messages(args, dtype_name: str | None, device, console: _Console):
+    """:func:`_load_model` between "loading ..." and "loaded in X s" lines (not with --quiet)."""
+    name = str(args.model)
+    if _is_synthetic(name):
+        console.info(f"loading {name}: random weights, generated locally on first use (then cached) ...")
+    elif Path(name).expanduser().exists():
+        console.info(f"loading {name} ...")
+    else:
+        console.info(f"loading {name}: from the Hugging Face cache, or downloading it (a progress bar shows the "
+                     f"download) ...")
+    t0 = time.monotonic()
+    model = _load_model(args, dtype_name, device)
+    dt = time.monotonic() - t0
+    src = getattr(model, "source", None)
+    kind = getattr(src, "source", None)
+    where = {"synthetic": f"generated locally, in {getattr(src, 'folder', '?')}",
+             "cache": "from the Hugging Face cache", "download": "downloaded from the Hugging Face Hub",
+             "local": f"from {getattr(src, 'folder', name)}"}.get(kind)
+    dtype = str(getattr(model, "dtype", "?")).replace("torch.", "")
+    console.info(f"loaded {name} in {dt:.1f} s ({where + '; ' if where else ''}{dtype} on {getattr(model, 'device', '?')})")
+    return model
+
+
+def _source_json(text: str):
+    """_describe_source's JSON text → the object (for the manifest), or the text itself."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+_BOOKKEEPING = ("format", "format_version", "created", "updated", "complete", "count", "shard_count", "skipped_count",
+                "runs", "skipped", "shards")
+
+
 def cmd_embed(args) -> int:
-    from . import images
+    from . import embed, images
 
     console = _Console(quiet=args.quiet)
-    if args.batch < 1:
-        raise UsageError(f"--batch: expected a positive number of images, got {args.batch}")
+    # 1. options (all checked before anything is read or loaded)
+    for opt, v, lo in (("--batch", args.batch, 1), ("--shard-size", args.shard_size, 1), ("--shard-mb", args.shard_mb, 1),
+                       ("--workers", args.workers, 0), ("--log-interval", args.log_interval, 0)):
+        if v is not None and v < lo:
+            raise UsageError(f"{opt}: expected {'a positive number' if lo else 'zero or more'}, got {v}")
     policy = images.parse_resolution(args.resolution)
     background = images.parse_background(args.background)
     dtype_name = None
@@ -624,153 +723,275 @@ def cmd_embed(args) -> int:
         nh, nw = (max(round(v / 16), 1) * 16 for v in policy)
         raise UsageError(f"--resolution {images.fmt_size(policy)}: height and width must be multiples of 16; "
                          f"the nearest supported resolution is {nh}x{nw}")
+    features = args.features or ("none" if args.no_features else "full")
+    if args.no_features and features != "none":
+        raise UsageError(f"--no-features contradicts --features {features}")
     device = _parse_device(args.device)
     out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory; give a file name, e.g. {out / DEFAULT_OUT}")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
-    if not args.inputs and not args.samples:
-        raise UsageError("no images given: name image files or folders, or use --samples")
+    single = out.suffix.lower() == ".safetensors"
+    if single:
+        if out.is_dir():
+            raise UsageError(f"--out {out}: is a directory; a single-file output is a file name ending in .safetensors")
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+        for opt, given in (("--resume", args.resume), ("--format parquet", args.format == "parquet"),
+                           ("--shard-size", args.shard_size is not None), ("--shard-mb", args.shard_mb is not None)):
+            if given:
+                raise UsageError(f"{opt} needs a sharded output folder, but --out {out} names a single .safetensors "
+                                 f"file; give a folder, e.g. --out {out.with_suffix('')}")
+    elif out.is_file():
+        raise UsageError(f"--out {out}: is a file; give a folder for the sharded output (or a name ending in "
+                         f".safetensors for one file)")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other")
+    if args.format == "parquet":
+        try:
+            embed.store.require_pyarrow()
+        except embed.OutputError as e:
+            raise UsageError(str(e)) from e
+    if not args.inputs and not args.samples and not args.file_list:
+        raise UsageError("no images given: name image files or folders, use --file-list, or --samples")
+    workers = embed.default_workers() if args.workers is None else args.workers
 
-    # 1. the files
-    paths: list[Path] = []
+    # 2. the images (listed, not opened: loader workers open them during the run)
+    sources: list = []
     if args.samples:
-        from . import samples
-        paths += samples.sample_images()
-    skipped: dict[str, list[Path]] = {}
-    paths += images.expand_inputs(args.inputs, recursive=args.recursive,
-                                  on_skip=lambda p, why: skipped.setdefault(why, []).append(p))
-    for why, ps in skipped.items():
+        sources.append(embed.SamplesSource())
+    skipped_entries: dict[str, list[Path]] = {}
+    if args.inputs:
+        sources.append(embed.PathsSource(args.inputs, recursive=args.recursive,
+                                         on_skip=lambda p, why: skipped_entries.setdefault(why, []).append(p)))
+    for fl in args.file_list or ():
+        sources.append(embed.FileListSource(fl))
+    for why, ps in skipped_entries.items():
         shown = ", ".join(str(p) for p in ps[:5]) + (f", ... ({len(ps) - 5} more)" if len(ps) > 5 else "")
         console.note(f"skipped {len(ps)} {'entry' if len(ps) == 1 else 'entries'}: {why}: {shown}")
-
-    # 2. their sizes (headers only), so that bad files fail before the model loads
-    items: list[EmbedItem] = []
-    for p in paths:
-        try:
-            items.append(EmbedItem(p, images.probe(p, exif_transpose=not args.no_exif_transpose)))
-        except images.ImageInputError as e:
-            if not args.skip_unreadable:
-                raise UsageError(f"{e} (use --skip-unreadable to skip such files)") from e
-            console.note(f"skipped unreadable {e}")
+    items = embed.collect_items(sources, on_duplicates=lambda n, first: console.note(
+        f"ignored {n} repeated image path(s) (e.g. {first}): each image is embedded once"))
     if not items:
-        where = ", ".join(args.inputs) if args.inputs else "the inputs"
+        where = ", ".join([*args.inputs, *(args.file_list or [])]) or "the inputs"
         raise UsageError(f"no images found in {where}")
-    if policy == "native":  # every supported size is a multiple of 16: catch the obvious early
-        for it in items:
-            h, w = it.original_size
-            if h % 16 or w % 16:
-                break
-        else:
-            it = None
-        if it is not None:
-            _native_error(it, items, step=16)
 
-    # 3. the model
+    # 3. the output (before the model loads: a clash or a --resume mismatch fails fast)
+    label = policy if isinstance(policy, str) else images.fmt_size(policy)
+    if dtype_name is None:
+        from .api import default_device, default_dtype
+        expected_dtype = str(default_dtype(device if device is not None else default_device())).replace("torch.", "")
+    else:
+        expected_dtype = dtype_name
+    settings = {
+        "fastradio_version": None, "model": str(args.model), "model_key": _model_key(args.model),
+        "revision": args.revision, "dtype": expected_dtype, "resolution": label, "shard_format": args.format,
+        "features": features, "feature_fmt": args.feature_fmt if features == "full" else None,
+        "background": ",".join(str(v) for v in background), "exif_transpose": not args.no_exif_transpose,
+    }
+    lock, state = None, None
+    todo = items
+    if not single:
+        try:
+            lock, state = embed.prepare_folder(out, resume=args.resume, overwrite=args.overwrite, settings=settings,
+                                               note=console.note)
+        except embed.OutputError as e:
+            raise UsageError(str(e)) from e
+        if state is not None:
+            for msg in state.dropped:
+                console.warn(f"--resume: {msg}")
+            if state.removed:
+                console.note(f"--resume: removed {len(state.removed)} unfinished file(s) of the interrupted run "
+                             f"({', '.join(state.removed[:3])}{', ...' if len(state.removed) > 3 else ''})")
+            todo = [it for it in items if it.id not in state.done]
+            extra = len(state.done) - (len(items) - len(todo))
+            console.note(f"--resume: {len(items) - len(todo)} of {len(items)} image(s) are already in {out} "
+                         f"({len(state.shards)} shard(s) verified)"
+                         + (f"; {extra} image(s) there are not among this run's inputs (kept)" if extra else ""))
+    job = _EmbedJob(args, console, sources, items, todo, state, lock, settings, out, single, policy, label,
+                    background, features, workers, dtype_name, device)
+    try:
+        return _embed_run(job)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+@dataclasses.dataclass
+class _EmbedJob:
+    """What ``cmd_embed`` decided before the model loads."""
+
+    args: Any
+    console: _Console
+    sources: list            # fastradio.embed.Source
+    items: list              # every input image (fastradio.embed.Item)
+    todo: list               # those not in a verified shard of an earlier run
+    state: Any               # fastradio.embed.store.ResumeState (--resume) or None
+    lock: Any                # the output folder's lock, when it existed already
+    settings: dict           # the manifest's settings known so far
+    out: Path
+    single: bool             # --out *.safetensors
+    policy: Any
+    label: str               # the policy as text
+    background: tuple
+    features: str            # none | pooled | full
+    workers: int
+    dtype_name: str | None
+    device: Any
+
+
+def _embed_run(job: _EmbedJob) -> int:
+    """cmd_embed after the checks: load the model, run, write."""
+    import fastradio
+
+    from . import embed
+
+    args, console, items, todo, state, out, single = (job.args, job.console, job.items, job.todo, job.state,
+                                                        job.out, job.single)
+    policy, label, features, workers = job.policy, job.label, job.features, job.workers
+    lock = job.lock
+    if state is not None and not todo:
+        # nothing left: record completion without loading the model
+        prev = {k: v for k, v in state.previous.items() if k not in _BOOKKEEPING}
+        output = embed.ShardedOutput(out, prev, state=state, lock=lock, run={"embedded": 0})
+        output.finish("complete")
+        if not args.quiet:
+            print(f"nothing to do: all {len(items)} image(s) are already in {out} ({output.count} embedded in "
+                  f"{output.shard_count} shard(s))")
+        return 0
+
+    # 4. the model
     if _is_synthetic(args.model):
         console.warn(f"{args.model} has RANDOM weights generated locally, not the published checkpoint: "
                      f"its embeddings are meaningless (use it only to test the pipeline)")
-    model = _load_model(args, dtype_name, device)
-
-    # 4. the sizes fed to the model
-    for it in items:
+    model = _load_with_messages(args, job.dtype_name, job.device, console)
+    dtype = str(model.dtype).replace("torch.", "")
+    if state is not None and dtype != state.previous.get("dtype"):
+        raise UsageError(f"--resume: {out / embed.MANIFEST} was written with dtype {state.previous.get('dtype')}, "
+                         f"this run's model computes in {dtype}; pass --dtype {state.previous.get('dtype')}")
+    step = int(getattr(model, "min_resolution_step", 16))
+    if isinstance(policy, tuple) and (policy[0] % step or policy[1] % step):
+        nh, nw = (int(v) for v in model.get_nearest_supported_resolution(*policy))
+        raise UsageError(f"--resolution {label}: not a multiple of the model's step {step}; the nearest supported "
+                         f"resolution is {nh}x{nw}")
+    names = getattr(getattr(model, "plan", None), "names", None) or {}
+    settings = dict(job.settings)
+    settings.update({
+        "fastradio_version": fastradio.__version__, "dtype": dtype,
+        "model_source": _source_json(_describe_source(model, args.model)), "synthetic": _is_synthetic(args.model),
+        "device": str(model.device), "backend": args.backend, "backends": dict(names),
+        "embed_dim": int(model.embed_dim), "summary_dim": int(model.summary_dim),
+        "patch_size": int(getattr(model, "patch_size", 16)), **_align_meta(model),
+    })
+    options = embed.Options(policy=policy, batch=args.batch, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
+                            shard_bytes=(args.shard_mb or DEFAULT_SHARD_MB) << 20, features=features,
+                            feature_fmt=args.feature_fmt, skip_unreadable=args.skip_unreadable, workers=workers,
+                            background=job.background, exif_transpose=not args.no_exif_transpose)
+    if single:
+        output = embed.MemoryOutput()
+    else:
+        settings.update(shard_size=options.shard_size, shard_bytes=options.shard_bytes,
+                        sources=[s.describe() for s in job.sources])
         try:
-            it.model_size = images.target_size(policy, it.original_size, model, what=str(it.path))
-        except images.ImageInputError:
-            if policy == "native":
-                _native_error(it, items, step=int(model.min_resolution_step), model=model)
-            raise
-    resized = sum(1 for it in items if it.model_size != it.original_size)
-    if resized:
-        label = policy if isinstance(policy, str) else images.fmt_size(policy)
-        console.note(f"resizing {resized} of {len(items)} image(s) (--resolution {label}; bicubic, antialiased)")
-    max_res = getattr(model, "max_resolution", None)
-    if max_res:
-        big = [it for it in items if max(it.model_size) > max_res]
-        if big:
-            console.note(f"{len(big)} image(s) exceed the model's max resolution {max_res} "
-                         f"(e.g. {big[0].path}: {images.fmt_size(big[0].model_size)}); this works but is slow "
-                         f"and off the training distribution; consider --resolution preferred")
+            output = embed.ShardedOutput(out, settings, state=state, lock=lock,
+                                         run={"workers": workers, "batch": args.batch, "device": settings["device"],
+                                              "backend": args.backend, "fastradio_version": fastradio.__version__})
+        except embed.OutputError as e:
+            raise UsageError(str(e)) from e
 
     # 5. run
-    from tqdm import tqdm
-
-    show = not args.quiet and sys.stderr.isatty()
-    bar = tqdm(total=len(items), unit="img", file=sys.stderr, disable=not show, dynamic_ncols=True,
-               desc="embedding")
-    console.bar = bar
-
-    def unreadable(it: EmbedItem, e: Exception) -> bool:
-        if args.skip_unreadable:
-            console.note(f"skipped unreadable {e}")
-            return True
-        return False
-
-    read = lambda p: images.read_image(p, background=background, exif_transpose=not args.no_exif_transpose)  # noqa: E731
+    mode = "none" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
+    progress = embed.Progress(total=len(items), already=len(items) - len(todo), mode=mode,
+                              interval=args.log_interval, stream=sys.stderr)
+    where = "memory, written at the end" if single else f"{out}/ in shards of {options.shard_size}"
+    if mode == "log":
+        progress.write(f"embedding {len(todo)} image(s)"
+                       + (f" ({len(items) - len(todo)} done before)" if len(todo) < len(items) else "")
+                       + f": batch {args.batch}, {workers or 'no'} loader worker(s), --resolution {label}, "
+                         f"features {features}; output to {where}")
+    console.progress = progress   # started by embed.run once the loader workers are up
+    status = "failed"
     try:
-        tensors, done = embed_images(model, items, batch=args.batch, feature_fmt=args.feature_fmt,
-                                     features=not args.no_features, read=read, on_done=bar.update,
-                                     on_unreadable=unreadable)
-    except images.ImageInputError as e:
-        raise UsageError(f"{e} (use --skip-unreadable to skip such files)") from e
+        stats = embed.run(model, job.sources, todo, output, options=options, progress=progress, note=console.note)
+        status = "complete"
+    except embed.StopRun as e:
+        status = "stopped"
+        progress.close()
+        output.finish(status)
+        hint = ("--skip-unreadable skips such files" if e.kind == "unreadable"
+                else "--skip-unreadable skips such images")
+        if single:
+            raise UsageError(f"{e} ({hint}); nothing was written") from None
+        raise UsageError(f"{e} — stopped before embedding it; {output.count} image(s) are in {out} (fix or remove "
+                         f"the file and continue with --resume; {hint})") from None
+    except KeyboardInterrupt:
+        status = "interrupted"
+        progress.close()
+        if not single:
+            output.finish(status)
+            console.warn(f"interrupted: {output.count} image(s) are saved in {out}; continue with --resume")
+        raise
     finally:
-        bar.close()
-        console.bar = None
-    if not done:
-        raise UsageError("no image could be read")
+        progress.close()
+        if status == "failed" and not single:
+            try:
+                output.finish(status)
+            except Exception:
+                pass
+    output.finish(status)
+    progress.set_shards(output.shard_count)
+    if mode == "log":
+        progress.write(progress.line("done"))
+    if stats.resized:
+        console.note(f"resized {stats.resized} of {stats.embedded} image(s) (--resolution {label}; bicubic, antialiased)")
+    if stats.too_big > 1:
+        console.note(f"{stats.too_big} image(s) exceeded the model's max resolution {getattr(model, 'max_resolution', '?')}")
+    if output.count == 0:
+        raise UsageError("no image could be read" + ("" if single else f" (see {out / embed.MANIFEST}, 'skipped')"))
 
-    # 6. write
-    import fastradio
-
-    names = getattr(getattr(model, "plan", None), "names", None) or {}
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "fastradio_version": fastradio.__version__,
-        "model": str(args.model),
-        "model_source": _describe_source(model, args.model),
-        "synthetic": "true" if _is_synthetic(args.model) else "false",
-        "dtype": str(model.dtype).replace("torch.", ""),
-        "device": str(model.device),
-        "backends": dict(names),
-        "embed_dim": str(int(model.embed_dim)),
-        "summary_dim": str(int(model.summary_dim)),
-        "patch_size": str(int(getattr(model, "patch_size", 16))),
-        **_align_meta(model),
-        "feature_fmt": "none" if args.no_features else args.feature_fmt,
-        "resolution": policy if isinstance(policy, str) else images.fmt_size(policy),
-        "background": ",".join(str(v) for v in background),
-        "exif_transpose": "false" if args.no_exif_transpose else "true",
-        "count": str(len(done)),
-        "images": [str(it.path) for it in done],
-        "original_sizes": [list(it.original_size) for it in done],
-        "model_sizes": [list(it.model_size) for it in done],
-    }
-    try:
-        write_embeddings(out, tensors, meta)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write ({e.strerror or e})") from e
+    # 6. the summary line (and the single file)
+    what = {"none": "summaries", "pooled": "summaries and pooled features",
+            "full": f"summaries and {args.feature_fmt} features"}[features]
+    if single:
+        _write_single_file(job, model, output, settings)
+        if not args.quiet:
+            print(f"wrote {what} of {output.count} image(s) to {out} (model {args.model}, {dtype} on "
+                  f"{settings['device']})" + (f"; skipped {len(output.skipped)} unreadable" if output.skipped else ""))
+        return 0
     if not args.quiet:
-        what = "summaries" if args.no_features else f"summaries and {args.feature_fmt} features"
-        print(f"wrote {what} of {len(done)} image(s) to {out} "
-              f"(model {args.model}, {meta['dtype']} on {meta['device']})")
+        print(f"wrote {what} of {output.count} image(s) in {output.shard_count} {args.format} shard(s) to {out} "
+              f"(manifest {out / embed.MANIFEST}; model {args.model}, {dtype} on {settings['device']})"
+              + (f"; skipped {stats.skipped} unreadable" if stats.skipped else ""))
     return 0
 
 
-def _native_error(it: EmbedItem, items: Sequence[EmbedItem], *, step: int, model=None) -> None:
-    from . import images
+def _write_single_file(job: _EmbedJob, model, output, settings: dict) -> None:
+    """The ``--out FILE.safetensors`` format (see the module docstring)."""
+    import fastradio
 
-    h, w = it.original_size
-    bad = sum(1 for x in items if x.original_size[0] % step or x.original_size[1] % step)
-    if model is not None:
-        nh, nw = (int(v) for v in model.get_nearest_supported_resolution(h, w))
-    else:
-        nh, nw = (max(round(s / step), 1) * step for s in (h, w))
-    more = f" ({bad - 1} more image(s) too)" if bad > 1 else ""
-    raise UsageError(f"{it.path}: size {images.fmt_size((h, w))} (HxW) is not a multiple of {step}, "
-                     f"which --resolution native requires{more}; use --resolution nearest "
-                     f"(would resize it to {nh}x{nw}), preferred, or HxW")
+    args, features = job.args, job.features
+    tensors = {}
+    for i, r in enumerate(output.results):
+        tensors[f"summary/{i}"] = r.summary.contiguous()
+        if features == "pooled":
+            tensors[f"pooled/{i}"] = r.pooled.contiguous()
+        elif features == "full":
+            tensors[f"features/{i}"] = r.features.contiguous()
+    meta = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "fastradio_version": fastradio.__version__,
+        "model": str(args.model), "model_source": _describe_source(model, args.model),
+        "synthetic": "true" if settings["synthetic"] else "false", "dtype": settings["dtype"],
+        "device": settings["device"], "backends": settings["backends"], "embed_dim": str(settings["embed_dim"]),
+        "summary_dim": str(settings["summary_dim"]), "patch_size": str(settings["patch_size"]),
+        **{k: ("true" if v else "false") if isinstance(v, bool) else v
+           for k, v in settings.items() if k in ("align_corners", "align_corners_source")},
+        "features": features,
+        "feature_fmt": args.feature_fmt if features == "full" else "none", "resolution": job.label,
+        "background": settings["background"], "exif_transpose": "false" if args.no_exif_transpose else "true",
+        "count": str(len(output.results)), "images": [r.id for r in output.results],
+        "original_sizes": [list(r.original_size) for r in output.results],
+        "model_sizes": [list(r.model_size) for r in output.results], "skipped": output.skipped,
+    }
+    try:
+        write_embeddings(job.out, tensors, meta)
+    except OSError as e:
+        raise UsageError(f"--out {job.out}: cannot write ({e.strerror or e})") from e
 
 
 # -- parser and main ---------------------------------------------------------------------------------
@@ -800,18 +1021,43 @@ def build_parser() -> argparse.ArgumentParser:
     pm.set_defaults(func=cmd_models)
 
     pe = sub.add_parser(
-        "embed", parents=[common], help="embed images into a safetensors file",
-        description="Embed image files (or folders of them) and write summaries and patch features to a "
-                    "safetensors file (format: `python -m pydoc fastradio.cli`).",
+        "embed", parents=[common], help="embed images into shards (or one safetensors file)",
+        description="Embed image files, folders of them or lists of them, and write summaries (and patch features) "
+                    "into a folder of shards with a manifest, written as the run goes and resumable "
+                    "(or, for --out FILE.safetensors, one file at the end). Formats: `python -m pydoc fastradio.cli`.",
         epilog="Without network access use --model synthetic:C-RADIOv2-B (random weights; the embeddings are "
                "meaningless, but every step of the pipeline runs).")
     pe.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     pe.add_argument("-m", "--model", required=True, metavar="NAME_OR_PATH",
                     help="known model name (see `fastradio models`), local folder, or synthetic:<name>")
-    pe.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="FILE",
-                    help=f"output safetensors file (default: {DEFAULT_OUT}; overwritten)")
+    pe.add_argument("--file-list", action="append", metavar="FILE",
+                    help="a text file of image paths, one per line ('-': standard input; # comments; relative to "
+                         "the current folder); may be repeated")
+    pe.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="FOLDER_OR_FILE",
+                    help=f"output folder of shards + _manifest.json (default: {DEFAULT_OUT}); a name ending in "
+                         f".safetensors writes one file instead, kept in memory until the end")
+    pe.add_argument("--format", default="safetensors", choices=["safetensors", "parquet"],
+                    help="shard format (default: safetensors); parquet needs pyarrow (pip install 'fastradio[parquet]')")
+    pe.add_argument("--features", default=None, choices=["none", "pooled", "full"],
+                    help="patch features to store: none, pooled (mean over the patches, one D-vector per image) or "
+                         "full (every patch; large) (default: full)")
+    pe.add_argument("--shard-size", type=int, default=None, metavar="N",
+                    help=f"images per shard (default: {DEFAULT_SHARD_SIZE}); a run killed midway loses at most "
+                         f"one shard")
+    pe.add_argument("--shard-mb", type=int, default=None, metavar="MB",
+                    help=f"also close a shard when its outputs reach this size (default: {DEFAULT_SHARD_MB})")
+    pe.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run in --out: verify its shards, embed only the images not in them "
+                         "(the settings must match)")
+    pe.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     pe.add_argument("-b", "--batch", type=int, default=DEFAULT_BATCH, metavar="N",
                     help=f"images per model call (default: {DEFAULT_BATCH})")
+    pe.add_argument("-j", "--workers", type=int, default=None, metavar="N",
+                    help="processes decoding and resizing images (default: one per CPU less one, at most 8; "
+                         "0: in this process)")
+    pe.add_argument("--log-interval", type=float, default=DEFAULT_LOG_INTERVAL, metavar="SECONDS",
+                    help=f"when stderr is not a terminal, a progress line every SECONDS (default: "
+                         f"{DEFAULT_LOG_INTERVAL:g}; 0: after every batch); on a terminal a progress bar")
     pe.add_argument("-r", "--resolution", default="nearest", metavar="{native,nearest,preferred,HxW}",
                     help="native: as is (multiples of 16 only); nearest: resize to the nearest multiple of 16 "
                          "(default); preferred: the model's preferred size; HxW: height x width")
@@ -827,7 +1073,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "C-RADIOv3-L/-g uploads, true for C-RADIOv2; default: read from the checkpoint")
     pe.add_argument("--feature-fmt", default="NLC", choices=["NLC", "NCHW"],
                     help="layout of the stored features: NLC (h*w, D) or NCHW (D, h, w); default NLC")
-    pe.add_argument("--no-features", action="store_true", help="store only the summary vectors")
+    pe.add_argument("--no-features", action="store_true", help="store only the summary vectors (= --features none)")
     pe.add_argument("--recursive", action="store_true", help="descend into subfolders of folders")
     pe.add_argument("--samples", action="store_true",
                     help="add fastradio's built-in sample images (generated on first use)")
@@ -835,7 +1081,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="colour under transparent pixels: name, #rrggbb or R,G,B (default: white)")
     pe.add_argument("--no-exif-transpose", action="store_true", help="ignore EXIF orientation tags")
     pe.add_argument("--skip-unreadable", action="store_true",
-                    help="skip files that cannot be read as images (with a note) instead of stopping")
+                    help="skip images that cannot be decoded (truncated, corrupt, missing) or used (a size "
+                         "--resolution native cannot take), reported and recorded in the output, instead of stopping "
+                         "at the first one")
     pe.set_defaults(func=cmd_embed)
     return p
 
