@@ -628,7 +628,8 @@ def test_acceptance_2000_images_killed_and_resumed(tmp_path):
                     m = json.loads((out / store.MANIFEST).read_text())
                 except (OSError, ValueError):
                     m = None
-                if m and m["shard_count"] >= 4:
+                # midway: shards on disk and (the interval is 0.2 s) progress lines in the log
+                if m and m["shard_count"] >= 4 and log1.read_text().count(" progress: ") >= 2:
                     break
                 time.sleep(0.02)
             assert proc.poll() is None, "the run ended before it could be killed midway"
