@@ -26,6 +26,8 @@ This module imports only torch: ``configs`` and ``model`` import it.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Any, Mapping, NamedTuple
 
@@ -71,10 +73,20 @@ class CompatibilityNote(UserWarning):
 _NOTED: set[str] = set()
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this package (the
+    user's load line, whichever entry point it went through)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _note_once(key: str, message: str) -> None:
     if key not in _NOTED:
         _NOTED.add(key)
-        warnings.warn(message, CompatibilityNote, stacklevel=4)
+        warnings.warn(message, CompatibilityNote, stacklevel=_caller_stacklevel())
 
 
 def note_trust_remote_code(value: Any) -> None:

@@ -568,22 +568,31 @@ class RadioModel(ReferenceSurface, nn.Module):
         image and its fp32 temporary."""
         emb = self.model.patch_generator.embedder.weight
         cond = self.input_conditioner
-        key = (self._weight_key(emb), self._weight_key(cond.norm_mean), self._weight_key(cond.norm_std))
-        if self._fold_cache is not None and self._fold_cache[0] == key and not torch.compiler.is_compiling():
-            return self._fold_cache[1]
         src = emb
+        if torch.compiler.is_compiling():
+            # Traced (torch.compile, torch.export): computed in the graph, from the fp32 weight kept
+            # at the cast when there is one (unchecked: fake tensors have no data pointer to key on).
+            if self._fold_src is not None:
+                src = self._fold_src[1]
+            return self._fold_embedder(src, emb.dtype, emb.device, cond)
+        key = (self._weight_key(emb), self._weight_key(cond.norm_mean), self._weight_key(cond.norm_std))
+        if self._fold_cache is not None and self._fold_cache[0] == key:
+            return self._fold_cache[1]
         if self._fold_src is not None and self._fold_src[0] == self._weight_key(emb):
             src = self._fold_src[1]
-        w32 = src.detach().to(device=emb.device, dtype=torch.float32)
+        out = self._fold_embedder(src, emb.dtype, emb.device, cond)
+        self._fold_cache = (key, out)
+        return out
+
+    def _fold_embedder(self, src: torch.Tensor, dtype: torch.dtype, device: torch.device,
+                       cond: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        w32 = src.detach().to(device=device, dtype=torch.float32)
         per_feature = self.patch_size * self.patch_size
         inv_std = (1.0 / cond.norm_std.float().view(3)).repeat_interleave(per_feature)     # (768,)
         mean = cond.norm_mean.float().view(3).repeat_interleave(per_feature)
         w_folded = w32 * inv_std
         shift = -(w_folded @ mean)                                                          # (D,)
-        out = (w_folded.to(emb.dtype).contiguous(), shift.contiguous())
-        if not torch.compiler.is_compiling():
-            self._fold_cache = (key, out)
-        return out
+        return w_folded.to(dtype).contiguous(), shift.contiguous()
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → tokens (B, P + h*w, D): conditioner, patch embed, position, prefix."""
