@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -114,20 +114,24 @@ def _dtype_word(dtype: Any) -> str:
 
 
 def resolve_dtype(dtype: Any, torch_dtype: Any, *, default: torch.dtype, default_why: str,
-                  stored: "callable[[], torch.dtype]") -> tuple[torch.dtype, str]:
+                  stored: Callable[[], torch.dtype]) -> tuple[torch.dtype, str]:
     """The compute dtype for :func:`fastradio.load` and a sentence saying what decided it.
 
-    ``torch_dtype`` is the Hugging Face name of ``dtype`` (give either; both → they must agree).
-    Accepted: a torch dtype (float32, float16, bfloat16), its name (``"bfloat16"``, ``"bf16"``,
-    ...), ``"reference"`` (float32 on every device: what the reference computes in with its Hub
-    weights, for exact comparisons), ``"auto"`` (Transformers' meaning: the dtype the checkpoint
-    stores, ``stored()``), or None (``default``, explained by ``default_why``)."""
-    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+    ``torch_dtype`` is the Hugging Face name of ``dtype`` (give either; both → they must mean the
+    same). Accepted: a torch dtype (float32, float16, bfloat16), its name (``"bfloat16"``,
+    ``"bf16"``, ...), ``"reference"`` (float32 on every device: what the reference computes in
+    with its Hub weights, for exact comparisons), ``"auto"`` (Transformers' meaning: the dtype the
+    checkpoint stores, ``stored()``), or None (``default``, explained by ``default_why``)."""
+    if dtype is None and torch_dtype is None:
+        return default, default_why
+    picked = [_one_dtype(v, arg, stored) for v, arg in ((dtype, "dtype"), (torch_dtype, "torch_dtype")) if v is not None]
+    if len(picked) == 2 and picked[0][0] != picked[1][0]:
         raise ValueError(f"dtype={_dtype_word(dtype)} and torch_dtype={_dtype_word(torch_dtype)} disagree: "
                          f"give one of them (torch_dtype is the Hugging Face name for dtype)")
-    given, arg = (dtype, "dtype") if dtype is not None else (torch_dtype, "torch_dtype")
-    if given is None:
-        return default, default_why
+    return picked[0]
+
+
+def _one_dtype(given: Any, arg: str, stored: Callable[[], torch.dtype]) -> tuple[torch.dtype, str]:
     if isinstance(given, str):
         word = given.strip().lower()
         if word == "reference":
