@@ -423,10 +423,15 @@ def test_hooks_on_packed_lists_and_global_hooks(model):
     imgs = [_images(1, 32, 48, seed=15)[0], _images(1, 16, 32, seed=16)[0]]
     plain = model(imgs)
     seen = []
-    h = model.model.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(out.shape))
+    h = model.model.blocks[0].register_forward_hook(lambda m, inp, out: seen.append((len(inp), out.shape)))
     outs = model(imgs)
     h.remove()
-    assert seen == [torch.Size([1, (8 + 6) + (8 + 2), 192])]          # packed: (1, N, D)
+    assert seen == [(1, torch.Size([1, (8 + 6) + (8 + 2), 192]))]      # args == (x,); packed: (1, N, D)
+    assert all(torch.equal(a.features, b.features) for a, b in zip(outs, plain))
+    # a pre-hook replacing the tokens keeps the packing: the images stay apart
+    h = model.model.blocks[1].register_forward_pre_hook(lambda m, inp: (inp[0] * 1.0,))
+    outs = model(imgs)
+    h.remove()
     assert all(torch.equal(a.features, b.features) for a, b in zip(outs, plain))
     from torch.nn.modules.module import register_module_forward_hook
 

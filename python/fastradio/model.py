@@ -648,7 +648,9 @@ class RadioModel(ReferenceSurface, nn.Module):
         n, d = x.shape
         s = cu_seqlens.shape[0] - 1
         shape = (s, max_seqlen, d) if n == s * max_seqlen else (1, n, d)  # equal lengths iff uniform
-        y = blk(x.view(shape), cu_seqlens, max_seqlen, plan=self.plan, folded=folded)
+        # Only the tokens are positional: hooks get args == (x,), as from the reference's blocks,
+        # and a pre-hook that replaces them keeps the packing (cu_seqlens travels as a keyword).
+        y = blk(x.view(shape), cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, plan=self.plan, folded=folded)
         if not isinstance(y, torch.Tensor) or y.shape != shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"a forward hook on block {blk.index} returned {got}; expected a tensor of the "
