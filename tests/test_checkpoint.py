@@ -359,7 +359,23 @@ def test_wrong_dtype(ckpt, key, tensor, needle):
 def test_mixed_parameter_dtypes(ckpt):
     key = P + "model.blocks.1.attn.proj.weight"
     edit_tensors(ckpt, lambda t: t.update({key: t[key].to(torch.float16)}))
-    _fails(ckpt, "expected all parameters stored in one dtype", "float32: 26", f"float16: 1 (e.g. {key})")
+    # 25: the fp32 position table may sit beside any weights' dtype (a .half() model's state_dict)
+    _fails(ckpt, "expected all parameters stored in one dtype", "float32: 25", f"float16: 1 (e.g. {key})")
+
+
+def test_position_table_may_stay_fp32_beside_half_weights(ckpt):
+    """What a .half() fastradio model's state_dict holds: fp16 weights, the fp32 position table
+    and fp32 conditioner buffers; it loads, and a half-precision position table is refused mixed
+    with fp32 weights as before."""
+    pos = P + "model.patch_generator.pos_embed"
+    edit_tensors(ckpt, lambda t: t.update({k: v.half() for k, v in t.items()
+                                            if v.is_floating_point() and k != pos and "input_conditioner" not in k}))
+    _, weights = load(ckpt)
+    assert weights["model.patch_generator.pos_embed"].dtype == torch.float32
+    assert weights["model.blocks.0.attn.qkv.weight"].dtype == torch.float16
+    edit_tensors(ckpt, lambda t: t.update({k: v.float() for k, v in t.items() if v.is_floating_point()}))
+    edit_tensors(ckpt, lambda t: t.update({pos: t[pos].half()}))
+    _fails(ckpt, "expected all parameters stored in one dtype", f"float16: 1 (e.g. {pos})")
 
 
 # -- strict loading: the config contradicting the weights -------------------------------------

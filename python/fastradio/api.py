@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from .compat import note_trust_remote_code, resolve_dtype
 from .configs import KNOWN_MODELS
 from .errors import CheckpointError
 from .model import RadioModel
@@ -73,9 +74,18 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
+def _default_why(device: torch.device, dtype: torch.dtype) -> str:
+    name = str(dtype).replace("torch.", "")
+    if device.type != "cuda":
+        return f"default on {device.type}: {name}"
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"default on {device} (sm_{major}{minor}): {name}; dtype='reference' gives float32 as the reference computes"
+
+
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None,
-         dtype: torch.dtype | None = None, backend: str = "auto", revision: str | None = None,
-         pos_align_corners: bool | None = None) -> RadioModel:
+         dtype: torch.dtype | str | None = None, backend: str = "auto", revision: str | None = None,
+         pos_align_corners: bool | None = None, torch_dtype: torch.dtype | str | None = None,
+         trust_remote_code: bool | None = None) -> RadioModel:
     """Load a C-RADIO model (v2, v3 or v4) ready for inference.
 
     name_or_path: a known model name or alias (``C-RADIOv2-B``, ``c-radio_v2-g``,
@@ -84,12 +94,19 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     ``synthetic:<name>[@seed]`` for random weights generated locally (for testing; never chosen
     silently).
     device: default ``cuda`` when available, else ``cpu``. dtype: default fp32 on CPU, bf16 on
-    sm_80+, fp16 below. backend: "auto", "reference", "cuda" or "triton" (per-op choice; ops a
-    backend lacks fall back to the reference). revision: a Hub revision for Hub downloads.
+    sm_80+, fp16 below; ``"reference"``: fp32 on every device (what the reference computes in);
+    ``"auto"``: the stored dtype (Transformers' meaning); also a dtype's name (``"bfloat16"``).
+    ``model.dtype_source`` says what decided. backend: "auto", "reference", "cuda" or "triton"
+    (per-op choice; ops a backend lacks fall back to the reference). revision: a Hub revision for
+    Hub downloads.
     pos_align_corners: how the position table is resized (True: C-RADIOv2; False: C-RADIOv4).
     Leave it None: it is read from the checkpoint's bundled ``vit_patch_generator.py`` (as text)
     or its known Hub revision, and a checkpoint for which neither answers is refused, with this
     argument named as one fix (``model.config.align_corners_source`` says what decided).
+    torch_dtype, trust_remote_code: for code written as ``AutoModel.from_pretrained(...,
+    trust_remote_code=True, torch_dtype=...)`` (:mod:`fastradio.compat`): ``torch_dtype`` is
+    ``dtype`` by its Hugging Face name; ``trust_remote_code`` is ignored (nothing from the model
+    repo is ever executed), with a note once.
 
     Every tensor's name, shape and dtype is checked against the architecture in config.json;
     nothing from the model repo is executed.
@@ -97,11 +114,10 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
-    if dtype is None:
-        dtype = default_dtype(device)
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"dtype: expected torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
-
+    note_trust_remote_code(trust_remote_code)
+    default = default_dtype(device)
+    # Checked before anything is fetched; "auto" needs the checkpoint's headers: decided below.
+    resolve_dtype(dtype, torch_dtype, default=default, default_why="", stored=lambda: torch.float32)
     if pos_align_corners is not None and not isinstance(pos_align_corners, bool):
         raise TypeError(f"pos_align_corners: expected True, False or None, got {type(pos_align_corners).__name__}")
 
@@ -114,6 +130,8 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
         raise CheckpointError(f"{resolved.config_path}: not a readable JSON config ({e})") from e
     cfg = checkpoint.parse_config(raw, source=str(resolved.config_path))
     cfg = checkpoint.config_for_files(cfg, resolved.weight_files)
+    dtype, dtype_why = resolve_dtype(dtype, torch_dtype, default=default, default_why=_default_why(device, default),
+                                     stored=lambda: checkpoint.stored_dtype(resolved.weight_files))
     # Before any weight is read: a checkpoint whose position resize is unknown is refused.
     cfg = align.decide(cfg, resolved.folder, repo_id=resolved.repo_id, revision=resolved.revision,
                        override=pos_align_corners)
@@ -126,5 +144,6 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
         model.register_buffer("summary_idxs", torch.empty_like(weights["summary_idxs"]))
     model.load_state_dict(weights, strict=True, assign=True)
     model.source = resolved
+    model.dtype_source = dtype_why
     model.requires_grad_(False).eval()
     return model.to(device=device, dtype=dtype)

@@ -3,7 +3,9 @@ strictly.
 
 Layouts (spec/c-radiov2.md §6, spec/radio-family.md §4): a folder with ``config.json`` and either ``model.safetensors`` or
 ``model.safetensors.index.json`` plus the shards it lists. Every tensor name starts with
-``radio_model.``; the model's state-dict names are those names without the prefix.
+``radio_model.``; the model's state-dict names are those names without the prefix. A file whose
+names *all* lack the prefix (``safetensors.torch.save_file(model.state_dict(), ...)``) is read as if
+it had it.
 
 Nothing from a model folder is ever executed: ``config.json`` is parsed as JSON and read key by
 key, ``.py`` files are never imported or run (the position-resize detection of
@@ -11,7 +13,9 @@ key, ``.py`` files are never imported or run (the position-resize detection of
 ``*.bin``) are refused because unpickling can run arbitrary code.
 
 Stored dtypes accepted by default (``DEFAULT_ALLOWED_DTYPES``): float32 (what the Hub files hold),
-bfloat16 and float16. All *parameters* of one checkpoint must share one of those dtypes; the
+bfloat16 and float16. All *parameters* of one checkpoint must share one of those dtypes, except
+that the position table may be float32 beside lower-precision weights (the state_dict of a
+``.half()`` fastradio model: it keeps the table fp32); the
 buffers (``input_conditioner.norm_mean``/``norm_std``, ``feature_normalizer.mean``/``tx``) may be
 any allowed float dtype (synthetic bf16 checkpoints keep them fp32); ``summary_idxs`` must be
 int64. Tensors are returned as stored, never cast: the caller casts once when it places them.
@@ -24,6 +28,7 @@ what was found.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -50,6 +55,7 @@ __all__ = [
     "find_weight_files",
     "refuse_pickle",
     "inspect_keys",
+    "stored_dtype",
     "config_for_files",
     "load_weights",
     "validate_summary_idxs",
@@ -311,6 +317,7 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
             f"not implemented yet (expected null)")
 
     extra = {
+        "config_json": copy.deepcopy(cfg),  # the file as parsed: model.config.to_dict() / .args (fastradio.compat)
         "source": source,
         "version": version,
         "args_dtype": args_dtype,
@@ -510,6 +517,8 @@ class _Entry(NamedTuple):
     shape: tuple[int, ...]
     begin: int
     end: int
+    #: the name in the file when it differs from the entry's key (a file without the Hub prefix)
+    stored_name: str | None = None
 
 
 class _Header(NamedTuple):
@@ -611,12 +620,34 @@ def _read_headers(files: list[Path]) -> list[_Header]:
     return headers
 
 
+def _checkpoint_headers(files: list[Path]) -> list[_Header]:
+    """The headers with every name in the Hub's naming. A file whose names all lack the
+    ``radio_model.`` prefix but that is otherwise our layout (what ``model.state_dict()`` saved
+    with ``safetensors.torch.save_file`` holds) is read as if it had it; anything else keeps its
+    names, so a TorchHub-style ``base_model.*`` file is still reported as such."""
+    headers = _read_headers(list(files))
+    names = [n for h in headers for n in h.entries]
+    if any(n.startswith(PREFIX) for n in names) or _EMBED[len(PREFIX):] not in names:
+        return headers
+    return [_Header(h.path, {PREFIX + n: e._replace(stored_name=n) for n, e in h.entries.items()}) for h in headers]
+
+
+def stored_dtype(files: list[Path]) -> torch.dtype:
+    """The dtype a checkpoint stores its parameters in (its patch embedding's; the loader checks
+    that the others agree), from the headers only."""
+    e = {n: x for h in _checkpoint_headers(files) for n, x in h.entries.items()}.get(_EMBED)
+    if e is None or e.dtype is None:
+        raise CheckpointError(f"{_where(list(files))}: expected a tensor {_EMBED} to tell the stored dtype, "
+                              f"got {'none' if e is None else e.dtype_tag}")
+    return e.dtype
+
+
 def inspect_keys(files: list[Path]) -> dict[str, tuple[tuple[int, ...], torch.dtype | str]]:
     """``{name: (shape, dtype)}`` of every tensor in the files, from the headers only (no tensor
     data is read). dtype is a torch.dtype, or the safetensors tag string for a dtype torch does not
     have. Raises CheckpointError for a corrupted or truncated file or a name stored twice."""
     return {name: (e.shape, e.dtype if e.dtype is not None else e.dtype_tag)
-            for h in _read_headers(list(files)) for name, e in h.entries.items()}
+            for h in _checkpoint_headers(list(files)) for name, e in h.entries.items()}
 
 
 def _refuse_inter_normalizer(names: Iterable[str], where: str) -> None:
@@ -639,7 +670,7 @@ def config_for_files(cfg: ModelConfig, files: list[Path]) -> ModelConfig:
 
     Raises UnsupportedModelError for ``inter_feature_normalizer.*`` tensors, CheckpointError for
     contradictions."""
-    headers = _read_headers(list(files))
+    headers = _checkpoint_headers(list(files))
     keys = {name: e for h in headers for name, e in h.entries.items()}
     where = _where(files)
     _refuse_inter_normalizer(keys, where)
@@ -678,7 +709,7 @@ def _summary_from(headers: list[_Header], cfg: ModelConfig) -> tuple[int, ...] |
             return None
         try:
             with safe_open(str(h.path), framework="pt", device="cpu") as f:
-                idxs = f.get_tensor(_SUMMARY)
+                idxs = f.get_tensor(e.stored_name or _SUMMARY)
             validate_summary_idxs(idxs, cfg.num_cls_tokens)
         except (SafetensorError, OSError, RuntimeError, CheckpointError):
             return None
@@ -805,7 +836,9 @@ def _check_keys(keys: dict[str, _Entry], want: dict[str, tuple[tuple[int, ...], 
                 bad_dtype.append(f"{k}: expected int64, got {_dtype_name(got)}")
         elif got not in allow:
             bad_dtype.append(f"{k}: expected one of {allowed}, got {_dtype_name(got)}")
-        elif k not in BUFFER_NAMES:
+        elif k not in BUFFER_NAMES and not (k == _POS and got == torch.float32):
+            # An fp32 position table beside lower-precision weights is what a cast-down
+            # fastradio model's state_dict() holds (it keeps the table fp32, DESIGN decision 3).
             param_dtypes.setdefault(got, []).append(k)
     if bad_dtype:
         raise CheckpointError(f"{where}: wrong tensor dtypes: {_short(bad_dtype, 6)}")
@@ -851,7 +884,7 @@ def load_weights(files: list[Path], cfg: ModelConfig, *,
     files = [Path(f) for f in files]
     allow = tuple(allow_dtypes)
     where = _where(files)
-    headers = _read_headers(files)
+    headers = _checkpoint_headers(files)
     keys = {name: e for h in headers for name, e in h.entries.items()}
     _refuse_inter_normalizer(keys, where)
     _check_architecture(keys, cfg, where)
@@ -864,8 +897,8 @@ def load_weights(files: list[Path], cfg: ModelConfig, *,
     for h in headers:
         try:
             with safe_open(str(h.path), framework="pt", device=str(device)) as f:
-                for name in h.entries:
-                    out[name[len(PREFIX):]] = f.get_tensor(name)
+                for name, e in h.entries.items():
+                    out[name[len(PREFIX):]] = f.get_tensor(e.stored_name or name)
         except (SafetensorError, OSError, RuntimeError) as e:
             raise CheckpointError(f"{h.path}: could not read the safetensors data ({e})") from e
 

@@ -14,8 +14,11 @@ Facts: spec/c-radiov2.md (C-RADIOv2) and spec/radio-family.md (C-RADIOv3, C-RADI
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
+
+from .compat import Resolution
 
 __all__ = [
     "ArchConfig",
@@ -111,7 +114,8 @@ class ModelConfig:
     #: side of the stored position-embedding grid (cpe_max_size / patch_size; 128 for 2048 px)
     pos_grid: int = 128
     max_resolution: int = 2048
-    preferred_resolution: tuple[int, int] = (768, 768)
+    #: a :class:`~fastradio.compat.Resolution` (equal to the reference's ``[h, w]`` list too)
+    preferred_resolution: tuple[int, int] = Resolution(768, 768)
     ln_eps: float = 1e-6
     scaled_ln: bool = False
     teachers: tuple[str, ...] = ("clip", "siglip", "dino_v2", "sam")
@@ -128,6 +132,33 @@ class ModelConfig:
     #: what decided align_corners (the bundled file, the revision table, an override, ...)
     align_corners_source: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.preferred_resolution, Resolution):
+            object.__setattr__(self, "preferred_resolution", Resolution(*self.preferred_resolution))
+
+    # -- the Hugging Face config's API (for code written for the reference) --------------------
+    def to_dict(self) -> dict:
+        """The parsed ``config.json`` (a copy), as the reference's ``model.config.to_dict()``
+        gives it; for a config not read from a file (the registry's), the ``config.json`` a
+        synthetic checkpoint of it would carry."""
+        raw = self.extra.get("config_json")
+        if raw is None:
+            from .synthetic import config_json  # the one writer of config.json files
+
+            raw = config_json(self)
+        return copy.deepcopy(raw)
+
+    @property
+    def args(self) -> dict:
+        """``config.json``'s ``args`` (the training arguments: ``model``, ``teachers``, ...), as
+        the reference's ``model.config.args``."""
+        return self.to_dict()["args"]
+
+    @property
+    def version(self) -> str | None:
+        """``config.json``'s ``version`` (e.g. ``c-radio_v4-h``), as the reference's ``model.config.version``."""
+        return self.to_dict().get("version")
 
     # -- derived sizes -------------------------------------------------------------------
     @property

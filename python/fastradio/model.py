@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from . import ops
+from .compat import LayerNorm, Linear, NotCalledByForward, ReferenceSurface, Resolution, has_forward_hooks
 from .configs import ModelConfig
 from .validation import check_image, check_image_batch, check_value_range, nearest_supported
 
@@ -33,15 +34,20 @@ _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class RadioOutput(NamedTuple):
     """``summary`` (B, k·D): the CLS tokens of the checkpoint's ``summary_idxs`` concatenated
     (C-RADIOv2/v3: clip, siglip, dino_v2, k = 3; C-RADIOv4: k = 2); ``features`` (B, h·w, D)
-    row-major patch tokens ("NLC"), or (B, D, h, w) with "NCHW"."""
+    row-major patch tokens ("NLC"), or (B, D, h, w) with "NCHW". Unpacks like the reference's
+    ``summary, features = model(x)``; ``.to(...)`` and ``.float()`` apply to both tensors, so a
+    bf16 output becomes numpy-ready in one call (``out.float().features.cpu().numpy()``)."""
 
     summary: torch.Tensor
     features: torch.Tensor
 
+    def to(self, *args, **kwargs) -> "RadioOutput":
+        """``Tensor.to`` (dtype, device, ``non_blocking``, ...) applied to summary and features."""
+        return RadioOutput(self.summary.to(*args, **kwargs), self.features.to(*args, **kwargs))
 
-class Resolution(NamedTuple):
-    height: int
-    width: int
+    def float(self) -> "RadioOutput":
+        """Both tensors as float32."""
+        return RadioOutput(self.summary.float(), self.features.float())
 
 
 # -- modules, named like the checkpoint ---------------------------------------------------------
@@ -58,36 +64,43 @@ class InputConditioner(nn.Module):
         return (x.float() - self.norm_mean.float()) / self.norm_std.float()
 
 
-class _ClsToken(nn.Module):
+class _ClsToken(NotCalledByForward, nn.Module):
     def __init__(self, n: int, d: int):
         super().__init__()
         self.token = nn.Parameter(torch.empty(n, d))
 
 
-class PatchGenerator(nn.Module):
+class PatchGenerator(NotCalledByForward, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         d = cfg.embed_dim
         self.pos_embed = nn.Parameter(torch.empty(1, cfg.pos_grid**2, d))
-        self.embedder = nn.Linear(cfg.patch_features, d, bias=False)
+        self.embedder = Linear(cfg.patch_features, d, bias=False)
         self.cls_token = _ClsToken(cfg.num_prefix_tokens, d)
+        # The reference's attribute names (read by code written for it): num_skip is every prefix
+        # token before the patches (CLS + registers: 8, C-RADIOv4: 10).
+        self.patch_size = cfg.patch_size
+        self.num_cls_tokens = cfg.num_cls_tokens
+        self.num_registers = cfg.num_registers
+        self.num_skip = cfg.num_prefix_tokens
+        self.embed_dim = d
 
 
-class Attention(nn.Module):
+class Attention(NotCalledByForward, nn.Module):
     def __init__(self, d: int):
         super().__init__()
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
+        self.qkv = Linear(d, 3 * d)
+        self.proj = Linear(d, d)
 
 
-class Mlp(nn.Module):
+class Mlp(NotCalledByForward, nn.Module):
     def __init__(self, d: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
+        self.fc1 = Linear(d, hidden)
+        self.fc2 = Linear(hidden, d)
 
 
-class LayerScale(nn.Module):
+class LayerScale(NotCalledByForward, nn.Module):
     """Per-channel scale γ of a residual branch (C-RADIOv3-B/L); the Hub files call it ``grandma``."""
 
     def __init__(self, d: int):
@@ -96,26 +109,94 @@ class LayerScale(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """One pre-norm transformer block. The model runs its math through :meth:`step` (fused with
+    its neighbours: a block's last residual add happens inside the next block's LayerNorm); when
+    a forward hook is registered on the block, the model calls the block itself instead, so the
+    hook fires with the reference's tensors (DESIGN.md decision 23)."""
+
+    def __init__(self, cfg: ModelConfig, index: int):
         super().__init__()
         d = cfg.embed_dim
-        self.norm1 = nn.LayerNorm(d, eps=cfg.ln_eps)
+        self.norm1 = LayerNorm(d, eps=cfg.ln_eps)
         self.attn = Attention(d)
-        self.norm2 = nn.LayerNorm(d, eps=cfg.ln_eps)
+        self.norm2 = LayerNorm(d, eps=cfg.ln_eps)
         self.mlp = Mlp(d, cfg.mlp_hidden)
         if cfg.layer_scale:
             self.ls1 = LayerScale(d)
             self.ls2 = LayerScale(d)
+        self.index = index
+        self._cfg = cfg
+        #: 1/sqrt(i+1) on both LayerNorm outputs of block i when the config asks for scaled_ln
+        self.ln_scale = 1.0 / math.sqrt(index + 1) if cfg.scaled_ln else 1.0
+
+    def step(self, x: torch.Tensor, delta: torch.Tensor | None, cu_seqlens: torch.Tensor, max_seqlen: int,
+             plan: ops.Plan, folded: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block on packed tokens: x (N, D) residual stream, delta (N, D) the previous block's
+        last branch not added yet (or None) → (x, delta): the residual after the attention branch
+        and the MLP branch, whose add the caller fuses into the next LayerNorm (or does).
+
+        Each residual add is fused into the LayerNorm that follows it (``add_layer_norm``:
+        ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
+        stay in its own dtype. Layer-scale (x += γ·branch) scales the deltas: literally when
+        ``folded`` is None, else ``folded`` = (proj.weight', proj.bias', fc2.weight', fc2.bias')
+        with γ folded in (the fast backends)."""
+        cfg, s = self._cfg, self.ln_scale
+        ls = cfg.layer_scale and folded is None
+        if folded is not None:
+            proj_w, proj_b, fc2_w, fc2_b = folded
+        else:
+            proj_w, proj_b = self.attn.proj.weight, self.attn.proj.bias
+            fc2_w, fc2_b = self.mlp.fc2.weight, self.mlp.fc2.bias
+        x, a = plan.add_layer_norm(x, delta, self.norm1.weight, self.norm1.bias, cfg.ln_eps)
+        if s != 1.0:
+            a = a * s
+        qkv = plan.linear(a, self.attn.qkv.weight, self.attn.qkv.bias, "none", None)
+        o = plan.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
+        delta = plan.linear(o, proj_w, proj_b, "none", None)
+        if ls:
+            delta = delta * self.ls1.grandma
+        x, a = plan.add_layer_norm(x, delta, self.norm2.weight, self.norm2.bias, cfg.ln_eps)
+        if s != 1.0:
+            a = a * s
+        hid = plan.linear(a, self.mlp.fc1.weight, self.mlp.fc1.bias, "gelu", None)
+        delta = plan.linear(hid, fc2_w, fc2_b, "none", None)
+        if ls:
+            delta = delta * self.ls2.grandma
+        return x, delta
+
+    def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None, *,
+                plan: ops.Plan | None = None, folded: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """x (B, T, D) tokens, prefix tokens first (the reference block's input) → the block's
+        output (B, T, D) in x's dtype. The model calls it with its residual stream (the compute
+        dtype; fp32 in fp16 mode), its ``plan`` and layer-scale ``folded`` weights; a list of
+        images comes as (1, N, D) packed tokens with their ``cu_seqlens`` and ``max_seqlen``.
+        Called alone (tests, exploration) it resolves the "auto" plan for its weights."""
+        if x.dim() != 3 or x.shape[-1] != self._cfg.embed_dim:
+            raise ValueError(f"block {self.index}: expected tokens (B, T, {self._cfg.embed_dim}), got {tuple(x.shape)}")
+        b, t, d = x.shape
+        w = self.norm1.weight
+        if plan is None:
+            plan = ops.plan("auto", w.device, w.dtype, head_dim=self._cfg.head_dim)
+        if cu_seqlens is None:
+            cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
+            max_seqlen = t
+        rdt = torch.float32 if w.dtype == torch.float16 else w.dtype
+        y, delta = self.step(x.reshape(b * t, d).to(rdt), None, cu_seqlens, max_seqlen, plan, folded)
+        return (y + delta.to(y.dtype)).to(x.dtype).view(b, t, d)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(NotCalledByForward, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.patch_generator = PatchGenerator(cfg)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
         if cfg.reg_token_rows:
             # Present in C-RADIOv3-B/L checkpoints and unused by the forward pass (radio-family §1).
             self.reg_token = nn.Parameter(torch.empty(1, cfg.reg_token_rows, cfg.embed_dim))
+        # The reference's attribute names (read by code written for it).
+        self.embed_dim = cfg.embed_dim
+        self.num_cls_tokens = cfg.num_cls_tokens
+        self.num_registers = cfg.num_registers
 
 
 class FeatureNormalizer(nn.Module):
@@ -132,10 +213,12 @@ class FeatureNormalizer(nn.Module):
 
 # -- the model ----------------------------------------------------------------------------------
 
-class RadioModel(nn.Module):
-    """C-RADIO encoder (v2, v3, v4). Build with :func:`fastradio.load`; ``RadioModel(config)``
-    gives uninitialised weights (use ``load_state_dict``); the config must have ``align_corners``
-    decided (:func:`fastradio.align.decide`).
+class RadioModel(ReferenceSurface, nn.Module):
+    """C-RADIO encoder (v2, v3, v4). Build with :func:`fastradio.load` (or
+    ``RadioModel.from_pretrained``, the same); ``RadioModel(config)`` gives uninitialised weights
+    (use ``load_state_dict``); the config must have ``align_corners`` decided
+    (:func:`fastradio.align.decide`). The reference's attribute names (``radio_model``,
+    ``model.blocks``, ``adaptors``, ...) come from :class:`fastradio.compat.ReferenceSurface`.
 
     Call ``model(x, feature_fmt="NLC")`` with x (B, 3, H, W) float RGB in [0, 1] (H, W multiples of
     ``min_resolution_step``) or a list of (3, H_i, W_i) images; see :meth:`forward`.
@@ -154,7 +237,13 @@ class RadioModel(nn.Module):
         self.model = VisionTransformer(config)
         idxs = config.summary_idxs if config.summary_idxs is not None else range(min(3, config.num_cls_tokens))
         self.register_buffer("summary_idxs", torch.tensor(list(idxs), dtype=torch.int64))
-        self.feature_normalizer = FeatureNormalizer(config.embed_dim) if config.has_feature_normalizer else None
+        # nn.Identity when the checkpoint has none, like the reference (code calls it unconditionally).
+        self.feature_normalizer: nn.Module = (FeatureNormalizer(config.embed_dim) if config.has_feature_normalizer
+                                              else nn.Identity())
+        #: the reference's teacher adaptor heads: none (Hub checkpoints carry none; not implemented)
+        self.adaptors = nn.ModuleDict()
+        #: what decided the compute dtype at load (fastradio.load sets it)
+        self.dtype_source: str | None = None
         #: refuse inputs far outside [0, 1] (one device sync per call; off under torch.compile)
         self.check_input_range = True
         self._external_preprocessor = False
@@ -169,8 +258,6 @@ class RadioModel(nn.Module):
         # source tensors, (proj.weight', proj.bias', fc2.weight', fc2.bias')). None = automatic.
         self._ls_fold: dict[int, tuple[tuple, tuple[torch.Tensor, ...]]] = {}
         self.fold_layer_scale: bool | None = None
-        # 1/sqrt(i+1) on both LayerNorm outputs of block i when the config asks for scaled_ln.
-        self._ln_scale = [1.0 / math.sqrt(i + 1) if config.scaled_ln else 1.0 for i in range(config.depth)]
 
     # -- properties of spec §8 -------------------------------------------------------------------
     @property
@@ -242,6 +329,19 @@ class RadioModel(nn.Module):
         self.plan  # resolve now so refusals surface here, not in forward
         return self
 
+    def _resolve_plan(self) -> None:
+        """Resolve the plan now, outside any graph, so ``torch.compile(model, fullgraph=True)``
+        and ``torch.export`` never trace the backend look-up (it imports modules and asks the
+        backends). A refusal is left for the forward pass to report (a ``.double()`` model must
+        still be constructible); meta tensors have no plan."""
+        self._plan = None
+        if self.device.type == "meta":
+            return
+        try:
+            self.plan
+        except Exception:  # noqa: BLE001  (reported by the forward pass, with the reasons)
+            self._plan = None
+
     # -- methods of spec §8 ------------------------------------------------------------------------
     def get_nearest_supported_resolution(self, height: int, width: int) -> Resolution:
         return Resolution(*nearest_supported(height, width, self.min_resolution_step))
@@ -278,9 +378,9 @@ class RadioModel(nn.Module):
             self._fold_src = (self._weight_key(emb.weight), src)
         elif emb.weight.dtype == torch.float32:
             self._fold_src = None
-        self._plan = None
         self._pos_cache.clear()
         self._fold_cache = None
+        self._resolve_plan()
         return out
 
     def _load_from_state_dict(self, *args, **kwargs):
@@ -453,8 +553,10 @@ class RadioModel(nn.Module):
     def folds_input_norm(self) -> bool:
         """Whether the input normalisation is folded into the patch embedding: when the
         preprocessor is internal and a fast backend runs patch_embed (the reference backend keeps
-        the spec's literal order, normalise then embed)."""
-        return not self._external_preprocessor and self.plan.names["patch_embed"] != "reference"
+        the spec's literal order, normalise then embed). Not while a forward hook is on the
+        conditioner: it is then called, so the hook fires."""
+        return (not self._external_preprocessor and self.plan.names["patch_embed"] != "reference"
+                and not has_forward_hooks(self.input_conditioner))
 
     def _folded_embedder(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W', shift): patch_embed(x, W') + shift == patch_embed((x - mean) / std, W) for raw
@@ -466,22 +568,31 @@ class RadioModel(nn.Module):
         image and its fp32 temporary."""
         emb = self.model.patch_generator.embedder.weight
         cond = self.input_conditioner
-        key = (self._weight_key(emb), self._weight_key(cond.norm_mean), self._weight_key(cond.norm_std))
-        if self._fold_cache is not None and self._fold_cache[0] == key and not torch.compiler.is_compiling():
-            return self._fold_cache[1]
         src = emb
+        if torch.compiler.is_compiling():
+            # Traced (torch.compile, torch.export): computed in the graph, from the fp32 weight kept
+            # at the cast when there is one (unchecked: fake tensors have no data pointer to key on).
+            if self._fold_src is not None:
+                src = self._fold_src[1]
+            return self._fold_embedder(src, emb.dtype, emb.device, cond)
+        key = (self._weight_key(emb), self._weight_key(cond.norm_mean), self._weight_key(cond.norm_std))
+        if self._fold_cache is not None and self._fold_cache[0] == key:
+            return self._fold_cache[1]
         if self._fold_src is not None and self._fold_src[0] == self._weight_key(emb):
             src = self._fold_src[1]
-        w32 = src.detach().to(device=emb.device, dtype=torch.float32)
+        out = self._fold_embedder(src, emb.dtype, emb.device, cond)
+        self._fold_cache = (key, out)
+        return out
+
+    def _fold_embedder(self, src: torch.Tensor, dtype: torch.dtype, device: torch.device,
+                       cond: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        w32 = src.detach().to(device=device, dtype=torch.float32)
         per_feature = self.patch_size * self.patch_size
         inv_std = (1.0 / cond.norm_std.float().view(3)).repeat_interleave(per_feature)     # (768,)
         mean = cond.norm_mean.float().view(3).repeat_interleave(per_feature)
         w_folded = w32 * inv_std
         shift = -(w_folded @ mean)                                                          # (D,)
-        out = (w_folded.to(emb.dtype).contiguous(), shift.contiguous())
-        if not torch.compiler.is_compiling():
-            self._fold_cache = (key, out)
-        return out
+        return w_folded.to(dtype).contiguous(), shift.contiguous()
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → tokens (B, P + h*w, D): conditioner, patch embed, position, prefix."""
@@ -505,42 +616,46 @@ class RadioModel(nn.Module):
         """Run the blocks on packed tokens (N, D) up to the last index in ``keep`` (default: the
         last block) and return {i: output of block i} for i in ``keep``, in the compute dtype.
 
-        Each residual add is fused into the LayerNorm that follows it (``add_layer_norm``:
-        ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
-        stay in its own dtype. Layer-scale (x += γ·branch) scales the deltas: literally on the
-        reference backend, folded into proj/fc2 on the fast ones (``folds_layer_scale``)."""
+        A block runs fused (:meth:`Block.step`: its last residual add is done inside the next
+        block's LayerNorm) unless a forward hook is registered on it; then its pending input add
+        is done here and the block is *called* (its ``__call__``, so the hooks fire and may
+        replace the output) on (B, T, D) tokens, or (1, N, D) for a packed list, with the same
+        ops (DESIGN.md decision 23). Layer-scale: literally on the reference backend, folded
+        into proj/fc2 on the fast ones (``folds_layer_scale``)."""
         cfg, p = self.config, self.plan
         x = x.to(self.residual_dtype)
         keep = {cfg.depth - 1} if keep is None else set(keep)
-        ls = cfg.layer_scale
-        fold = ls and self.folds_layer_scale
+        fold = cfg.layer_scale and self.folds_layer_scale
         delta = None
         outs = {}
         for i, blk in enumerate(self.model.blocks[:max(keep) + 1]):
-            s = self._ln_scale[i]
-            if fold:
-                proj_w, proj_b, fc2_w, fc2_b = self._folded_block(i)
+            folded = self._folded_block(i) if fold else None
+            if has_forward_hooks(blk):
+                if delta is not None:
+                    x = x + delta.to(x.dtype)
+                x, delta = self._call_block(blk, x, cu_seqlens, max_seqlen, folded), None
             else:
-                proj_w, proj_b = blk.attn.proj.weight, blk.attn.proj.bias
-                fc2_w, fc2_b = blk.mlp.fc2.weight, blk.mlp.fc2.bias
-            x, a = p.add_layer_norm(x, delta, blk.norm1.weight, blk.norm1.bias, cfg.ln_eps)
-            if s != 1.0:
-                a = a * s
-            qkv = p.linear(a, blk.attn.qkv.weight, blk.attn.qkv.bias, "none", None)
-            o = p.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
-            delta = p.linear(o, proj_w, proj_b, "none", None)
-            if ls and not fold:
-                delta = delta * blk.ls1.grandma
-            x, a = p.add_layer_norm(x, delta, blk.norm2.weight, blk.norm2.bias, cfg.ln_eps)
-            if s != 1.0:
-                a = a * s
-            hid = p.linear(a, blk.mlp.fc1.weight, blk.mlp.fc1.bias, "gelu", None)
-            delta = p.linear(hid, fc2_w, fc2_b, "none", None)
-            if ls and not fold:
-                delta = delta * blk.ls2.grandma
+                x, delta = blk.step(x, delta, cu_seqlens, max_seqlen, p, folded)
             if i in keep:  # otherwise the add happens inside the next block's add_layer_norm
-                outs[i] = (x + delta.to(x.dtype)).to(self.dtype)
+                outs[i] = (x if delta is None else x + delta.to(x.dtype)).to(self.dtype)
         return outs
+
+    def _call_block(self, blk: Block, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                    folded: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        """A hooked block through its ``__call__``: x (N, D) packed → (N, D). The hooks see what
+        the reference's blocks see, (B, T, D) for a uniform batch; a packed list of different
+        sizes is (1, N, D)."""
+        n, d = x.shape
+        s = cu_seqlens.shape[0] - 1
+        shape = (s, max_seqlen, d) if n == s * max_seqlen else (1, n, d)  # equal lengths iff uniform
+        # Only the tokens are positional: hooks get args == (x,), as from the reference's blocks,
+        # and a pre-hook that replaces them keeps the packing (cu_seqlens travels as a keyword).
+        y = blk(x.view(shape), cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, plan=self.plan, folded=folded)
+        if not isinstance(y, torch.Tensor) or y.shape != shape:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"a forward hook on block {blk.index} returned {got}; expected a tensor of the "
+                             f"block's output shape {shape} (return None to keep the output)")
+        return y.reshape(n, d).to(x.dtype)
 
     def _outputs(self, y: torch.Tensor, h: int, w: int, feature_fmt: str,
                  final: bool = True) -> RadioOutput:
@@ -549,8 +664,8 @@ class RadioModel(nn.Module):
         b, _, d = y.shape
         summary = y.index_select(1, self.summary_idxs).reshape(b, self.summary_idxs.numel() * d)
         features = y[:, self.num_summary_tokens:]
-        if final and self.feature_normalizer is not None:
-            features = self.feature_normalizer(features)
+        if final:
+            features = self.feature_normalizer(features)  # nn.Identity when the checkpoint has none
         if feature_fmt == "NCHW":
             features = features.reshape(b, h, w, d).permute(0, 3, 1, 2)
         return RadioOutput(summary, features)
@@ -559,22 +674,32 @@ class RadioModel(nn.Module):
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
                               return_prefix_tokens: bool = False, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False, aggregation: str = "sparse"):
-        """Outputs of selected blocks (spec §7).
+                              intermediates_only: bool = False, aggregation: str = "sparse",
+                              norm_alpha_scheme: str = "post-alpha"):
+        """Outputs of selected blocks (spec §7), with the reference's arguments and results.
 
         indices: an int n selects the last n blocks; a sequence selects those block indices
         (negative counts from the end); None selects all. aggregation "sparse" returns each
         selected block's output, "dense" the mean of the block outputs since the previous selected
-        index. Each intermediate is the patch-token map in ``output_fmt`` ("NCHW" or "NLC"), or,
-        with return_prefix_tokens, a RadioOutput whose summary comes from that block's CLS tokens.
-        ``norm`` is accepted for API compatibility: no C-RADIO model has a final norm, so it is
-        the identity. Returns the list when intermediates_only, else (final RadioOutput, list);
-        stop_early only takes effect with intermediates_only (the final output needs every block).
+        index. Each intermediate is the patch-token map in ``output_fmt`` ("NCHW" (B, D, h, w) or
+        "NLC" (B, h·w, D)), or, with return_prefix_tokens, a RadioOutput whose summary comes from
+        that block's CLS tokens; intermediates are never feature-normalised (decision 7).
+
+        Returns the list when ``intermediates_only``, else (final, list): ``final`` is a
+        RadioOutput like ``model(x, feature_fmt=output_fmt)`` (feature normaliser applied), the
+        output of the last block, or with ``stop_early=True`` of the last *selected* block (the
+        blocks after it are not run, as in the reference). ``norm`` is the identity (no C-RADIO
+        model has a final norm); ``norm_alpha_scheme`` ("post-alpha", "pre-alpha", "none") is for
+        the inter-feature normaliser, which fastradio refuses at load, so it changes nothing.
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt: expected 'NCHW' or 'NLC', got {output_fmt!r}")
         if aggregation not in ("sparse", "dense"):
             raise ValueError(f"aggregation: expected 'sparse' or 'dense', got {aggregation!r}")
+        if norm_alpha_scheme not in ("post-alpha", "pre-alpha", "none"):
+            raise ValueError(f"norm_alpha_scheme: expected 'post-alpha', 'pre-alpha' or 'none', got {norm_alpha_scheme!r}")
+        if self.inter_feature_normalizer is not None:  # never set: such checkpoints are refused at load
+            raise NotImplementedError("forward_intermediates with an inter-feature normaliser is not implemented")
         depth = self.config.depth
         if indices is None:
             idx = list(range(depth))
@@ -590,6 +715,8 @@ class RadioModel(nn.Module):
                     raise ValueError(f"indices: expected block indices in [-{depth}, {depth}), got {i}")
                 idx.append(j)
             idx = sorted(set(idx))
+            if not idx:
+                raise ValueError("indices: expected at least one block index, got an empty sequence")
         # The reference forgets to validate the resolution here; we do not.
         check_image_batch(x, self.min_resolution_step, self.device)
         self._maybe_check_range(x, "input")
@@ -599,8 +726,8 @@ class RadioModel(nn.Module):
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
         keep = set(range(idx[-1] + 1)) if aggregation == "dense" else set(idx)
-        if not (stop_early and intermediates_only):
-            keep.add(depth - 1)
+        last = idx[-1] if stop_early else depth - 1
+        keep.add(last)  # without stop_early every block runs, as in the reference (hooks on them fire)
         d = self.embed_dim
         outs = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t, keep)
         block_outs = {i: o.view(b, t, d) for i, o in outs.items()}
@@ -615,7 +742,7 @@ class RadioModel(nn.Module):
             inter.append(out if return_prefix_tokens else out.features)
         if intermediates_only:
             return inter
-        return self._outputs(block_outs[depth - 1], h, w, "NLC"), inter
+        return self._outputs(block_outs[last], h, w, output_fmt), inter
 
 
 def _tracing(x: torch.Tensor) -> bool:
