@@ -1,6 +1,6 @@
 """fastradio as a drop-in for code written against the reference model (fastradio.compat,
 DESIGN.md decision 23): a reference user's script run unchanged except for its import and load
-lines (examples/from_reference.py), and one test per piece of the reference's surface. Numbers
+lines (tests/examples/from_reference.py), and one test per piece of the reference's surface. Numbers
 are checked against the independent implementation (tests/independent_radio.py) or against the
 model's own fused path, never just "it does not raise"."""
 
@@ -27,8 +27,7 @@ from fastradio.model import FeatureNormalizer, RadioOutput
 import independent_radio
 from helpers import P, make_checkpoint, read_tensors
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "from_reference.py"
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "from_reference.py"
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -102,7 +101,7 @@ def _aot_eager_compile(monkeypatch):
 # -- the acceptance test: a reference user's script ---------------------------------------------------
 
 def test_reference_script_runs_with_only_the_load_lines_changed(tmp_path, monkeypatch, fresh_notes):
-    """examples/from_reference.py, run as a script (``__main__``): its numbers match the
+    """tests/examples/from_reference.py, run as a script (``__main__``): its numbers match the
     independent implementation (final, the block-1 hook, intermediates), compiled matches eager,
     and only its import and load lines differ from reference code."""
     monkeypatch.setenv("FASTRADIO_CACHE", str(tmp_path / "cache"))

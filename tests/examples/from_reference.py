@@ -1,9 +1,9 @@
 """Code written for the reference C-RADIO model (Hugging Face ``AutoModel`` with
 ``trust_remote_code``), run on fastradio with only the import and load lines changed.
 
-    python examples/from_reference.py                        # synthetic:test-d192: random weights, tiny
-    python examples/from_reference.py C-RADIOv2-B            # the real model (Hub or HF cache)
-    python examples/from_reference.py synthetic:C-RADIOv2-B  # the real architecture, random weights
+    python tests/examples/from_reference.py                        # synthetic:test-d192: random weights, tiny
+    python tests/examples/from_reference.py C-RADIOv2-B            # the real model (Hub or HF cache)
+    python tests/examples/from_reference.py synthetic:C-RADIOv2-B  # the real architecture, random weights
 
 The two changed lines carry a ``# reference:`` comment with what they replace; everything else is
 the reference's API as its users write it. ``tests/test_compat.py`` runs this file and checks its
