@@ -324,7 +324,7 @@ def test_skip_unreadable(tmp_path, capsys, fake):
 def test_model_not_found_is_exit_2_and_mentions_synthetic(tmp_path, capsys, monkeypatch):
     def load(name, **kw):
         raise ModelNotFoundError("nvidia/C-RADIOv2-B is not in the Hugging Face cache and the Hub is "
-                                 "unreachable; download it with `huggingface-cli download nvidia/C-RADIOv2-B`")
+                                 "unreachable; download it with `hf download nvidia/C-RADIOv2-B`")
 
     monkeypatch.setattr(fastradio, "load", load)
     p = _img(tmp_path / "a.png", 32, 32)

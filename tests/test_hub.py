@@ -212,8 +212,11 @@ def test_offline_not_cached_names_repo_and_remedies():
         hub.resolve("C-RADIOv2-B")
     msg = str(e.value)
     for needle in ("nvidia/C-RADIOv2-B", "offline", "not in the Hugging Face cache",
-                   "huggingface-cli download nvidia/C-RADIOv2-B", "folder", "synthetic:"):
+                   "hf download nvidia/C-RADIOv2-B", "folder", "synthetic:"):
         assert needle in msg
+    # The current Hugging Face CLI (`huggingface-cli` is its deprecated name), skipping the
+    # TorchHub pickle that fastradio never reads.
+    assert "huggingface-cli" not in msg and "--exclude '*.pth.tar'" in msg
 
 
 def test_offline_incomplete_snapshot(hf_cache, small):
@@ -291,7 +294,7 @@ def test_online_download_failure(monkeypatch):
     with pytest.raises(ModelNotFoundError) as e:
         hub.resolve("C-RADIOv2-L")
     msg = str(e.value)
-    assert "nvidia/C-RADIOv2-L" in msg and "connection refused" in msg and "huggingface-cli download" in msg
+    assert "nvidia/C-RADIOv2-L" in msg and "connection refused" in msg and "`hf download nvidia/C-RADIOv2-L" in msg
 
 
 def test_online_repo_without_weights(monkeypatch, hf_cache, small):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastradio import checkpoint as ck
 from fastradio.configs import ArchConfig, ModelConfig, tiny_config
 from fastradio.errors import ModelNotFoundError
-from fastradio.synthetic import (CLIP_MEAN, CLIP_STD, config_json, default_cache_dir, model_config,
+from fastradio.synthetic import (AUTO_MAP, CLIP_MEAN, CLIP_STD, config_json, default_cache_dir, model_config,
                                  synthetic_folder, write_checkpoint)
 
 from helpers import P, make_checkpoint, read_json, read_tensors
@@ -64,7 +64,7 @@ def test_layout_and_config(tmp_path):
                        ("inter_feature_normalizer_config", None), ("max_resolution", 256),
                        ("preferred_resolution", [64, 64])]:
         assert cfg[key] == value, key
-    assert "version" in cfg and "auto_map" not in cfg
+    assert cfg["version"] == "synthetic-test-d192" and cfg["auto_map"] == AUTO_MAP
     # The only source file: our own text carrying the position resize, as Hub repos bundle one.
     assert [p.name for p in folder.iterdir() if p.suffix == ".py"] == ["vit_patch_generator.py"]
     text = (folder / "vit_patch_generator.py").read_text()
@@ -235,6 +235,6 @@ def test_streaming_write_of_a_real_size_model_stays_small(tmp_path):
     keys = ck.inspect_keys([folder / "model.safetensors"])
     assert len(keys) == 150
     cfg = ck.parse_config(ck.read_config(folder / "config.json"))
-    assert cfg == model_config("C-RADIOv2-B").with_(summary_idxs=None, align_corners=None, align_corners_source=None)
+    assert cfg == model_config("C-RADIOv2-B").with_(align_corners=None, align_corners_source=None)
     want = ck.expected_tensors(cfg)
     assert {k: v[0] for k, v in keys.items()} == {k: v[0] for k, v in want.items()}
