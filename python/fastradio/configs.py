@@ -264,8 +264,8 @@ class KnownModel:
 
 _V2 = dict(family="C-RADIOv2", licence="see the model card")
 _V3 = dict(family="C-RADIOv3", preferred_resolution=(512, 512),
-           # The spec fixes only the count (4 CLS tokens, [0, 1, 2] summarised); the names are known
-           # teacher names, illustrative for synthetic checkpoints.
+           # The spec fixes the count (4 CLS tokens, [0, 1, 2] summarised); the names and their order
+           # are those the NVlabs/RADIO README lists for C-RADIOv3's adaptors.
            teachers=("clip", "siglip2-g", "dino_v2", "sam"),
            licence="see the model card")
 _V4 = dict(family="C-RADIOv4", preferred_resolution=(512, 512), teachers=("siglip2-g", "dino_v3", "sam3"),
@@ -362,10 +362,13 @@ UNSUPPORTED_RELEASES: tuple[UnsupportedRelease, ...] = (
         "it is a hybrid convolutional architecture (args.model = eradio), not a ViT; fastradio implements the ViT "
         "encoders only"),
     UnsupportedRelease(
-        "C-RADIO (first release) and C-RADIOv2-VLM",
-        ("C-RADIO", "C-RADIOv1", "C-RADIOv2-VLM-H"),
-        "these checkpoints have not been described to fastradio, so their layout and position resize are not "
-        "verified"),
+        "C-RADIO (first release)",
+        ("C-RADIO", "C-RADIOv1"),
+        "its checkpoint has not been described to fastradio, so its layout and position resize are not verified"),
+    UnsupportedRelease(
+        "C-RADIOv2-VLM-H",
+        ("C-RADIOv2-VLM-H", "C-RADIOv2-VLM"),
+        "its checkpoint has not been described to fastradio, so its layout and position resize are not verified"),
 )
 
 

@@ -3,9 +3,12 @@ tests and benchmarks without network access. Never chosen silently: only ``synth
 (see :mod:`fastradio.hub`) or explicit calls produce them, and their ``config.json`` says so
 (``fastradio_synthetic``).
 
-Layout: ``config.json`` (the keys of spec §6, with ``args`` holding the values that matter plus
-some filler training arguments; the family's ``version``, teachers, registers and preferred
-resolution), ``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` shards with
+Layout: ``config.json`` in the Hub schema: every key the reference code reads
+(:data:`REFERENCE_CONFIG_KEYS`, :data:`REFERENCE_ARGS_KEYS`, :data:`REFERENCE_TEACHER_KEYS`: the
+``auto_map``, a ``version`` the reference accepts, the training ``args`` its model factory
+dereferences, ``use_summary`` false on the teacher the summary leaves out) plus some filler training
+arguments, so that the reference loads the folder once its own Python files are copied in
+(DESIGN.md decision 23); ``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` shards with
 ``model.safetensors.index.json``, and a ``vit_patch_generator.py`` like the one every Hub repo
 bundles: a short text written here (not upstream code) whose ``_get_pos_embeddings`` calls
 ``F.interpolate(..., align_corners=<the model's value>)``, so that :mod:`fastradio.align` reads it
@@ -120,7 +123,6 @@ AUTO_MAP = {"AutoConfig": "hf_model.RADIOConfig", "AutoModel": "hf_model.RADIOMo
 REFERENCE_CONFIG_KEYS: dict[str, ConfigKey] = {
     "auto_map": ConfigKey((dict,), "the remote-code classes Transformers builds", lambda v: v == AUTO_MAP),
     "architectures": ConfigKey((list,), "Transformers: the model class", lambda v: v == ["RADIOModel"]),
-    "model_type": ConfigKey((str,), "Transformers: the config type"),
     "torch_dtype": ConfigKey((str,), "Transformers: the stored dtype",
                              lambda v: v in ("float32", "bfloat16", "float16")),
     "version": ConfigKey((str,), "RADIOConfig: RESOURCE_MAP[version] (fails on an unknown string)",
@@ -229,7 +231,8 @@ def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: i
     return {
         "architectures": ["RADIOModel"],
         "auto_map": dict(AUTO_MAP),
-        "model_type": "radio",
+        # No "model_type": the reference's RADIOConfig declares none (""), and Transformers warns
+        # when config.json names another.
         "args": args,
         "version": _version(name, cfg),
         "patch_size": cfg.patch_size,
