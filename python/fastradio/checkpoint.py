@@ -153,15 +153,16 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     Read: ``args.model`` (architecture), ``args.cpe_max_size`` (position grid = cpe_max_size //
     patch_size; 2048 when absent), ``patch_size`` (16; absent or null means 16),
     ``args.cls_token_per_teacher`` and ``args.teachers`` (one CLS token per distinct teacher name,
-    else 1; ``use_summary``: the summary slots), ``args.register_multiple`` / ``args.cpe_num_registers`` (registers: the explicit count
-    when it is a positive integer, else ``register_multiple - num_cls % register_multiple``, else
-    0), ``args.model_norm``, ``args.model_kwargs`` (only ``scaled_ln``), ``max_resolution``,
-    ``preferred_resolution``, ``vitdet_window_size``, ``adaptor_names``/``adaptor_configs``,
-    ``feature_normalizer_config``, ``inter_feature_normalizer_config``, ``version`` (a known
-    C-RADIOv3/v4 version must match its architecture and gives the family's preferred resolution
-    when the file has none; one naming an unknown RADIO release from v3 on is refused). Teacher
-    names must be known ones (``configs.KNOWN_TEACHERS``). Everything else (the training arguments,
-    ``auto_map`` and other Transformers keys) is ignored.
+    else 1; their ``use_summary``: the summary slots), ``args.register_multiple`` /
+    ``args.cpe_num_registers`` (registers: the explicit count when it is a positive integer, else
+    ``register_multiple - num_cls % register_multiple``, else 0), ``args.model_norm``,
+    ``args.model_kwargs`` (only ``scaled_ln``), ``max_resolution``, ``preferred_resolution``,
+    ``vitdet_window_size``, ``adaptor_names``/``adaptor_configs``, ``feature_normalizer_config``,
+    ``inter_feature_normalizer_config``, ``version`` (a known C-RADIOv3/v4 version must match its
+    architecture and gives the family's preferred resolution when the file has none; one naming an
+    unknown RADIO release from v3 on is refused). Teacher names must be known ones
+    (``configs.KNOWN_TEACHERS``). Everything else (the training arguments, ``auto_map`` and other
+    Transformers keys) is ignored.
 
     The summary slots are the teachers whose ``use_summary`` is true (default true), as the
     reference derives them, when at least one teacher states the flag; otherwise

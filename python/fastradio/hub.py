@@ -74,7 +74,8 @@ def resolve(name_or_path: str | os.PathLike, *, revision: str | None = None) -> 
 
     revision: a Hub branch, tag or commit (Hub names only). Raises ModelNotFoundError (unknown
     name, missing folder or files, offline and not cached), UnsupportedModelError (a name of
-    another RADIO generation, a pickle-only folder), CheckpointError (a broken sharded index), ValueError (malformed arguments)."""
+    another RADIO generation, a pickle-only folder), CheckpointError (a broken sharded index),
+    ValueError (malformed arguments)."""
     if revision is not None and not isinstance(revision, str):
         raise TypeError(f"revision: expected a string or None, got {type(revision).__name__}")
     if isinstance(name_or_path, os.PathLike):
