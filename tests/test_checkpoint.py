@@ -38,9 +38,12 @@ FAMILY = {
 
 
 def parsed(cfg: ModelConfig) -> ModelConfig:
-    """What parse_config gives for a config: config.json holds neither the summary slots nor the
-    position resize."""
-    return cfg.with_(summary_idxs=None, align_corners=None, align_corners_source=None)
+    """What parse_config gives for config_json(cfg): config.json never holds the position resize,
+    and holds the summary slots (as the teachers' use_summary flags) only with one CLS token per
+    teacher."""
+    per_teacher = cfg.num_cls_tokens == len(cfg.teachers) > 0
+    return cfg.with_(summary_idxs=cfg.summary_idxs if per_teacher else None, align_corners=None,
+                     align_corners_source=None)
 
 
 def load(folder: Path, **kw) -> tuple[ModelConfig, dict]:
@@ -123,12 +126,13 @@ def test_parse_config_minimal_takes_c_radio_defaults():
     raw = {"args": {"model": "vit_large_patch16_224", "cls_token_per_teacher": True, "register_multiple": 8,
                     "teachers": [{"name": n} for n in ("clip", "siglip", "dino_v2", "sam")]}}
     cfg = ck.parse_config(raw)
-    assert cfg == parsed(model_config("C-RADIOv2-L"))
+    # No teacher states use_summary: the summary slots are left to the weights.
+    assert cfg == parsed(model_config("C-RADIOv2-L")).with_(summary_idxs=None)
 
 
 def test_parse_config_register_rule_and_duplicate_teacher_names():
     raw = config_json(model_config("C-RADIOv2-B"))
-    raw["args"]["teachers"].append({"name": "clip"})        # counted once
+    raw["args"]["teachers"].append({"name": "clip", "use_summary": False})   # counted once
     raw["args"]["register_multiple"] = 16
     cfg = ck.parse_config(raw)
     assert (cfg.num_cls_tokens, cfg.num_registers) == (4, 12)
@@ -414,7 +418,8 @@ def test_config_says_other_cls_rows(ckpt):
 
 
 def test_config_without_per_teacher_cls_and_explicit_registers(ckpt):
-    edit_config(ckpt, lambda c: c["args"].update(cls_token_per_teacher=False, cpe_num_registers=3))
+    edit_config(ckpt, lambda c: c["args"].update(cls_token_per_teacher=False, cpe_num_registers=3,
+                                                 teachers=[{"name": t["name"]} for t in c["args"]["teachers"]]))
     _fails(ckpt, "1 CLS token", "3 registers (args.cpe_num_registers) = 4 rows", "the weights have 8 rows")
 
 

@@ -324,7 +324,7 @@ def test_skip_unreadable(tmp_path, capsys, fake):
 def test_model_not_found_is_exit_2_and_mentions_synthetic(tmp_path, capsys, monkeypatch):
     def load(name, **kw):
         raise ModelNotFoundError("nvidia/C-RADIOv2-B is not in the Hugging Face cache and the Hub is "
-                                 "unreachable; download it with `huggingface-cli download nvidia/C-RADIOv2-B`")
+                                 "unreachable; download it with `hf download nvidia/C-RADIOv2-B`")
 
     monkeypatch.setattr(fastradio, "load", load)
     p = _img(tmp_path / "a.png", 32, 32)
@@ -575,6 +575,48 @@ def test_models(capsys):
         431_237_232, 16, 72, 4304, 2304)
     t = [r for r in recs if r["name"] == "test-d128"][0]
     assert t["params"] == 528_640             # the 16x16 position grid of test architectures, not 128x128
+
+
+def test_models_all_counts_and_limits_are_the_built_models(capsys, tmp_path, monkeypatch):
+    """Every row of `fastradio models --all` against a model built from it: the parameter count
+    (sum of numel) of the model on the meta device (no memory, every size), and for the tiny test
+    architectures also of the model loaded from its synthetic checkpoint, with its limits."""
+    from fastradio.configs import resolve_known_model
+    from fastradio.model import RadioModel
+
+    monkeypatch.setenv("FASTRADIO_CACHE", str(tmp_path / "cache"))
+    rc, out, _ = _run(capsys, "models", "--all", "--json")
+    recs = json.loads(out)
+    assert rc == 0 and {r["name"] for r in recs} == {m.name for m in fastradio.list_models(include_test=True)}
+    rc, text, _ = _run(capsys, "models", "--all")
+    for r in recs:
+        with torch.device("meta"):
+            built = RadioModel(resolve_known_model(r["name"]).config, backend="reference")
+        assert r["params"] == sum(p.numel() for p in built.parameters()), r["name"]
+        assert f"{r['params']:,}" in text
+        if not r["test_only"]:
+            continue
+        m = fastradio.load(f"synthetic:{r['name']}", device="cpu", dtype=torch.float32, backend="reference")
+        assert r["params"] == sum(p.numel() for p in m.parameters()), r["name"]
+        assert (r["patch_size"], r["min_resolution_step"], r["max_resolution"], r["preferred_resolution"]) == (
+            m.patch_size, m.min_resolution_step, m.max_resolution, list(m.preferred_resolution)), r["name"]
+        assert (r["embed_dim"], r["num_prefix_tokens"], r["summary_dim"]) == (
+            m.embed_dim, m.num_summary_tokens, m.summary_dim), r["name"]
+        assert (r["max_resolution"], r["preferred_resolution"]) == (256, [64, 64])   # the 16x16 position grid
+
+
+def test_other_radio_generations_are_refused_not_downloaded(capsys, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def no_hub(*a, **kw):
+        raise AssertionError("the Hub must not be asked for a model fastradio does not support")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    p = _img(tmp_path / "a.png", 32, 32)
+    rc, _, se = _run(capsys, "embed", p, "-m", "nvidia/RADIO-B", "-o", tmp_path / "o.st")
+    assert rc == 2 and "Traceback" not in se
+    assert "RADIOv2.5" in se and "not support yet" in se and "14-pixel patches" in se
+    assert "hf download" not in se and "huggingface-cli" not in se
 
 
 def test_python_dash_m(tmp_path):

@@ -212,8 +212,11 @@ def test_offline_not_cached_names_repo_and_remedies():
         hub.resolve("C-RADIOv2-B")
     msg = str(e.value)
     for needle in ("nvidia/C-RADIOv2-B", "offline", "not in the Hugging Face cache",
-                   "huggingface-cli download nvidia/C-RADIOv2-B", "folder", "synthetic:"):
+                   "hf download nvidia/C-RADIOv2-B", "folder", "synthetic:"):
         assert needle in msg
+    # The current Hugging Face CLI (`huggingface-cli` is its deprecated name), skipping the
+    # TorchHub pickle that fastradio never reads.
+    assert "huggingface-cli" not in msg and "--exclude '*.pth.tar'" in msg
 
 
 def test_offline_incomplete_snapshot(hf_cache, small):
@@ -291,7 +294,7 @@ def test_online_download_failure(monkeypatch):
     with pytest.raises(ModelNotFoundError) as e:
         hub.resolve("C-RADIOv2-L")
     msg = str(e.value)
-    assert "nvidia/C-RADIOv2-L" in msg and "connection refused" in msg and "huggingface-cli download" in msg
+    assert "nvidia/C-RADIOv2-L" in msg and "connection refused" in msg and "`hf download nvidia/C-RADIOv2-L" in msg
 
 
 def test_online_repo_without_weights(monkeypatch, hf_cache, small):
@@ -306,3 +309,49 @@ def test_online_repo_without_weights(monkeypatch, hf_cache, small):
     with pytest.raises(ModelNotFoundError, match=r"someone/empty: the repo has no config.json .* "
                                                  r"\(downloaded: config.json\)"):
         hub.resolve("someone/empty")
+
+
+# -- other RADIO generations ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, family, reason", [
+    ("nvidia/RADIO-B", "RADIOv2.5", "14-pixel patches"),
+    ("RADIO-g", "RADIOv2.5", "not verified"),
+    ("RADIOv2.5-L", "RADIOv2.5", "not verified"),
+    ("radio_v2.5-h", "RADIOv2.5", "not verified"),      # the reference's version strings too
+    ("nvidia/E-RADIO", "E-RADIO", "not a ViT"),
+    ("e-radio_v2", "E-RADIO", "not a ViT"),
+    ("nvidia/RADIO", "RADIO (v1, v2, v2.1)", "TorchHub pickles only"),
+    ("RADIOv1", "RADIO (v1, v2, v2.1)", "14-pixel patches"),
+    ("radio_v2.1", "RADIO (v1, v2, v2.1)", "TorchHub pickles only"),
+    ("nvidia/C-RADIO", "C-RADIO (first release)", "not verified"),
+    ("C-RADIOv2-VLM-H", "C-RADIOv2-VLM-H", "not verified"),
+])
+def test_other_radio_generations_are_refused_as_not_supported_yet(monkeypatch, name, family, reason):
+    def no_hub(*a, **kw):
+        raise AssertionError("the Hub must not be asked for a model fastradio does not support")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    for spelled in (name, f"synthetic:{name}"):
+        with pytest.raises(UnsupportedModelError) as e:
+            hub.resolve(spelled)
+        msg = str(e.value)
+        assert f"{spelled!r} names {family}" in msg and "not support yet" in msg and reason in msg, msg
+        assert "C-RADIOv2-B" in msg and "C-RADIOv4-H" in msg                # what is supported
+        assert "download" not in msg
+
+
+def test_supported_names_and_other_owners_are_not_refused(monkeypatch):
+    from fastradio.configs import KNOWN_MODELS, REFERENCE_VERSIONS, resolve_known_model, unsupported_release
+
+    for m in KNOWN_MODELS:
+        for name in (m.name, m.hub_repo, m.version, *m.aliases):
+            assert not name or unsupported_release(name) is None, name
+    # Every version string the reference knows names one of our models or is refused by name
+    # (radio_v2.5-b, the reference version of C-RADIOv2-B's synthetic configs, names RADIOv2.5-B).
+    for v in REFERENCE_VERSIONS:
+        assert (resolve_known_model(v) is None) != (unsupported_release(v) is None), v
+    # Exact names only: another owner's repo of the same name is an ordinary Hub repo id.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="someone/RADIO-B"):
+        hub.resolve("someone/RADIO-B")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from fastradio import checkpoint as ck
-from fastradio.configs import ArchConfig, ModelConfig, tiny_config
+from fastradio.configs import (KNOWN_MODELS, REFERENCE_VERSIONS, ArchConfig, ModelConfig, resolve_known_model,
+                               tiny_config)
 from fastradio.errors import ModelNotFoundError
-from fastradio.synthetic import (CLIP_MEAN, CLIP_STD, config_json, default_cache_dir, model_config,
+from fastradio.synthetic import (AUTO_MAP, CLIP_MEAN, CLIP_STD, REFERENCE_ARGS_KEYS, REFERENCE_CONFIG_KEYS,
+                                 REFERENCE_TEACHER_KEYS, config_json, default_cache_dir, model_config,
                                  synthetic_folder, write_checkpoint)
 
-from helpers import P, make_checkpoint, read_json, read_tensors
+from helpers import P, edit_config, make_checkpoint, read_json, read_tensors
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -64,7 +67,7 @@ def test_layout_and_config(tmp_path):
                        ("inter_feature_normalizer_config", None), ("max_resolution", 256),
                        ("preferred_resolution", [64, 64])]:
         assert cfg[key] == value, key
-    assert "version" in cfg and "auto_map" not in cfg
+    assert cfg["version"] == "synthetic-test-d192" and cfg["auto_map"] == AUTO_MAP
     # The only source file: our own text carrying the position resize, as Hub repos bundle one.
     assert [p.name for p in folder.iterdir() if p.suffix == ".py"] == ["vit_patch_generator.py"]
     text = (folder / "vit_patch_generator.py").read_text()
@@ -235,6 +238,120 @@ def test_streaming_write_of_a_real_size_model_stays_small(tmp_path):
     keys = ck.inspect_keys([folder / "model.safetensors"])
     assert len(keys) == 150
     cfg = ck.parse_config(ck.read_config(folder / "config.json"))
-    assert cfg == model_config("C-RADIOv2-B").with_(summary_idxs=None, align_corners=None, align_corners_source=None)
+    assert cfg == model_config("C-RADIOv2-B").with_(align_corners=None, align_corners_source=None)
     want = ck.expected_tensors(cfg)
     assert {k: v[0] for k, v in keys.items()} == {k: v[0] for k, v in want.items()}
+
+
+# -- the Hub schema: what the reference code reads from config.json ---------------------------------
+#
+# The reference (the Python files every Hub repo bundles) is not part of this project; these tests
+# check that a synthetic config.json carries every key it reads (synthetic.REFERENCE_*_KEYS, the one
+# list, with why each is read) with a value it can build the model from. Building with the reference
+# itself was done by hand outside the repository (DESIGN.md decision 24).
+
+REAL = [m.name for m in KNOWN_MODELS if not m.test_only]
+TESTS = [m.name for m in KNOWN_MODELS if m.test_only]
+
+
+def _json_type_ok(value, types) -> bool:
+    # JSON's true/false are Python ints: an integer key must not take them, a number key takes ints.
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, tuple(t for t in types if t is not bool))
+
+
+def _check_keys(d: dict, keys: dict, where: str) -> None:
+    for key, spec in keys.items():
+        assert key in d, f"{where}{key}: missing (the reference reads it: {spec.why})"
+        assert _json_type_ok(d[key], spec.types), f"{where}{key} = {d[key]!r}: expected {spec.types}"
+        assert spec.valid is None or spec.valid(d[key]), f"{where}{key} = {d[key]!r}: not what {spec.why} needs"
+
+
+def _reference_rules(raw: dict) -> tuple[tuple[str, ...], int, int, tuple[int, ...]]:
+    """(teachers, CLS tokens, registers, summary slots) by the reference's rules, written out here
+    from the facts (radio-family §4; hf_model's use_summary rule), independently of checkpoint.py."""
+    a = raw["args"]
+    names = tuple(dict.fromkeys(t["name"] for t in a["teachers"]))
+    ncls = len(names) if a["cls_token_per_teacher"] else 1
+    if a.get("cpe_num_registers"):
+        nreg = a["cpe_num_registers"]
+    elif a.get("register_multiple"):
+        nreg = a["register_multiple"] - ncls % a["register_multiple"]
+    else:
+        nreg = 0
+    slots = tuple(i for i, t in enumerate(a["teachers"]) if t.get("use_summary", True))
+    return names, ncls, nreg, slots
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_config_json_has_the_reference_schema(name):
+    km = resolve_known_model(name)
+    raw = json.loads(json.dumps(config_json(km.config, name=name)))   # as written to disk
+    _check_keys(raw, REFERENCE_CONFIG_KEYS, "")
+    _check_keys(raw["args"], REFERENCE_ARGS_KEYS, "args.")
+    for i, t in enumerate(raw["args"]["teachers"]):
+        _check_keys(t, REFERENCE_TEACHER_KEYS, f"args.teachers[{i}].")
+    assert raw["auto_map"] == {"AutoConfig": "hf_model.RADIOConfig", "AutoModel": "hf_model.RADIOModel"}
+    assert raw["version"] == km.config_version and raw["version"] in REFERENCE_VERSIONS
+    if km.version:                                   # C-RADIOv3/v4: the published version string
+        assert raw["version"] == km.version
+    assert "model_type" not in raw                   # the reference's RADIOConfig declares none
+    # The teacher the summary leaves out (sam / sam3) says so, as the reference needs: it derives
+    # the summary slots from use_summary and the weights' summary_idxs must have that length.
+    assert [t["use_summary"] for t in raw["args"]["teachers"]] == [
+        i in km.summary_idxs for i in range(len(km.teachers))]
+    assert raw["args"]["teachers"][-1]["name"].startswith("sam") and not raw["args"]["teachers"][-1]["use_summary"]
+    # The reference's rules give the model's structure, and so does fastradio's parser.
+    names, ncls, nreg, slots = _reference_rules(raw)
+    cfg = ck.parse_config(raw)
+    assert (names, ncls, nreg, slots) == (km.teachers, len(km.teachers), km.num_registers, km.summary_idxs)
+    assert (cfg.teachers, cfg.num_cls_tokens, cfg.num_registers, cfg.summary_idxs) == (names, ncls, nreg, slots)
+    assert cfg.num_prefix_tokens == ncls + nreg == (10 if name.startswith("C-RADIOv4") else 8)
+    assert raw["args"]["cpe_num_registers"] is None   # the rule, as on the Hub (v4: multiple 10)
+    assert raw["args"]["register_multiple"] == (10 if name.startswith("C-RADIOv4") else 8)
+
+
+def test_reference_schema_lists_are_consistent():
+    # Every args key the writer fills for the reference is in the list, and no listed key is filler.
+    raw = config_json(model_config("C-RADIOv2-B"), name="C-RADIOv2-B")
+    assert set(REFERENCE_ARGS_KEYS) <= set(raw["args"])
+    assert set(REFERENCE_CONFIG_KEYS) <= set(raw)
+    assert all(spec.why for spec in (*REFERENCE_CONFIG_KEYS.values(), *REFERENCE_ARGS_KEYS.values()))
+    # Names the reference cannot take as namedtuple fields would make it fail before building.
+    bad = dict(raw, args={**raw["args"], "enable-cudnn-attention": True})
+    assert not REFERENCE_CONFIG_KEYS["args"].valid(bad["args"])
+
+
+@pytest.mark.parametrize("name", TESTS)
+def test_test_architectures_keep_the_schema_and_load_strictly(tmp_path, name):
+    """The tiny architectures are not timm models (the reference cannot build them), but their
+    config.json has the same keys, and fastradio loads the folder strictly with the structure the
+    reference's rules give."""
+    import fastradio
+
+    folder = make_checkpoint(tmp_path, name, seed=2)
+    raw = read_json(folder / "config.json")
+    _check_keys(raw, {k: v for k, v in REFERENCE_CONFIG_KEYS.items() if k != "version"}, "")
+    _check_keys(raw["args"], REFERENCE_ARGS_KEYS, "args.")
+    assert raw["version"] == f"synthetic-{name}"
+    names, ncls, nreg, slots = _reference_rules(raw)
+    m = fastradio.load(folder, device="cpu", dtype=torch.float32, backend="reference")
+    assert (m.config.teachers, m.config.num_cls_tokens, m.config.num_registers) == (names, ncls, nreg)
+    assert m.summary_idxs.tolist() == list(slots) == read_tensors(folder)[P + "summary_idxs"].tolist()
+    assert m.num_summary_tokens == ncls + nreg
+
+
+def test_use_summary_contradicting_the_weights_is_refused(tmp_path):
+    import fastradio
+    from fastradio.errors import CheckpointError
+
+    folder = make_checkpoint(tmp_path, "test-d144-v4", seed=1)    # summary [0, 1] of 3 CLS tokens
+    edit_config(folder, lambda c: c["args"]["teachers"][1].update(use_summary=False))
+    with pytest.raises(CheckpointError, match=r"summary_idxs = \[0, 1\] contradicts .*\[0\] .*use_summary"):
+        fastradio.load(folder, device="cpu")
+    edit_config(folder, lambda c: [t.update(use_summary=False) for t in c["args"]["teachers"]])
+    with pytest.raises(CheckpointError, match=r"use_summary selects the summary slots \[\].*at least one"):
+        fastradio.load(folder, device="cpu")

@@ -159,19 +159,22 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     Read: ``args.model`` (architecture), ``args.cpe_max_size`` (position grid = cpe_max_size //
     patch_size; 2048 when absent), ``patch_size`` (16; absent or null means 16),
     ``args.cls_token_per_teacher`` and ``args.teachers`` (one CLS token per distinct teacher name,
-    else 1), ``args.register_multiple`` / ``args.cpe_num_registers`` (registers: the explicit count
-    when it is a positive integer, else ``register_multiple - num_cls % register_multiple``, else
-    0), ``args.model_norm``, ``args.model_kwargs`` (only ``scaled_ln``), ``max_resolution``,
-    ``preferred_resolution``, ``vitdet_window_size``, ``adaptor_names``/``adaptor_configs``,
-    ``feature_normalizer_config``, ``inter_feature_normalizer_config``, ``version`` (a known
-    C-RADIOv3/v4 version must match its architecture and gives the family's preferred resolution
-    when the file has none; one naming an unknown RADIO release from v3 on is refused). Teacher
-    names must be known ones (``configs.KNOWN_TEACHERS``). Everything else (the training arguments,
-    ``auto_map`` and other Transformers keys) is ignored.
+    else 1; their ``use_summary``: the summary slots), ``args.register_multiple`` /
+    ``args.cpe_num_registers`` (registers: the explicit count when it is a positive integer, else
+    ``register_multiple - num_cls % register_multiple``, else 0), ``args.model_norm``,
+    ``args.model_kwargs`` (only ``scaled_ln``), ``max_resolution``, ``preferred_resolution``,
+    ``vitdet_window_size``, ``adaptor_names``/``adaptor_configs``, ``feature_normalizer_config``,
+    ``inter_feature_normalizer_config``, ``version`` (a known C-RADIOv3/v4 version must match its
+    architecture and gives the family's preferred resolution when the file has none; one naming an
+    unknown RADIO release from v3 on is refused). Teacher names must be known ones
+    (``configs.KNOWN_TEACHERS``). Everything else (the training arguments, ``auto_map`` and other
+    Transformers keys) is ignored.
 
-    config.json does not say which CLS slots form the summary, nor how the position table is
-    resized: the result has ``summary_idxs=None`` (filled by :func:`config_for_files` from the
-    weights) and ``align_corners=None`` (decided by :func:`fastradio.align.decide`).
+    The summary slots are the teachers whose ``use_summary`` is true (default true), as the
+    reference derives them, when at least one teacher states the flag; otherwise
+    ``summary_idxs=None``, and :func:`config_for_files` takes them from the weights (which must
+    agree when the config states them). config.json does not say how the position table is
+    resized: ``align_corners=None`` (decided by :func:`fastradio.align.decide`).
 
     Raises CheckpointError for wrong types, impossible values and contradictions, and
     UnsupportedModelError for unknown architectures, teachers and versions and features not
@@ -220,6 +223,14 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
                 f"is not a model described to us")
         if t["name"] not in names:
             names.append(t["name"])
+    # The summary slots as the reference derives them: the teachers (every entry, in order) whose
+    # use_summary is true (its default). Only when the file states use_summary somewhere: configs
+    # without the flag leave the slots to the summary_idxs tensor, which is the authority either way.
+    summary_idxs = None
+    if any(isinstance(t, dict) and "use_summary" in t for t in teachers_raw):
+        for i, t in enumerate(teachers_raw):
+            _field(t, "use_summary", (bool,), f"args.teachers[{i}].", source, True)
+        summary_idxs = tuple(i for i, t in enumerate(teachers_raw) if t.get("use_summary", True))
     if per_teacher:
         if not names:
             raise CheckpointError(f"{source}: args.cls_token_per_teacher is true, so args.teachers must list "
@@ -229,6 +240,10 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     else:
         num_cls = 1
         cls_rule = "1 CLS token (args.cls_token_per_teacher is false or absent)"
+    if summary_idxs is not None and (not summary_idxs or summary_idxs[-1] >= num_cls):
+        raise CheckpointError(
+            f"{source}: args.teachers[*].use_summary selects the summary slots {list(summary_idxs)}, but the model "
+            f"has {cls_rule}: expected at least one slot, each below {num_cls}")
 
     multiple = _field(args, "register_multiple", (int, type(None)), a, source, None)
     explicit = _field(args, "cpe_num_registers", (int, type(None)), a, source, None)
@@ -340,10 +355,11 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
         teachers=tuple(names),
         has_feature_normalizer=fn_cfg is not None,
         window_size=None,
-        # Facts config.json does not hold: the summary slots come from the weights
-        # (config_for_files), layer-scale is confirmed against them, and the position resize is
-        # decided from the checkpoint's bundled code or revision (fastradio.align.decide).
-        summary_idxs=None,
+        # The summary slots of use_summary, if stated, are cross-checked against the weights' (and
+        # otherwise taken from them) by config_for_files; layer-scale is confirmed against the
+        # weights too; the position resize, which config.json does not hold, is decided from the
+        # checkpoint's bundled code or revision (fastradio.align.decide).
+        summary_idxs=summary_idxs,
         layer_scale=arch.layer_scale,
         align_corners=None,
         align_corners_source=None,
@@ -690,7 +706,7 @@ def config_for_files(cfg: ModelConfig, files: list[Path]) -> ModelConfig:
     vals = _summary_from(headers, cfg)
     if vals is not None and cfg.summary_idxs is not None and vals != tuple(cfg.summary_idxs):
         raise CheckpointError(f"{where}: {_SUMMARY} = {list(vals)} contradicts the config's summary slots "
-                              f"{list(cfg.summary_idxs)}")
+                              f"{list(cfg.summary_idxs)} (args.teachers[*].use_summary)")
     if vals is not None:
         changes["summary_idxs"] = vals
     return cfg.with_(**changes) if changes else cfg

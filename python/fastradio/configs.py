@@ -32,6 +32,10 @@ __all__ = [
     "known_model_for_repo",
     "known_model_for_version",
     "normalize_alias",
+    "REFERENCE_VERSIONS",
+    "UnsupportedRelease",
+    "UNSUPPORTED_RELEASES",
+    "unsupported_release",
 ]
 
 
@@ -103,9 +107,10 @@ class ModelConfig:
     layer-scale) and the checkpoint's revision (align_corners), and cross-checked against the
     tensor shapes by the loader. All sizes are in tokens or features unless named otherwise.
 
-    ``summary_idxs`` and ``align_corners`` are None until known: ``config.json`` says neither (the
-    loader reads the first from the weights, the second from the checkpoint's bundled code or the
-    revision table, see :mod:`fastradio.align`)."""
+    ``summary_idxs`` and ``align_corners`` are None until known: ``config.json`` states the first
+    only through ``teachers[*].use_summary`` (the loader reads it from the weights in any case) and
+    never the second (read from the checkpoint's bundled code or the revision table, see
+    :mod:`fastradio.align`)."""
 
     arch: ArchConfig
     patch_size: int = 16
@@ -239,6 +244,12 @@ class KnownModel:
     family: str = "C-RADIOv2"
     #: the ``version`` string of the published config.json (None: not known to us)
     version: str | None = None
+    #: the ``version`` a config.json must carry for the reference code to accept it (a key of its
+    #: resource table, ``RESOURCE_MAP`` in NVlabs/RADIO ``radio/common.py``): ``version`` when it
+    #: is known; for C-RADIOv2-B/L/H, which have no key of their own there, the RADIOv2.5 key of
+    #: the same size, whose resources (patch 16, max 2048, preferred 768) are C-RADIOv2's.
+    #: Written into synthetic checkpoints only; the loader never relies on it
+    reference_version: str | None = None
     teachers: tuple[str, ...] = ("clip", "siglip", "dino_v2", "sam")
     num_registers: int = 4
     summary_idxs: tuple[int, ...] = (0, 1, 2)
@@ -275,11 +286,17 @@ class KnownModel:
                     return value
         return None
 
+    @property
+    def config_version(self) -> str | None:
+        """The ``version`` a synthetic config.json of this model carries: the published one, else
+        the one the reference code accepts for it (see ``reference_version``)."""
+        return self.version or self.reference_version
+
 
 _V2 = dict(family="C-RADIOv2", licence="see the model card")
 _V3 = dict(family="C-RADIOv3", preferred_resolution=(512, 512),
-           # The spec fixes only the count (4 CLS tokens, [0, 1, 2] summarised); the names are known
-           # teacher names, illustrative for synthetic checkpoints.
+           # The spec fixes the count (4 CLS tokens, [0, 1, 2] summarised); the names and their order
+           # are those the NVlabs/RADIO README lists for C-RADIOv3's adaptors.
            teachers=("clip", "siglip2-g", "dino_v2", "sam"),
            licence="see the model card")
 _V4 = dict(family="C-RADIOv4", preferred_resolution=(512, 512), teachers=("siglip2-g", "dino_v3", "sam3"),
@@ -287,11 +304,15 @@ _V4 = dict(family="C-RADIOv4", preferred_resolution=(512, 512), teachers=("sigli
            licence="NVIDIA Open Model License (commercial use allowed)")
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("C-RADIOv2-B", "nvidia/C-RADIOv2-B", "vit_base_patch16_224", **_V2),
-    KnownModel("C-RADIOv2-L", "nvidia/C-RADIOv2-L", "vit_large_patch16_224", **_V2),
-    KnownModel("C-RADIOv2-H", "nvidia/C-RADIOv2-H", "vit_huge_patch16_224", **_V2),
-    # The Hub spells this one with a lower-case g, and cache folders are case-sensitive.
-    KnownModel("C-RADIOv2-g", "nvidia/C-RADIOv2-g", "vit_giant_patch16_224", **_V2),
+    KnownModel("C-RADIOv2-B", "nvidia/C-RADIOv2-B", "vit_base_patch16_224", reference_version="radio_v2.5-b", **_V2),
+    KnownModel("C-RADIOv2-L", "nvidia/C-RADIOv2-L", "vit_large_patch16_224", reference_version="radio_v2.5-l",
+               **_V2),
+    KnownModel("C-RADIOv2-H", "nvidia/C-RADIOv2-H", "vit_huge_patch16_224", reference_version="radio_v2.5-h",
+               **_V2),
+    # The Hub spells this one with a lower-case g, and cache folders are case-sensitive. (The
+    # reference's radio_v2.5-g key is the patch-14 RADIOv2.5-g; c-radio_v2-g is this model's.)
+    KnownModel("C-RADIOv2-g", "nvidia/C-RADIOv2-g", "vit_giant_patch16_224", reference_version="c-radio_v2-g",
+               **_V2),
     # C-RADIOv3 (radio-family §1, §2): B and H resize with align_corners=True; L and g were
     # re-uploaded with code from after the 2025-06-28 switch (False on the current revision,
     # inferred), the first uploads were True: no commit is known for certain, so without the
@@ -325,6 +346,63 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
 KNOWN_VERSIONS: dict[str, KnownModel] = {m.version: m for m in KNOWN_MODELS if m.version}
 
 
+#: The ``version`` keys the reference code accepts (its ``RESOURCE_MAP``, NVlabs/RADIO
+#: ``radio/common.py`` at commit c0f3701; ``RADIOConfig`` looks the version up there and fails on
+#: any other string). A fact about the reference, used to check that synthetic config.json files
+#: are loadable by it; fastradio itself accepts a config by its structure, not by this list.
+REFERENCE_VERSIONS: tuple[str, ...] = (
+    "radio_v2.5-b", "radio_v2.5-l", "radio_v2.5-h", "radio_v2.5-h-norm", "radio_v2.5-g",
+    "radio_v2.1", "radio_v2", "radio_v1", "e-radio_v2",
+    "c-radio_v2-g", "c-radio_v2-vlm-h",
+    "c-radio_v3-b", "c-radio_v3-l", "c-radio_v3-h", "c-radio_v3-g",
+    "c-radio_v4-so400m", "c-radio_v4-h",
+)
+
+
+@dataclass(frozen=True)
+class UnsupportedRelease:
+    """A RADIO release fastradio does not load (yet), and why: names of it are refused up front
+    instead of being looked up on the Hub (where a download would only end in a refusal or, worse,
+    an unverified model)."""
+
+    family: str
+    #: names users type for it: Hub repo names, the reference's version strings, common spellings
+    #: (matched exactly after :func:`normalize_alias`, like known models)
+    names: tuple[str, ...]
+    reason: str
+
+
+#: Other RADIO generations (names from the NVlabs/RADIO README and resource table). The reasons are
+#: the facts that put them outside what fastradio implements: the C-RADIOv2/v3/v4 ViT encoders of
+#: spec/c-radiov2.md and spec/radio-family.md, loaded from safetensors.
+UNSUPPORTED_RELEASES: tuple[UnsupportedRelease, ...] = (
+    UnsupportedRelease(
+        "RADIOv2.5",
+        ("RADIO-B", "RADIO-L", "RADIO-H", "RADIO-g", "RADIOv2.5", "RADIOv2.5-B", "RADIOv2.5-L", "RADIOv2.5-H",
+         "RADIOv2.5-H-norm", "RADIOv2.5-g"),
+        "its checkpoints have not been described to fastradio (teachers, prefix tokens and position resize are "
+        "not verified), and RADIOv2.5-g uses 14-pixel patches, which fastradio does not implement"),
+    UnsupportedRelease(
+        "RADIO (v1, v2, v2.1)",
+        ("RADIO", "RADIOv1", "RADIOv2", "RADIOv2.1"),
+        "the first RADIO releases are published as TorchHub pickles only (fastradio loads safetensors, never "
+        "pickles), and RADIOv1 uses 14-pixel patches"),
+    UnsupportedRelease(
+        "E-RADIO",
+        ("E-RADIO", "E-RADIOv2", "e-radio_v2"),
+        "it is a hybrid convolutional architecture (args.model = eradio), not a ViT; fastradio implements the ViT "
+        "encoders only"),
+    UnsupportedRelease(
+        "C-RADIO (first release)",
+        ("C-RADIO", "C-RADIOv1"),
+        "its checkpoint has not been described to fastradio, so its layout and position resize are not verified"),
+    UnsupportedRelease(
+        "C-RADIOv2-VLM-H",
+        ("C-RADIOv2-VLM-H", "C-RADIOv2-VLM"),
+        "its checkpoint has not been described to fastradio, so its layout and position resize are not verified"),
+)
+
+
 def normalize_alias(name: str) -> str:
     """Canonical lookup key: case-insensitive, ``_``/``-`` and an ``nvidia/`` prefix ignored.
 
@@ -343,6 +421,18 @@ def resolve_known_model(name: str) -> KnownModel | None:
     for m in KNOWN_MODELS:
         if key == normalize_alias(m.name) or key in (normalize_alias(a) for a in m.aliases):
             return m
+    return None
+
+
+def unsupported_release(name: str) -> UnsupportedRelease | None:
+    """The release a user-typed name (or ``nvidia/`` Hub repo id, or reference version string)
+    names when fastradio does not support it; None otherwise (also for every known model)."""
+    if resolve_known_model(name) is not None:
+        return None
+    key = normalize_alias(name)
+    for r in UNSUPPORTED_RELEASES:
+        if key in (normalize_alias(n) for n in r.names):
+            return r
     return None
 
 
@@ -387,6 +477,15 @@ def _check_registry() -> None:
         assert m.align_corners is not None or m.current_align_corners is not None, m
         assert all(len(c) == 40 and c == c.lower() for c, _ in m.align_corners_by_revision), m
     assert len(KNOWN_VERSIONS) == sum(1 for m in KNOWN_MODELS if m.version)
+    for m in KNOWN_MODELS:
+        assert m.test_only or m.config_version in REFERENCE_VERSIONS, m
+    taken = {normalize_alias(n) for m in KNOWN_MODELS for n in (m.name, *m.aliases)}
+    for r in UNSUPPORTED_RELEASES:
+        assert not {normalize_alias(n) for n in r.names} & taken, r
+    # Every reference version that is not one of ours is refused by name.
+    ours = {m.config_version for m in KNOWN_MODELS}
+    refused = {normalize_alias(n) for r in UNSUPPORTED_RELEASES for n in r.names}
+    assert all(normalize_alias(v) in refused for v in REFERENCE_VERSIONS if v not in ours)
     assert math.isqrt(16384) == 128
 
 

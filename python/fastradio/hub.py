@@ -10,7 +10,10 @@
    ``model.safetensors.index.json`` and its shards), or a file inside such a folder.
 3. A known model name or alias (``C-RADIOv2-B``, ``c-radio_v2-g``, ``nvidia/C-RADIOv2-G``; exact
    normalisation only, see :func:`fastradio.configs.normalize_alias`) → its Hub repo id.
-4. Any other ``owner/name`` string: a raw Hub repo id, loaded with the same strict checks.
+4. A name of another RADIO generation (``nvidia/RADIO-B``, ``RADIOv2.5-L``, ``E-RADIO``, ...;
+   :data:`fastradio.configs.UNSUPPORTED_RELEASES`) is refused as not supported yet, with the
+   reason, before any lookup.
+5. Any other ``owner/name`` string: a raw Hub repo id, loaded with the same strict checks.
 
 Hub repos are fetched with ``huggingface_hub.snapshot_download``, restricted to ``config.json``,
 ``*.safetensors``, ``model.safetensors.index.json`` and one source file, ``vit_patch_generator.py``,
@@ -33,8 +36,8 @@ from typing import NamedTuple
 
 from .align import BUNDLED_FILE
 from .checkpoint import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, _is_pickle, find_weight_files, refuse_pickle
-from .configs import KNOWN_MODELS, resolve_known_model
-from .errors import ModelNotFoundError
+from .configs import KNOWN_MODELS, resolve_known_model, unsupported_release
+from .errors import ModelNotFoundError, UnsupportedModelError
 
 __all__ = ["ResolvedModel", "resolve", "ALLOW_PATTERNS", "SYNTHETIC_PREFIX"]
 
@@ -70,8 +73,9 @@ def resolve(name_or_path: str | os.PathLike, *, revision: str | None = None) -> 
     """Find the files of a model (see the module docstring for the order).
 
     revision: a Hub branch, tag or commit (Hub names only). Raises ModelNotFoundError (unknown
-    name, missing folder or files, offline and not cached), UnsupportedModelError (a pickle-only
-    folder), CheckpointError (a broken sharded index), ValueError (malformed arguments)."""
+    name, missing folder or files, offline and not cached), UnsupportedModelError (a name of
+    another RADIO generation, a pickle-only folder), CheckpointError (a broken sharded index),
+    ValueError (malformed arguments)."""
     if revision is not None and not isinstance(revision, str):
         raise TypeError(f"revision: expected a string or None, got {type(revision).__name__}")
     if isinstance(name_or_path, os.PathLike):
@@ -101,12 +105,22 @@ def resolve(name_or_path: str | os.PathLike, *, revision: str | None = None) -> 
                 f"{name!r} is a test-only architecture with no Hub repo: use 'synthetic:{km.name}' for random "
                 f"weights, or a folder written by fastradio.synthetic.write_checkpoint")
         return _from_hub(km.hub_repo, revision)
+    _refuse_unsupported(name)
     if _REPO_ID.match(name):
         return _from_hub(name, revision)
     raise ModelNotFoundError(
         f"unknown model {name!r}: expected one of {_known_names()} (case-insensitive, '-'/'_' ignored, "
         f"an 'nvidia/' prefix allowed), a Hub repo id 'owner/name', a folder with {CONFIG_NAME} and "
         f"{WEIGHTS_NAME}, or 'synthetic:<name>[@seed]' for random weights (also {_test_names()})")
+
+
+def _refuse_unsupported(name: str, prefix: str = "") -> None:
+    """Refuse a name of another RADIO generation before anything is looked up or downloaded."""
+    release = unsupported_release(name)
+    if release is not None:
+        raise UnsupportedModelError(
+            f"{prefix + name!r} names {release.family}, which fastradio does not support yet: {release.reason}. "
+            f"Supported: {_known_names()}")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -126,6 +140,7 @@ def _synthetic(spec: str) -> ResolvedModel:
         seed = int(seed_text)
     km = resolve_known_model(name) if name else None
     if km is None:
+        _refuse_unsupported(name, prefix="synthetic:")
         raise ModelNotFoundError(
             f"synthetic:{spec}: unknown model {name!r}: expected one of "
             f"{', '.join(m.name for m in KNOWN_MODELS)}")
@@ -204,7 +219,9 @@ def _hf_cache_dir() -> str | None:
 
 
 def _how_to_get(repo_id: str) -> str:
-    return (f"download it once with network access (`huggingface-cli download {repo_id}`, or "
+    # `hf` is the Hugging Face CLI (huggingface_hub >= 0.34; `huggingface-cli` before). The repos
+    # also hold a TorchHub pickle that fastradio never reads: no need to download it.
+    return (f"download it once with network access (`hf download {repo_id} --exclude '*.pth.tar'`, or "
             f"fastradio.load('{repo_id}') while online), or copy its config.json and *.safetensors into a "
             f"folder and pass that folder's path, or use 'synthetic:<name>' for random weights in tests")
 

@@ -3,9 +3,12 @@ tests and benchmarks without network access. Never chosen silently: only ``synth
 (see :mod:`fastradio.hub`) or explicit calls produce them, and their ``config.json`` says so
 (``fastradio_synthetic``).
 
-Layout: ``config.json`` (the keys of spec §6, with ``args`` holding the values that matter plus
-some filler training arguments; the family's ``version``, teachers, registers and preferred
-resolution), ``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` shards with
+Layout: ``config.json`` in the Hub schema: every key the reference code reads
+(:data:`REFERENCE_CONFIG_KEYS`, :data:`REFERENCE_ARGS_KEYS`, :data:`REFERENCE_TEACHER_KEYS`: the
+``auto_map``, a ``version`` the reference accepts, the training ``args`` its model factory
+dereferences, ``use_summary`` false on the teacher the summary leaves out) plus some filler training
+arguments, so that the reference loads the folder once its own Python files are copied in
+(DESIGN.md decision 24); ``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` shards with
 ``model.safetensors.index.json``, and a ``vit_patch_generator.py`` like the one every Hub repo
 bundles: a short text written here (not upstream code) whose ``_get_pos_embeddings`` calls
 ``F.interpolate(..., align_corners=<the model's value>)``, so that :mod:`fastradio.align` reads it
@@ -43,24 +46,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import math
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from .align import BUNDLED_FILE
 from .checkpoint import BUFFER_NAMES, CONFIG_NAME, INDEX_NAME, PREFIX, WEIGHTS_NAME, expected_tensors
-from .configs import KNOWN_MODELS, ModelConfig, resolve_known_model
+from .configs import KNOWN_MODELS, REFERENCE_VERSIONS, ModelConfig, resolve_known_model
 from .errors import ModelNotFoundError
 
 __all__ = ["write_checkpoint", "synthetic_folder", "model_config", "config_json", "bundled_source",
-           "default_cache_dir", "CLIP_MEAN", "CLIP_STD"]
+           "default_cache_dir", "CLIP_MEAN", "CLIP_STD", "AUTO_MAP", "ConfigKey", "REFERENCE_CONFIG_KEYS",
+           "REFERENCE_ARGS_KEYS", "REFERENCE_TEACHER_KEYS"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -84,13 +89,109 @@ def model_config(name: str) -> ModelConfig:
     return km.config
 
 
+# The Hub schema of config.json. A synthetic config.json has every key the reference code reads
+# (the files a Hub repo bundles, run with ``AutoModel.from_pretrained(folder,
+# trust_remote_code=True)``), so that the reference loads a synthetic folder once its Python files
+# are copied in, exactly like a downloaded one. The reference is only read for these facts (which
+# keys, which values it expects); none of its code is here.
+
+class ConfigKey(NamedTuple):
+    """One key the reference reads: the JSON types it accepts, what it does with the key, and (for
+    some) a test of the value it needs to build the model."""
+
+    types: tuple[type, ...]
+    why: str
+    valid: Callable[[Any], bool] | None = None
+
+
+_NULL = type(None)
+
+#: ``auto_map`` of a Hub config.json: the classes Transformers builds with trust_remote_code
+AUTO_MAP = {"AutoConfig": "hf_model.RADIOConfig", "AutoModel": "hf_model.RADIOModel"}
+
+#: What the reference reads from config.json, in one place: the writer below fills every key and
+#: the tests check them (tests/test_synthetic.py). This mirrors NVlabs/RADIO (read at commit
+#: c0f3701, and the same functions back to 2024): ``radio/hf_model.py`` (``RADIOConfig.__init__``
+#: takes the top-level keys and looks ``version`` up in its resource table;
+#: ``RADIOModel.__init__`` turns ``args`` into a namedtuple, reads ``args.dtype`` and derives the
+#: summary slots from ``teachers[*].use_summary``), ``radio/radio_model.py``
+#: (``create_model_from_args``: the timm factory arguments, ``model_kwargs``, ``model_norm``,
+#: ``cpe_max_size``, the teachers, ``cls_token_per_teacher``, ``register_multiple``,
+#: ``cpe_num_registers``) and Transformers (``auto_map``, ``architectures``, ``torch_dtype``).
+#: Keys it reads with a default (getattr, .get) are listed too: a Hub dump has them. Change this
+#: when the reference reads more.
+REFERENCE_CONFIG_KEYS: dict[str, ConfigKey] = {
+    "auto_map": ConfigKey((dict,), "the remote-code classes Transformers builds", lambda v: v == AUTO_MAP),
+    "architectures": ConfigKey((list,), "Transformers: the model class", lambda v: v == ["RADIOModel"]),
+    "torch_dtype": ConfigKey((str,), "Transformers: the stored dtype",
+                             lambda v: v in ("float32", "bfloat16", "float16")),
+    "version": ConfigKey((str,), "RADIOConfig: RESOURCE_MAP[version] (fails on an unknown string)",
+                         lambda v: v in REFERENCE_VERSIONS),
+    "patch_size": ConfigKey((int,), "RADIOConfig: the patch size", lambda v: v == 16),
+    "max_resolution": ConfigKey((int,), "RADIOConfig: max_resolution", lambda v: v > 0),
+    "preferred_resolution": ConfigKey((list,), "RADIOConfig: preferred_resolution",
+                                      lambda v: len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)),
+    "adaptor_names": ConfigKey((list, _NULL), "RADIOModel: adaptor heads to build", lambda v: not v),
+    "adaptor_configs": ConfigKey((dict,), "RADIOModel: adaptor head sizes", lambda v: v == {}),
+    "vitdet_window_size": ConfigKey((int, _NULL), "RADIOModel: windowed attention", lambda v: v is None),
+    "feature_normalizer_config": ConfigKey((dict, _NULL), "RADIOModel: FeatureNormalizer(embed_dim)",
+                                           lambda v: v is None or isinstance(v.get("embed_dim"), int)),
+    "inter_feature_normalizer_config": ConfigKey((dict, _NULL), "RADIOModel: intermediate normaliser",
+                                                 lambda v: v is None),
+    "args": ConfigKey((dict,), "RADIOModel: namedtuple(args) (keys must be identifiers not starting with '_')",
+                      lambda v: all(k.isidentifier() and not k.startswith("_") and not keyword.iskeyword(k)
+                                    for k in v)),
+}
+
+#: ``args`` keys the reference dereferences. The timm factory arguments are those of timm's training
+#: script (create_model drops the ones that are None; a non-None drop_block / bn_* / gp would reach
+#: the ViT constructor, a true ``pretrained`` or a non-empty ``initial_checkpoint`` would download
+#: or load weights).
+REFERENCE_ARGS_KEYS: dict[str, ConfigKey] = {
+    "model": ConfigKey((str,), "timm.create_model(name)"),
+    "pretrained": ConfigKey((bool,), "create_model(pretrained=)", lambda v: v is False),
+    "in_chans": ConfigKey((int, _NULL), "input channels (else input_size[0])", lambda v: v in (None, 3)),
+    "input_size": ConfigKey((list, _NULL), "input channels from input_size[0]", lambda v: v is None or v[0] == 3),
+    "num_classes": ConfigKey((int, _NULL), "create_model(num_classes=) (the head is replaced)"),
+    "drop": ConfigKey((int, float, _NULL), "create_model(drop_rate=)"),
+    "drop_path": ConfigKey((int, float, _NULL), "create_model(drop_path_rate=)"),
+    "drop_block": ConfigKey((int, float, _NULL), "create_model(drop_block_rate=)", lambda v: v is None),
+    "gp": ConfigKey((str, _NULL), "create_model(global_pool=)", lambda v: v is None),
+    "bn_momentum": ConfigKey((int, float, _NULL), "create_model(bn_momentum=)", lambda v: v is None),
+    "bn_eps": ConfigKey((int, float, _NULL), "create_model(bn_eps=)", lambda v: v is None),
+    "torchscript": ConfigKey((bool,), "create_model(scriptable=)"),
+    "initial_checkpoint": ConfigKey((str, _NULL), "create_model(checkpoint_path=)", lambda v: not v),
+    "model_kwargs": ConfigKey((dict,), "create_model(**model_kwargs) ('weight_init' popped first)"),
+    "model_norm": ConfigKey((bool,), "keep the final norm (else nn.Identity)", lambda v: v is False),
+    "cpe_max_size": ConfigKey((int, _NULL), "enable_cpe(max_img_size=): the position grid", lambda v: v is not None),
+    "teachers": ConfigKey((list,), "CLS tokens: one per distinct name; summary slots from use_summary",
+                          lambda v: len(v) > 0 and all(isinstance(t, dict) for t in v)),
+    "cls_token_per_teacher": ConfigKey((bool,), "one CLS token per teacher, else one"),
+    "register_multiple": ConfigKey((int, _NULL), "registers = multiple - num_cls % multiple"),
+    "cpe_num_registers": ConfigKey((int, _NULL), "an explicit register count (overrides the rule)"),
+    "dtype": ConfigKey((str,), "RADIOModel: model.to(getattr(torch, dtype))",
+                       lambda v: v in ("float32", "bfloat16", "float16")),
+    "spectral_reparam": ConfigKey((bool,), "older wrappers: spectral re-parametrisation", lambda v: v is False),
+}
+
+#: keys of each ``args.teachers`` entry the reference reads (``use_summary`` defaults to true)
+REFERENCE_TEACHER_KEYS: dict[str, ConfigKey] = {
+    "name": ConfigKey((str,), "CLS token count: distinct names"),
+    "use_summary": ConfigKey((bool,), "summary slots: the teachers with use_summary true, in order"),
+}
+
+
 def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: int = 0,
                 name: str | None = None) -> dict:
-    """A realistic ``config.json`` dict that :func:`fastradio.checkpoint.parse_config` turns back
-    into ``cfg`` (fields compared by ``==``), except for what config.json does not hold:
-    ``summary_idxs`` (in the weights) and ``align_corners`` (in the bundled code), which parse to
-    None. ``name``: the known model, whose ``version`` string it carries (else
-    ``synthetic-<name>``)."""
+    """A ``config.json`` dict in the Hub schema (every key of :data:`REFERENCE_CONFIG_KEYS`,
+    :data:`REFERENCE_ARGS_KEYS` and :data:`REFERENCE_TEACHER_KEYS`) that
+    :func:`fastradio.checkpoint.parse_config` turns back into ``cfg`` (fields compared by ``==``),
+    except ``align_corners``, which config.json does not hold (the bundled code does) and parses
+    to None. The summary slots are written as the teachers' ``use_summary`` flags when they can
+    be (one CLS token per teacher, slots in increasing order), else left to the weights (then
+    they parse to None). ``name``: the known model, whose ``version`` string it carries (else
+    ``synthetic-<name>``, which the reference does not accept: the test architectures are not
+    timm models either)."""
     teachers = list(cfg.teachers)
     if cfg.num_cls_tokens == len(teachers) and teachers:
         per_teacher = True
@@ -99,32 +200,39 @@ def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: i
     else:
         raise ValueError(f"cannot express {cfg.num_cls_tokens} CLS tokens with teachers {teachers} in "
                          f"config.json: expected one per teacher or exactly one")
-    rule = 8 - cfg.num_cls_tokens % 8
-    multiple, explicit = 8, None
-    if cfg.num_registers == 0:
-        multiple = None
-    elif cfg.num_registers != rule:
-        explicit = cfg.num_registers
+    # The registers: the rule with the smallest multiple that gives them (8 - n % 8 for C-RADIOv2/v3;
+    # C-RADIOv4's 3 + 7 is register_multiple 10, as on the Hub), never an explicit count.
+    multiple = None
+    if cfg.num_registers:
+        multiple = 8 if cfg.num_registers == 8 - cfg.num_cls_tokens % 8 else cfg.num_cls_tokens + cfg.num_registers
     if cfg.window_size is not None:
         raise ValueError("synthetic checkpoints with windowed attention are not supported")
+    slots = cfg.summary_idxs
+    flags = per_teacher and slots is not None and list(slots) == sorted(set(slots))
     args = {
         "model": cfg.arch.timm_name,
         "cpe_max_size": cfg.pos_grid * cfg.patch_size,
-        "cpe_num_registers": explicit,
+        "cpe_num_registers": None,
         "register_multiple": multiple,
         "cls_token_per_teacher": per_teacher,
-        "teachers": [{"name": t} for t in teachers],
+        "teachers": [{"name": t, "use_summary": i in slots} if flags else {"name": t} for i, t in enumerate(teachers)],
         "dtype": str(dtype).replace("torch.", ""),
         "model_norm": False,
         "model_kwargs": {"scaled_ln": True} if cfg.scaled_ln else {},
-        # Filler, like the ~150 training arguments of a real dump (ignored by the loader).
+        # The timm factory arguments, at the defaults of timm's training script.
+        "pretrained": False, "in_chans": None, "input_size": [3, 432, 432], "num_classes": None,
+        "drop": 0.0, "drop_path": None, "drop_block": None, "gp": None, "bn_momentum": None, "bn_eps": None,
+        "torchscript": False, "initial_checkpoint": "",
+        "spectral_reparam": False,
+        # Filler, like the ~150 training arguments of a real dump (read by nobody).
         "batch_size": 1024, "lr": 0.001, "weight_decay": 0.02, "epochs": 1, "warmup_epochs": 0,
-        "drop_path_rate": 0.0, "amp": True, "seed": seed, "input_size": [3, 432, 432],
-        "spectral_reparam": False, "teacher_feature_distillation": True,
+        "amp": True, "seed": seed, "teacher_feature_distillation": True,
     }
     return {
         "architectures": ["RADIOModel"],
-        "model_type": "radio",
+        "auto_map": dict(AUTO_MAP),
+        # No "model_type": the reference's RADIOConfig declares none (""), and Transformers warns
+        # when config.json names another.
         "args": args,
         "version": _version(name, cfg),
         "patch_size": cfg.patch_size,
@@ -135,15 +243,15 @@ def config_json(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: i
         "vitdet_window_size": None,
         "feature_normalizer_config": {"embed_dim": cfg.embed_dim} if cfg.has_feature_normalizer else None,
         "inter_feature_normalizer_config": None,
-        "torch_dtype": "float32",
+        "torch_dtype": str(dtype).replace("torch.", ""),
         "fastradio_synthetic": {"seed": seed, "note": "random weights generated by fastradio.synthetic"},
     }
 
 
 def _version(name: str | None, cfg: ModelConfig) -> str:
     km = resolve_known_model(name) if name else None
-    if km is not None and km.version:
-        return km.version
+    if km is not None and km.config_version:
+        return km.config_version
     return f"synthetic-{km.name if km is not None else cfg.arch.timm_name}"
 
 
