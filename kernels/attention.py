@@ -330,6 +330,14 @@ _GPU_FP32_CONFIG = (16, 64, 8, 2)
 _INTERPRETER_CONFIG = (32, 32, 4, 1)
 
 
+def _column_blocks(head_dim: int) -> tuple[int, int]:
+    """(D0, D1): the two column blocks a head is split into (module docstring). D1 is at least 16,
+    the smallest K and N ``tl.dot`` takes (Triton 3.6 and 3.7 both refuse 8), so head dim 72 is
+    64 + 16 with columns 72-79 masked."""
+    d0 = 1 << (head_dim.bit_length() - 1)
+    return d0, 0 if head_dim == d0 else max(16, triton.next_power_of_2(head_dim - d0))
+
+
 def _as_config(t, schedule="auto") -> dict:
     bm, bn, w, s = t
     return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, "schedule": schedule}
@@ -468,8 +476,7 @@ def attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, num_
 
     interpreted = is_interpreted()
     on_gpu = qkv.device.type == "cuda" and not interpreted
-    d0 = 1 << (head_dim.bit_length() - 1)
-    d1 = 0 if head_dim == d0 else max(16, triton.next_power_of_2(head_dim - d0))  # 72 -> 16, masked
+    d0, d1 = _column_blocks(head_dim)  # 64 -> (64, 0), 72 -> (64, 16) masked, 80 -> (64, 16)
     common = dict(HEAD_DIM=head_dim, D0=d0, D1=d1,
                   DOT_PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32",
                   EMULATE_BF16=interpreted and qkv.dtype == torch.bfloat16)

@@ -92,6 +92,22 @@ def needs_gpu(fn):
 no_gpu = pytest.mark.skipif(has_gpu(), reason="checks the no-driver/no-GPU path")
 
 
+# -- Triton kernels compiled for a named GPU without one ---------------------------------------------
+
+#: The opening lines of the tests' ``_COMPILE_CHECK`` scripts (run with ``python -c``, without
+#: TRITON_INTERPRET). The one reason to skip is a Triton without its NVIDIA backend; anything else
+#: (a kernel that does not compile, an API this Triton lacks) raises, the script exits non-zero and
+#: the test fails. A catch-all skip once hid an attention config (head dim 72 with an 8-wide dot)
+#: that neither Triton 3.6 nor 3.7 compiles.
+TRITON_COMPILE_PRELUDE = r"""
+import json, sys
+import triton.backends
+if "nvidia" not in triton.backends.backends:
+    print(json.dumps({"skip": f"this Triton has no NVIDIA backend (it has {sorted(triton.backends.backends)})"}))
+    sys.exit(0)
+"""
+
+
 def dtype_id(dt: torch.dtype) -> str:
     """Short test id for a dtype: ``float16`` for ``torch.float16``."""
     return str(dt).replace("torch.", "")

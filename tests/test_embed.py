@@ -574,8 +574,11 @@ def test_ctrl_c_saves_what_was_computed(tmp_path):
     _images(tmp_path / "imgs", 400)
     out = tmp_path / "out"
     argv = [tmp_path / "imgs", "-m", MODEL, "-o", out, "--shard-size", 20, "-b", 4, "-j", 1]
+    # SIGINT back to its default in the child: a parent that ignores it (a job started with `&` in a
+    # non-interactive shell) passes SIG_IGN down, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(_cli_cmd(*argv), env=_sub_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
