@@ -111,13 +111,17 @@ def tokens(features, h: int | None = None, w: int | None = None, *, layout: str 
         gh, gw = shape[1:] if layout != "HWC" else shape[:2]
         if (h is not None and int(h) != gh) or (w is not None and int(w) != gw):
             lay = layout or "CHW"
+            hint = " (for (h, w, C) pass layout='HWC')" if not layout else ""
+            if shape[0] == 1 and h is not None and w is not None and shape[1] == int(h) * int(w):
+                hint = " (a batch of one (1, h·w, C)? pass out.features[0])"
             raise ValueError(f"{what}: a {lay} array of shape {shape} has a {gh}x{gw} grid, but h, w = {h}, {w} "
-                             f"were given" + ("" if layout else " (for (h, w, C) pass layout='HWC')"))
+                             f"were given{hint}")
         h, w = gh, gw
         t = x.permute(1, 2, 0).reshape(h * w, -1) if layout != "HWC" else x.reshape(h * w, -1)
     else:
         want = {None: "(h·w, C) or (C, h, w)", "NLC": "(h·w, C)", "CHW": "(C, h, w)", "HWC": "(h, w, C)"}[layout]
-        hint = " (one image: index the batch, e.g. out.features[i])" if x.dim() == 3 + (layout in (None, "NLC")) else ""
+        batched = x.dim() >= (3 if layout == "NLC" else 4)
+        hint = " (one image at a time: index the batch, e.g. out.features[i])" if batched else ""
         raise ValueError(f"{what}: expected one image's features {want}, got shape {shape}{hint}")
     if t.shape[0] < 1 or t.shape[1] < 1:
         raise ValueError(f"{what}: expected at least one token and one channel, got shape {shape}")
