@@ -391,3 +391,24 @@ def test_cli_pca_failure_keeps_embeddings(tmp_path, capsys, monkeypatch):
     from fastradio import embed
     data, manifest = embed.load(tmp_path / "emb")
     assert len(data["ids"]) == 4
+
+
+def test_figure_script_renders_a_grid(tmp_path):
+    """benchmarks/make_pca_figure.py on the small test model (the README figure uses C-RADIOv2-B)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "make_pca_figure.py"
+    spec = importlib.util.spec_from_file_location("make_pca_figure", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "fig.png"
+    assert mod.main(["--model", MODEL, "--out", str(out), "--row-height", "48"]) == 0
+    with Image.open(out) as im:
+        fig = np.asarray(im.convert("RGB"))
+    cw = round(500 * 48 / 333)   # the widest sample at 48 px high: rings_333x500
+    assert fig.shape == (18 + 4 * (48 + 4), 3 * cw + 2 * 4, 3)
+    # every row holds a picture in each column (not the white background)
+    for r in range(4):
+        y = 18 + r * 52 + 24
+        for c in range(3):
+            assert (fig[y, c * (cw + 4):(c + 1) * (cw + 4) - 4] != 255).any(), (r, c)
