@@ -47,8 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PCABasis", "tokens", "fit_pca_basis", "pca_rgb", "pca_rgb_batch", "token_norms", "token_norm_map", "heat_colors",
-           "upscale", "side_by_side", "to_rgb_uint8", "save_png"]
+__all__ = ["PCABasis", "tokens", "fit_pca_basis", "pca_rgb", "pca_rgb_batch", "token_norms", "token_norm_map",
+           "heat_colors", "upscale", "side_by_side", "to_rgb_uint8", "save_png"]
 
 DEFAULT_PERCENTILES = (1.0, 99.0)
 DEFAULT_OUTLIER_MAD = 6.0
