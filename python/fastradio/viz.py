@@ -152,18 +152,50 @@ def _fix_signs(comps: torch.Tensor) -> torch.Tensor:
     return comps * sign[:, None]
 
 
+_FULL_EIGH_MAX = 256      # up to this size a full eigh is cheap (ms); above, subspace iteration
+_SUBSPACE_EXTRA = 13      # extra vectors carried along: convergence goes as (λ_{k+extra+1} / λ_k)^iterations
+_SUBSPACE_ITERS = 40
+_SUBSPACE_TOL = 1e-6      # Ritz residual ‖A v − λ v‖ relative to λ_1
+
+
+def _top_eigh(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest eigenpairs of a symmetric PSD float64 matrix: (values descending (k,),
+    vectors as columns (m, k)). A full eigh of a 1280 x 1280 matrix takes seconds on a CPU core and
+    we need three vectors, so larger matrices use subspace iteration with Rayleigh-Ritz from a
+    fixed-seed start (deterministic; stops when the top-k residuals are below the tolerance or
+    after a fixed number of steps: where eigenvalues nearly tie, any vector of their span draws an
+    equally valid picture)."""
+    m = a.shape[0]
+    if m <= _FULL_EIGH_MAX:
+        vals, vecs = torch.linalg.eigh(a)
+        return vals.flip(0)[:k], vecs.flip(1)[:, :k]
+    b = min(m, k + _SUBSPACE_EXTRA)
+    start = torch.randn(m, b, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    q = torch.linalg.qr(a @ start).Q
+    scale = None
+    for it in range(_SUBSPACE_ITERS):
+        aq = a @ q
+        vals, v = torch.linalg.eigh(q.T @ aq)               # Rayleigh-Ritz in the current subspace
+        vals, v = vals.flip(0), v.flip(1)
+        ritz, a_ritz = q @ v[:, :k], aq @ v[:, :k]
+        scale = max(float(vals[0]), 1e-300)
+        if float((a_ritz - ritz * vals[:k]).norm(dim=0).max()) <= _SUBSPACE_TOL * scale:
+            break
+        q = torch.linalg.qr(aq).Q
+    return vals[:k], ritz
+
+
 def _top_components(x: torch.Tensor, k: int) -> torch.Tensor:
     """Top-``k`` principal directions of centred tokens ``x`` (N, C), (k', C) with k' ≤ k: those
-    with non-negligible variance. eigh in float64 of the smaller of X^T X and X X^T."""
+    with non-negligible variance; from the smaller of X^T X and X X^T."""
     n, c = x.shape
     if n < 2:
         return x.new_zeros((0, c))
     if c <= n:
-        vals, vecs = torch.linalg.eigh(x.T @ x)            # ascending
-        vals, vecs = vals.flip(0)[:k], vecs.flip(1)[:, :k].T
+        vals, vecs = _top_eigh(x.T @ x, k)
+        vecs = vecs.T
     else:
-        vals, u = torch.linalg.eigh(x @ x.T)
-        vals, u = vals.flip(0)[:k], u.flip(1)[:, :k]
+        vals, u = _top_eigh(x @ x.T, k)
         vecs = (x.T @ u / vals.clamp_min(1e-300).sqrt()).T
         vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-300)
     total = float((x * x).sum())
