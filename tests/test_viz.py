@@ -227,7 +227,7 @@ def test_gram_and_covariance_paths_agree():
 
 
 def test_subspace_iteration_matches_full_eigh():
-    """Above 256 channels the top components come from subspace iteration: on features with a
+    """Above 64 channels the top components come from subspace iteration: on features with a
     decaying spectrum (like a trained ViT's) they match a full eigh to ~1e-8 (far below one colour level)."""
     g = torch.Generator().manual_seed(5)
     n, c = 700, 300

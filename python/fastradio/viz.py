@@ -152,7 +152,7 @@ def _fix_signs(comps: torch.Tensor) -> torch.Tensor:
     return comps * sign[:, None]
 
 
-_FULL_EIGH_MAX = 256      # up to this size a full eigh is cheap (ms); above, subspace iteration
+_FULL_EIGH_MAX = 64       # up to this size a full eigh is cheap; above, subspace iteration
 _SUBSPACE_EXTRA = 13      # extra vectors carried along: convergence goes as (λ_{k+extra+1} / λ_k)^iterations
 _SUBSPACE_ITERS = 40
 _SUBSPACE_TOL = 1e-6      # Ritz residual ‖A v − λ v‖ relative to λ_1
