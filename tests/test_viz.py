@@ -386,7 +386,8 @@ def test_cli_pca_with_resume_draws_only_this_runs_images(tmp_path, capsys):
     assert sorted(x.name for x in pics.iterdir()) == sorted(f"{p.stem}_{k}.png" for p in extra for k in ("pca", "norm"))
 
 
-def test_cli_pca_failure_keeps_embeddings(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("single", [False, True], ids=["folder", "file"])
+def test_cli_pca_failure_keeps_embeddings(tmp_path, capsys, monkeypatch, single):
     """A NaN in one image's features: its pictures fail (warned, exit 1 at the end), the others
     are drawn, and every image's embeddings are stored."""
     real = fastradio.load
@@ -406,15 +407,20 @@ def test_cli_pca_failure_keeps_embeddings(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(fastradio, "load", load)
     pics = tmp_path / "pics"
-    rc, _, se = _run(capsys, "embed", "--samples", "-m", MODEL, "--device", "cpu", "-o", tmp_path / "emb", "-j", "0",
+    out = tmp_path / ("emb.safetensors" if single else "emb")
+    rc, _, se = _run(capsys, "embed", "--samples", "-m", MODEL, "--device", "cpu", "-o", out, "-j", "0",
                      "-b", "1", "--pca", pics)
     assert rc == 1
     assert "warning: --pca: no pictures for" in se and "checker_224x224.png" in se and "NaN/inf" in se
     assert "--pca: no pictures for 1 image(s) (their embeddings are stored)" in se
     assert len(list(pics.iterdir())) == 6 and not list(pics.glob("checker*"))
-    from fastradio import embed
-    data, manifest = embed.load(tmp_path / "emb")
-    assert len(data["ids"]) == 4
+    if single:
+        tensors, meta = cli.read_embeddings(out)
+        assert meta["count"] == 4 and torch.isnan(tensors["features/0"]).any()
+    else:
+        from fastradio import embed
+        data, manifest = embed.load(out)
+        assert len(data["ids"]) == 4
 
 
 def test_figure_script_renders_a_grid(tmp_path):

@@ -975,12 +975,6 @@ def _embed_run(job: _EmbedJob) -> int:
     if output.count == 0:
         raise UsageError("no image could be read" + ("" if single else f" (see {out / embed.MANIFEST}, 'skipped')"))
 
-    if args.pca:
-        console.info(f"wrote {output.written} picture(s) of {stats.embedded - output.failed} image(s) to {args.pca}")
-        if output.failed:
-            raise RuntimeError(f"--pca: no pictures for {output.failed} image(s) (their embeddings are stored); "
-                               f"first: {output.failures[0]}")
-
     # 6. the summary line (and the single file)
     what = {"none": "summaries", "pooled": "summaries and pooled features",
             "full": f"summaries and {args.feature_fmt} features"}[features]
@@ -989,11 +983,22 @@ def _embed_run(job: _EmbedJob) -> int:
         if not args.quiet:
             print(f"wrote {what} of {output.count} image(s) to {out} (model {args.model}, {dtype} on "
                   f"{settings['device']})" + (f"; skipped {len(output.skipped)} unreadable" if output.skipped else ""))
-        return 0
+        return _pictures_done(args, output, stats, console)
     if not args.quiet:
         print(f"wrote {what} of {output.count} image(s) in {output.shard_count} {args.format} shard(s) to {out} "
               f"(manifest {out / embed.MANIFEST}; model {args.model}, {dtype} on {settings['device']})"
               + (f"; skipped {stats.skipped} unreadable" if stats.skipped else ""))
+    return _pictures_done(args, output, stats, console)
+
+
+def _pictures_done(args, output, stats, console: _Console) -> int:
+    """After the embeddings are stored: the --pca line, and exit 1 if some pictures failed."""
+    if not args.pca:
+        return 0
+    console.info(f"wrote {output.written} picture(s) of {stats.embedded - output.failed} image(s) to {args.pca}")
+    if output.failed:
+        raise RuntimeError(f"--pca: no pictures for {output.failed} image(s) (their embeddings are stored); "
+                           f"first: {output.failures[0]}")
     return 0
 
 
@@ -1119,7 +1124,8 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--pca", default=None, metavar="DIR",
                     help="also write feature pictures per image into DIR: <stem>_pca.png (first 3 principal components "
                          "as RGB) and <stem>_norm.png (token norms); see fastradio.embed.pictures")
-    pe.add_argument("--pca-joint", action="store_true", help="with --pca: one PCA basis per --batch images (comparable colours)")
+    pe.add_argument("--pca-joint", action="store_true",
+                    help="with --pca: one PCA basis per --batch images (comparable colours)")
     pe.add_argument("--side-by-side", action="store_true", help="with --pca: the input image left of each picture")
     pe.add_argument("--skip-unreadable", action="store_true",
                     help="skip images that cannot be decoded (truncated, corrupt, missing) or used (a size "

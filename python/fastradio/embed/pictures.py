@@ -23,6 +23,9 @@ The pictures of a shard are written *before* the shard goes to the store, each f
 an image in a verified shard always has its pictures, and ``--resume`` (which embeds only the
 images missing from the output) writes pictures for exactly the images it embeds, replacing any
 left by the interrupted run. Pictures of images embedded by an earlier run are not made again.
+With ``--out FILE.safetensors`` the pictures are written as each ``--shard-size`` group completes,
+so a run that stops leaves the pictures of the images before the stop although the file itself is
+not written.
 
 ``<stem>`` is the file name of the image id without its extension; when two images of the run
 share one, both get ``-<first 8 hex digits of sha1(id)>`` appended (the same names on every run
