@@ -17,7 +17,8 @@ one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (de
 ``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
 ``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
 resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
-``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``. Image reading and
+``--no-exif-transpose``; ``--skip-unreadable``; ``--pca DIR`` (feature pictures, with ``--pca-joint``
+and ``--side-by-side``: :mod:`fastradio.embed.pictures`); ``--quiet``, ``--debug``. Image reading and
 resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
@@ -749,6 +750,7 @@ def cmd_embed(args) -> int:
             embed.store.require_pyarrow()
         except embed.OutputError as e:
             raise UsageError(str(e)) from e
+    _check_pca_options(args, features)
     if not args.inputs and not args.samples and not args.file_list:
         raise UsageError("no images given: name image files or folders, use --file-list, or --samples")
     workers = embed.default_workers() if args.workers is None else args.workers
@@ -811,6 +813,27 @@ def cmd_embed(args) -> int:
     finally:
         if lock is not None:
             lock.close()
+
+
+def _check_pca_options(args, features: str) -> None:
+    """--pca DIR (created here, so that an unwritable folder fails before any work)."""
+    if not args.pca:
+        for opt, given in (("--pca-joint", args.pca_joint), ("--side-by-side", args.side_by_side)):
+            if given:
+                raise UsageError(f"{opt} needs --pca DIR (the folder for the pictures)")
+        return
+    if features != "full":
+        raise UsageError(f"--pca needs the patch features, but --features is {features}; drop --features/--no-features "
+                         f"(the default stores them) or give --features full")
+    folder = Path(args.pca)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--pca {folder}: is a file; give a folder for the pictures")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--pca {folder}: cannot create the folder ({e.strerror or e})") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--pca {folder}: folder is not writable")
 
 
 @dataclasses.dataclass
@@ -895,6 +918,13 @@ def _embed_run(job: _EmbedJob) -> int:
         except embed.OutputError as e:
             raise UsageError(str(e)) from e
 
+    if args.pca:
+        from .embed.pictures import PictureOutput
+        output = PictureOutput(output, args.pca, items=items, sources=job.sources, patch=settings["patch_size"],
+                               feature_fmt=args.feature_fmt, joint=args.pca_joint, group=args.batch,
+                               side_by_side=args.side_by_side, background=job.background,
+                               exif_transpose=not args.no_exif_transpose, note=console.warn)
+
     # 5. run
     mode = "none" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
     progress = embed.Progress(total=len(items), already=len(items) - len(todo), mode=mode,
@@ -953,11 +983,22 @@ def _embed_run(job: _EmbedJob) -> int:
         if not args.quiet:
             print(f"wrote {what} of {output.count} image(s) to {out} (model {args.model}, {dtype} on "
                   f"{settings['device']})" + (f"; skipped {len(output.skipped)} unreadable" if output.skipped else ""))
-        return 0
+        return _pictures_done(args, output, stats, console)
     if not args.quiet:
         print(f"wrote {what} of {output.count} image(s) in {output.shard_count} {args.format} shard(s) to {out} "
               f"(manifest {out / embed.MANIFEST}; model {args.model}, {dtype} on {settings['device']})"
               + (f"; skipped {stats.skipped} unreadable" if stats.skipped else ""))
+    return _pictures_done(args, output, stats, console)
+
+
+def _pictures_done(args, output, stats, console: _Console) -> int:
+    """After the embeddings are stored: the --pca line, and exit 1 if some pictures failed."""
+    if not args.pca:
+        return 0
+    console.info(f"wrote {output.written} picture(s) of {stats.embedded - output.failed} image(s) to {args.pca}")
+    if output.failed:
+        raise RuntimeError(f"--pca: no pictures for {output.failed} image(s) (their embeddings are stored); "
+                           f"first: {output.failures[0]}")
     return 0
 
 
@@ -1080,6 +1121,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--background", default="white", metavar="COLOUR",
                     help="colour under transparent pixels: name, #rrggbb or R,G,B (default: white)")
     pe.add_argument("--no-exif-transpose", action="store_true", help="ignore EXIF orientation tags")
+    pe.add_argument("--pca", default=None, metavar="DIR",
+                    help="also write feature pictures per image into DIR: <stem>_pca.png (first 3 principal components "
+                         "as RGB) and <stem>_norm.png (token norms); see fastradio.embed.pictures")
+    pe.add_argument("--pca-joint", action="store_true",
+                    help="with --pca: one PCA basis per --batch images (comparable colours)")
+    pe.add_argument("--side-by-side", action="store_true", help="with --pca: the input image left of each picture")
     pe.add_argument("--skip-unreadable", action="store_true",
                     help="skip images that cannot be decoded (truncated, corrupt, missing) or used (a size "
                          "--resolution native cannot take), reported and recorded in the output, instead of stopping "
