@@ -86,7 +86,7 @@ def estimate_gpu_bytes(cfg, dtype: torch.dtype, batch: int, size: Sequence[int])
     tokens = (int(size[0]) // 16) * (int(size[1]) // 16) + 8
     d, f = int(cfg.embed_dim), int(cfg.mlp_hidden)
     act = batch * tokens * (4 * d + (f + 5 * d) * b)
-    return int(cfg.param_count) * b + act + (1 << 30)
+    return int(cfg.param_count()) * b + act + (1 << 30)
 
 
 def _gib(n: int) -> str:
@@ -190,7 +190,7 @@ class RadioEmbedder:
                 have = torch.cuda.get_device_properties(dev).total_memory
             if need > have:
                 raise RuntimeError(
-                    f"RadioEmbedder: {model} ({cfg.param_count / 1e6:.0f} M parameters, "
+                    f"RadioEmbedder: {model} ({cfg.param_count() / 1e6:.0f} M parameters, "
                     f"{str(tdtype).replace('torch.', '')}, batch {self.batch_size} at {size[0]}x{size[1]}) needs about "
                     f"{_gib(need)} of GPU memory, the actor's GPU has {_gib(have)}; use a smaller batch_size, "
                     f"a lower resolution, fp16/bf16, or a larger GPU")
