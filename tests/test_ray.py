@@ -249,7 +249,7 @@ def test_embedder_in_a_user_pipeline_read_images_and_bytes(cluster, tmp_path):
                           num_cpus=1).take_all()
     assert len(rows) == 12 and {r["path"].split("/")[-1] for r in rows} == {p.name for p in paths}
     for r in rows:
-        got = torch.from_numpy(np.asarray(r["summary"]))
+        got = torch.from_numpy(np.array(r["summary"]))
         assert got.dtype == torch.float16 and r["error"] == "" and (r["input_height"], r["input_width"]) == (64, 64)
         full = want[next(p for p in want if p.endswith(r["path"].split("/")[-1]))]
         torch.testing.assert_close(got.float(), full, rtol=1e-3, atol=1e-3)   # fp16 storage of the fp32 result
@@ -266,4 +266,4 @@ def test_embedder_in_a_user_pipeline_read_images_and_bytes(cluster, tmp_path):
         if not r["error"]:
             name = r["path"].split("/")[-1]
             full = want[next(p for p in want if p.endswith(name))]
-            assert torch.equal(torch.from_numpy(np.asarray(r["summary"])), full), name
+            assert torch.equal(torch.from_numpy(np.array(r["summary"])), full), name
