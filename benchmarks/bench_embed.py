@@ -12,8 +12,8 @@ images / wall seconds of the whole command, model load included (the synthetic m
 well under a second). On a small shared machine the numbers are noisy: run ``--repeat`` times and
 the median is reported.
 
-    python benchmarks/bench_embed.py [--images 500] [--size 192x256] [--model synthetic:test-d192]
-        [--repeat 3] [--json benchmarks/results/embed-cpu.json]
+    python benchmarks/bench_embed.py [--images 500] [--size 128x160] [--model synthetic:test-d128]
+        [--repeat 2] [--json benchmarks/results/embed-cpu.json]
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def cli_run(folder: Path, out: Path, model_name: str, *extra) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=500)
-    ap.add_argument("--size", default="192x256", help="HxW of the generated images (a few px more on some)")
-    ap.add_argument("--model", default="synthetic:test-d192")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--size", default="128x160", help="HxW of the generated images (a few px more on some)")
+    ap.add_argument("--model", default="synthetic:test-d128")
+    ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
