@@ -135,6 +135,15 @@ def _slim(source):
     return s
 
 
+def _block(items, start: int, stop: int):
+    """Rows ``start:stop`` of the run as one Arrow table (one Ray block): seq, id, source, ref."""
+    import pyarrow as pa
+
+    part = items[start:stop]
+    return pa.table({"seq": pa.array(range(start, stop), pa.int64()), "id": [it.id for it in part],
+                     "source": pa.array([int(it.source) for it in part], pa.int32()), "ref": [it.ref for it in part]})
+
+
 def run(sources: Sequence[Any], items: Sequence[Any], output, *, options, ctor: dict, num_workers: int,
         gpus_per_worker: float, cpus_per_worker: float, max_resolution: int | None = None, progress=None,
         show_bars: bool = True, note: Callable[[str], None] = lambda s: None):
@@ -155,10 +164,10 @@ def run(sources: Sequence[Any], items: Sequence[Any], output, *, options, ctor: 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True   # rows in item order: shards as the one-machine path cuts them
     ctx.enable_progress_bars = bool(show_bars)
-    # blocks of whole model batches (so both engines batch alike), a few per worker to balance
-    per_block = o.batch * max(1, -(-n // (o.batch * 4 * max(1, num_workers))))
-    rows = [{"seq": k, "id": it.id, "source": int(it.source), "ref": it.ref} for k, it in enumerate(items)]
-    ds = ray.data.from_items(rows, override_num_blocks=-(-n // per_block))
+    # blocks of whole model batches (so both engines batch alike): a few per worker to balance the
+    # load, at most ~1024 rows (a block's results wait in order in the driver's memory)
+    per_block = o.batch * max(1, min(-(-n // (o.batch * 4 * max(1, num_workers))), 1024 // o.batch))
+    ds = ray.data.from_arrow([_block(items, i, min(i + per_block, n)) for i in range(0, n, per_block)])
     kwargs = dict(ctor, sources=[_slim(s) for s in sources], resolution=o.policy, features=o.features, feature_fmt=o.feature_fmt,
                   batch_size=o.batch, background=tuple(o.background), exif_transpose=o.exif_transpose)
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries -1 by default)
