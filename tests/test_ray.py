@@ -6,6 +6,8 @@ one-machine path (`--engine local`) is the oracle the Ray output must equal row 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -267,3 +269,14 @@ def test_embedder_in_a_user_pipeline_read_images_and_bytes(cluster, tmp_path):
             name = r["path"].split("/")[-1]
             full = want[next(p for p in want if p.endswith(name))]
             assert torch.equal(torch.from_numpy(np.array(r["summary"])), full), name
+
+
+def test_core_package_never_imports_ray_and_a_missing_ray_is_named(tmp_path, capsys, monkeypatch):
+    code = ("import sys, fastradio, fastradio.cli, fastradio.embed, fastradio.ray, fastradio.ray.engine; "
+            "sys.exit(1 if 'ray' in sys.modules else 0)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PKG_ROOT), os.environ.get("PYTHONPATH")])))
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+    _images(tmp_path / "imgs", 2)
+    monkeypatch.setitem(sys.modules, "ray", None)   # as if not installed
+    rc, _, err = _run(capsys, "embed", tmp_path / "imgs", "-m", MODEL, "-o", tmp_path / "out", "--engine", "ray")
+    assert rc == 2 and "pip install 'fastradio[ray]'" in err, err

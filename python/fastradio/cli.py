@@ -1132,7 +1132,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"images per model call (default: {DEFAULT_BATCH})")
     pe.add_argument("-j", "--workers", type=int, default=None, metavar="N",
                     help="processes decoding and resizing images (default: one per CPU less one, at most 8; "
-                         "0: in this process)")
+                         "0: in this process); with --engine ray: the CPUs (decode threads) of each Ray worker "
+                         "(default: 1)")
     pe.add_argument("--log-interval", type=float, default=DEFAULT_LOG_INTERVAL, metavar="SECONDS",
                     help=f"when stderr is not a terminal, a progress line every SECONDS (default: "
                          f"{DEFAULT_LOG_INTERVAL:g}; 0: after every batch); on a terminal a progress bar")
