@@ -232,6 +232,11 @@ def test_embedder_refuses_a_model_too_large_for_the_memory(cluster):
     assert est(cfg_b, torch.bfloat16, 64, (512, 512)) > est(cfg_b, torch.bfloat16, 32, (512, 512))
     with pytest.raises(ValueError, match="features: expected one of none, pooled, full, got 'all'"):
         RadioEmbedder(MODEL, features="all")
+    # load kwargs reach fastradio.load: a known one takes effect, an unknown one is named
+    e = RadioEmbedder(MODEL, pos_align_corners=False)
+    assert e.model.config.align_corners is False
+    with pytest.raises(TypeError, match=r"load kwargs \['no_such_option'\]"):
+        RadioEmbedder(MODEL, load_kwargs={"no_such_option": 1})
 
 
 def test_embedder_in_a_user_pipeline_read_images_and_bytes(cluster, tmp_path):

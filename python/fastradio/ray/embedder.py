@@ -196,7 +196,13 @@ class RadioEmbedder:
                     f"a lower resolution, fp16/bf16, or a larger GPU")
 
         # 4. the model
-        self.model = fastradio.load(model, device=dev, dtype=dtype, backend=backend, revision=revision, **kwargs)
+        try:
+            self.model = fastradio.load(model, device=dev, dtype=dtype, backend=backend, revision=revision, **kwargs)
+        except TypeError as e:
+            if kwargs and "unexpected keyword" in str(e):
+                raise TypeError(f"RadioEmbedder: load kwargs {sorted(kwargs)}: fastradio.load {fastradio.__version__} "
+                                f"does not take one of them ({e})") from None
+            raise
         from fastradio.embed.loader import Geometry
 
         self.geometry = Geometry.of(self.model)
