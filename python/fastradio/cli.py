@@ -17,7 +17,8 @@ one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (de
 ``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
 ``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
 resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
-``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``. Image reading and
+``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``; ``--engine {local,ray}``
+with ``--address``, ``--num-workers``, ``--gpus-per-worker`` (:mod:`fastradio.ray.engine`). Image reading and
 resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
