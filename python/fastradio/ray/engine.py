@@ -16,6 +16,7 @@ part of the output exactly when the manifest lists it (as in the one-machine pat
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -49,8 +50,9 @@ def connect(address: str | None, *, quiet: bool = False) -> bool:
     if ray.is_initialized():
         return False
     kw = {"log_to_driver": not quiet}
-    if address is None:
-        kw["include_dashboard"] = False   # a local cluster for one run: no web server
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        # a new local cluster for one run: no web server (Ray refuses the argument when joining one)
+        kw["include_dashboard"] = False
     try:
         ray.init(address=address, **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
