@@ -169,7 +169,11 @@ def run(sources: Sequence[Any], items: Sequence[Any], output, *, options, ctor: 
     # blocks of whole model batches (so both engines batch alike): a few per worker to balance the
     # load, at most ~1024 rows (a block's results wait in order in the driver's memory)
     per_block = o.batch * max(1, min(-(-n // (o.batch * 4 * max(1, num_workers))), 1024 // o.batch))
-    ds = ray.data.from_arrow([_block(items, i, min(i + per_block, n)) for i in range(0, n, per_block)])
+    blocks = [_block(items, i, min(i + per_block, n)) for i in range(0, n, per_block)]
+    # from_blocks keeps our blocks as they are and reads their metadata here; from_arrow would start
+    # a Ray task per block just for that (and may re-split them)
+    make = getattr(ray.data, "from_blocks", None) or ray.data.from_arrow
+    ds = make(blocks)
     kwargs = dict(ctor, sources=[_slim(s) for s in sources], resolution=o.policy, features=o.features, feature_fmt=o.feature_fmt,
                   batch_size=o.batch, background=tuple(o.background), exif_transpose=o.exif_transpose)
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries -1 by default)
