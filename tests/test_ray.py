@@ -124,6 +124,7 @@ def test_ray_equals_the_one_machine_path_row_for_row(thousand, tmp_path, capsys)
     _assert_same_output(thousand / "local", tmp_path / "ray")
     m = embed.read_manifest(tmp_path / "ray")
     assert m["count"] == 1000 and m["runs"][-1]["engine"] == "ray"
+    assert ray.data.DataContext.get_current().execution_options.preserve_order is False, "the caller's context is kept"
     print(f"1000 images through 2 Ray workers in {time.monotonic() - t0:.1f} s")
 
 

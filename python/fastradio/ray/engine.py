@@ -163,9 +163,6 @@ def run(sources: Sequence[Any], items: Sequence[Any], output, *, options, ctor: 
     n = len(items)
     if n == 0:
         return stats
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True   # rows in item order: shards as the one-machine path cuts them
-    ctx.enable_progress_bars = bool(show_bars)
     # blocks of whole model batches (so both engines batch alike): a few per worker to balance the
     # load, at most ~1024 rows (a block's results wait in order in the driver's memory)
     per_block = o.batch * max(1, min(-(-n // (o.batch * 4 * max(1, num_workers))), 1024 // o.batch))
@@ -173,7 +170,15 @@ def run(sources: Sequence[Any], items: Sequence[Any], output, *, options, ctor: 
     # from_blocks keeps our blocks as they are and reads their metadata here; from_arrow would start
     # a Ray task per block just for that (and may re-split them)
     make = getattr(ray.data, "from_blocks", None) or ray.data.from_arrow
-    ds = make(blocks)
+    # a Dataset keeps a copy of the context it was made under: set ours for it, leave the caller's
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+    try:
+        ctx.execution_options.preserve_order = True   # rows in item order: shards as the one-machine path cuts them
+        ctx.enable_progress_bars = bool(show_bars)
+        ds = make(blocks)
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     kwargs = dict(ctor, sources=[_slim(s) for s in sources], resolution=o.policy, features=o.features, feature_fmt=o.feature_fmt,
                   batch_size=o.batch, background=tuple(o.background), exif_transpose=o.exif_transpose)
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries -1 by default)
