@@ -1,5 +1,7 @@
 """`fastradio embed --engine ray` and `fastradio.ray.RadioEmbedder` on a real local Ray cluster:
-started here (2 CPUs, no GPU, loopback only, no dashboard), stopped at the end. The model is
+started here (2 CPUs, no GPU, no dashboard, node address 127.0.0.1 asked for, nothing contacted
+off this machine), stopped at the end. Ray 2.60 maps 127.0.0.1 to the node's own address and its
+gRPC servers listen on all interfaces: that cannot be narrowed from here (DESIGN decision 28). The model is
 synthetic:test-d128 (random weights) on small generated images, the reference backend; the
 one-machine path (`--engine local`) is the oracle the Ray output must equal row for row."""
 
