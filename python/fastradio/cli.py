@@ -18,7 +18,8 @@ one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (de
 ``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
 resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
 ``--no-exif-transpose``; ``--skip-unreadable``; ``--pca DIR`` (feature pictures, with ``--pca-joint``
-and ``--side-by-side``: :mod:`fastradio.embed.pictures`); ``--quiet``, ``--debug``. Image reading and
+and ``--side-by-side``: :mod:`fastradio.embed.pictures`); ``--quiet``, ``--debug``; ``--engine {local,ray}``
+with ``--address``, ``--num-workers``, ``--gpus-per-worker`` (:mod:`fastradio.ray.engine`). Image reading and
 resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
 Resolution policies: ``native`` feeds each image at its own size, which must be a multiple of
@@ -727,7 +728,8 @@ def cmd_embed(args) -> int:
     features = args.features or ("none" if args.no_features else "full")
     if args.no_features and features != "none":
         raise UsageError(f"--no-features contradicts --features {features}")
-    device = _parse_device(args.device)
+    ray_engine = _check_engine_options(args)
+    device = args.device if ray_engine else _parse_device(args.device)   # ray: the workers' device, checked there
     out = Path(args.out)
     single = out.suffix.lower() == ".safetensors"
     if single:
@@ -776,7 +778,10 @@ def cmd_embed(args) -> int:
 
     # 3. the output (before the model loads: a clash or a --resume mismatch fails fast)
     label = policy if isinstance(policy, str) else images.fmt_size(policy)
-    if dtype_name is None:
+    if dtype_name is None and ray_engine:
+        # the workers decide (a GPU's bf16, a CPU's fp32); a resumed run keeps the earlier run's dtype
+        expected_dtype = _previous_dtype(out) if args.resume else None
+    elif dtype_name is None:
         from .api import default_device, default_dtype
         expected_dtype = str(default_dtype(device if device is not None else default_device())).replace("torch.", "")
     else:
@@ -807,12 +812,15 @@ def cmd_embed(args) -> int:
                          f"({len(state.shards)} shard(s) verified)"
                          + (f"; {extra} image(s) there are not among this run's inputs (kept)" if extra else ""))
     job = _EmbedJob(args, console, sources, items, todo, state, lock, settings, out, single, policy, label,
-                    background, features, workers, dtype_name, device)
+                    background, features, workers, dtype_name or (expected_dtype if ray_engine else None), device)
     try:
         return _embed_run(job)
     finally:
         if lock is not None:
             lock.close()
+        if job.ray_started:
+            import ray
+            ray.shutdown()
 
 
 def _check_pca_options(args, features: str) -> None:
@@ -857,6 +865,65 @@ class _EmbedJob:
     workers: int
     dtype_name: str | None
     device: Any
+    ray_started: bool = False   # --engine ray: this run started Ray (and shuts it down)
+
+
+def _check_engine_options(args) -> bool:
+    """--engine and its options; True for ``--engine ray``."""
+    ray_engine = args.engine == "ray"
+    for opt, v in (("--address", args.address), ("--num-workers", args.num_workers),
+                   ("--gpus-per-worker", args.gpus_per_worker)):
+        if v is not None and not ray_engine:
+            raise UsageError(f"{opt} applies to --engine ray only")
+    if ray_engine and args.num_workers is not None and args.num_workers < 1:
+        raise UsageError(f"--num-workers: expected a positive number, got {args.num_workers}")
+    if ray_engine and args.gpus_per_worker is not None and args.gpus_per_worker < 0:
+        raise UsageError(f"--gpus-per-worker: expected zero or more, got {args.gpus_per_worker}")
+    return ray_engine
+
+
+def _previous_dtype(out: Path) -> str | None:
+    from . import embed
+
+    try:
+        return embed.read_manifest(out).get("dtype")
+    except embed.OutputError:
+        return None
+
+
+def _ray_model(job: "_EmbedJob"):
+    """--engine ray: join the cluster and build one worker's model there (fastradio.ray.engine.probe);
+    returns what the manifest records of the model."""
+    from .ray import engine as ray_engine
+
+    args, console = job.args, job.console
+    try:
+        job.ray_started = ray_engine.connect(args.address, quiet=args.quiet)
+        ray_engine.check_resources(*_ray_resources(job))
+        console.info(f"loading {args.model} on a Ray worker (checks the model, the device and its memory) ...")
+        t0 = time.monotonic()
+        facts = ray_engine.probe(_ray_ctor(job), gpus_per_worker=_ray_resources(job)[1],
+                                 cpus_per_worker=_ray_resources(job)[2])
+    except ray_engine.EngineError as e:
+        raise UsageError(str(e)) from e
+    console.info(f"loaded {args.model} on a Ray worker in {time.monotonic() - t0:.1f} s "
+                 f"({facts.facts['dtype']} on {facts.device})")
+    return facts
+
+
+def _ray_resources(job: "_EmbedJob") -> tuple[int, float, float]:
+    """(workers, GPUs per worker, CPUs per worker); --workers is the decode CPUs of one worker."""
+    a = job.args
+    return a.num_workers or 1, float(a.gpus_per_worker or 0), float(a.workers or 1)
+
+
+def _ray_ctor(job: "_EmbedJob") -> dict:
+    a = job.args
+    load_kwargs = {}
+    if getattr(a, "pos_align_corners", None) is not None:
+        load_kwargs["pos_align_corners"] = a.pos_align_corners == "true"
+    return {"model": a.model, "revision": a.revision, "dtype": job.dtype_name, "backend": a.backend,
+            "device": job.device, "load_kwargs": load_kwargs}
 
 
 def _embed_run(job: _EmbedJob) -> int:
@@ -883,7 +950,10 @@ def _embed_run(job: _EmbedJob) -> int:
     if _is_synthetic(args.model):
         console.warn(f"{args.model} has RANDOM weights generated locally, not the published checkpoint: "
                      f"its embeddings are meaningless (use it only to test the pipeline)")
-    model = _load_with_messages(args, job.dtype_name, job.device, console)
+    if args.engine == "ray":
+        model = _ray_model(job)
+    else:
+        model = _load_with_messages(args, job.dtype_name, job.device, console)
     dtype = str(model.dtype).replace("torch.", "")
     if state is not None and dtype != state.previous.get("dtype"):
         raise UsageError(f"--resume: {out / embed.MANIFEST} was written with dtype {state.previous.get('dtype')}, "
@@ -913,7 +983,8 @@ def _embed_run(job: _EmbedJob) -> int:
                         sources=[s.describe() for s in job.sources])
         try:
             output = embed.ShardedOutput(out, settings, state=state, lock=lock,
-                                         run={"workers": workers, "batch": args.batch, "device": settings["device"],
+                                         run={"engine": args.engine, "workers": workers, "batch": args.batch,
+                                 "device": settings["device"],
                                               "backend": args.backend, "fastradio_version": fastradio.__version__})
         except embed.OutputError as e:
             raise UsageError(str(e)) from e
@@ -938,7 +1009,15 @@ def _embed_run(job: _EmbedJob) -> int:
     console.progress = progress   # started by embed.run once the loader workers are up
     status = "failed"
     try:
-        stats = embed.run(model, job.sources, todo, output, options=options, progress=progress, note=console.note)
+        if args.engine == "ray":
+            from .ray import engine as ray_engine
+            n, g, c = _ray_resources(job)
+            stats = ray_engine.run(job.sources, todo, output, options=options, ctor=_ray_ctor(job), num_workers=n,
+                                   gpus_per_worker=g, cpus_per_worker=c, max_resolution=model.max_resolution,
+                                   progress=progress, show_bars=not args.quiet, note=console.note)
+        else:
+            stats = embed.run(model, job.sources, todo, output, options=options, progress=progress,
+                              note=console.note)
         status = "complete"
     except embed.StopRun as e:
         status = "stopped"
@@ -1095,7 +1174,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"images per model call (default: {DEFAULT_BATCH})")
     pe.add_argument("-j", "--workers", type=int, default=None, metavar="N",
                     help="processes decoding and resizing images (default: one per CPU less one, at most 8; "
-                         "0: in this process)")
+                         "0: in this process); with --engine ray: the CPUs (decode threads) of each Ray worker "
+                         "(default: 1)")
     pe.add_argument("--log-interval", type=float, default=DEFAULT_LOG_INTERVAL, metavar="SECONDS",
                     help=f"when stderr is not a terminal, a progress line every SECONDS (default: "
                          f"{DEFAULT_LOG_INTERVAL:g}; 0: after every batch); on a terminal a progress bar")
@@ -1127,6 +1207,16 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--pca-joint", action="store_true",
                     help="with --pca: one PCA basis per --batch images (comparable colours)")
     pe.add_argument("--side-by-side", action="store_true", help="with --pca: the input image left of each picture")
+    pe.add_argument("--engine", default="local", choices=["local", "ray"],
+                    help="local: this machine (default); ray: a Ray cluster's workers decode and embed, this process "
+                         "writes the same shards + manifest (needs pip install 'fastradio[ray]'; either engine "
+                         "--resume's the other's run)")
+    pe.add_argument("--address", default=None, help="--engine ray: the cluster (default: RAY_ADDRESS, else a new "
+                                                    "local one)")
+    pe.add_argument("--num-workers", type=int, default=None, metavar="N",
+                    help="--engine ray: model workers (Ray actors) (default: 1); --workers: CPUs of each")
+    pe.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                    help="--engine ray: GPUs per worker (default: 0; 1 for one model per GPU, 0.5 for two)")
     pe.add_argument("--skip-unreadable", action="store_true",
                     help="skip images that cannot be decoded (truncated, corrupt, missing) or used (a size "
                          "--resolution native cannot take), reported and recorded in the output, instead of stopping "
