@@ -1,7 +1,9 @@
 """`fastradio embed --engine ray` and `fastradio.ray.RadioEmbedder` on a real local Ray cluster:
 started here (2 CPUs, no GPU, no dashboard, node address 127.0.0.1 asked for, nothing contacted
 off this machine), stopped at the end. Ray 2.60 maps 127.0.0.1 to the node's own address and its
-gRPC servers listen on all interfaces: that cannot be narrowed from here (DESIGN decision 28). The model is
+gRPC servers listen on all interfaces, which cannot be narrowed from Ray's side; so .ci/run runs the
+suite through tests/loopback_only.py, in a network namespace whose only interface is `lo`, and
+test_the_cluster_is_reachable_through_loopback_only asserts it (DESIGN decision 28). The model is
 synthetic:test-d128 (random weights) on small generated images, the reference backend; the
 one-machine path (`--engine local`) is the oracle the Ray output must equal row for row."""
 
@@ -57,6 +59,22 @@ def cluster(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_the_cluster_is_reachable_through_loopback_only(cluster):
+    """Under tests/loopback_only.py (as in CI): this namespace has no interface but `lo`, Ray's
+    servers listen in it (so only loopback reaches them), and the cluster's address is loopback."""
+    from loopback_only import ENV, interfaces
+    if os.environ.get(ENV) != "1":
+        pytest.skip("not run through tests/loopback_only.py (.ci/run does): network isolation not checked")
+    assert interfaces() == ["lo"]
+    listening = []
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as f:
+            listening += [line.split()[1] for line in f.readlines()[1:] if line.split()[3] == "0A"]
+    assert len(listening) >= 2, f"expected Ray's servers among the listening sockets, found {listening}"
+    gcs = ray.get_runtime_context().gcs_address
+    assert gcs.rsplit(":", 1)[0] in ("127.0.0.1", "[::1]", "::1", "localhost"), gcs
 
 
 def _images(folder: Path, n: int, start: int = 0, sizes=SIZES) -> list[Path]:
