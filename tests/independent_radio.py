@@ -36,13 +36,14 @@ def _pos(sd: dict, h: int, w: int, align_corners: bool) -> torch.Tensor:
 def forward(sd: dict, x: torch.Tensor, *, num_heads: int, eps: float = 1e-6, scaled_ln: bool = False,
             dtype: torch.dtype = torch.float32, align_corners: bool = True,
             layer_scale: bool | None = None, window_size: int | None = None,
-            num_global: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+            num_global: int = 4, intermediates: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, 3, H, W) in [0, 1] → (summary (B, k·D), features (B, h*w, D)), both fp32 math
     unless ``dtype`` says otherwise. ``layer_scale``: None applies it when the checkpoint has
     ``ls1.grandma`` (the spec's rule); False ignores it (for tests that must see a difference).
     ``window_size``: ViTDet windows (spec §7) with ``num_global`` global blocks, done literally: the
     patch grid is cut into (B·windows, ws², D) batches for the windowed blocks, prefix tokens
-    split off around them."""
+    split off around them. ``intermediates``: a list that receives every block's output (B, T, D)
+    in the original token order."""
     mean = sd[P + "input_conditioner.norm_mean"].float()
     std = sd[P + "input_conditioner.norm_std"].float()
     x = ((x.float() - mean) / std).to(dtype)
@@ -72,15 +73,24 @@ def forward(sd: dict, x: torch.Tensor, *, num_heads: int, eps: float = 1e-6, sca
             t = torch.cat([pre, pt.reshape(b, h * w, d)], dim=1)
         else:
             t = _block(sd, i, t, num_heads, eps, scaled_ln, dtype, layer_scale)
-    if window_size is not None:
-        pt = t[:, npre:].reshape(b, h // ws, w // ws, ws, ws, d).permute(0, 1, 3, 2, 4, 5).reshape(b, h * w, d)
-        t = torch.cat([t[:, :npre], pt], dim=1)
+        if intermediates is not None:
+            intermediates.append(_unwindow(t, npre, h, w, window_size))
+    t = _unwindow(t, npre, h, w, window_size)
     idx = sd[P + "summary_idxs"].tolist()
     summary = torch.cat([t[:, j] for j in idx], dim=-1)
     feats = t[:, cls.shape[0]:]
     if P + "feature_normalizer.mean" in sd:
         feats = (feats - sd[P + "feature_normalizer.mean"].to(dtype)) @ sd[P + "feature_normalizer.tx"].to(dtype).T
     return summary, feats
+
+
+def _unwindow(t: torch.Tensor, npre: int, h: int, w: int, ws: int | None) -> torch.Tensor:
+    """Window-major patch tokens back to row-major (the identity without windows)."""
+    if ws is None:
+        return t
+    b, _, d = t.shape
+    pt = t[:, npre:].reshape(b, h // ws, w // ws, ws, ws, d).permute(0, 1, 3, 2, 4, 5).reshape(b, h * w, d)
+    return torch.cat([t[:, :npre], pt], dim=1)
 
 
 def _block(sd: dict, i: int, t: torch.Tensor, num_heads: int, eps: float, scaled_ln: bool, dtype: torch.dtype,
