@@ -241,3 +241,40 @@ def test_triton_backend_matches_reference(tmp_path_factory, monkeypatch):
     for img, out in zip(imgs, got):
         rs, rf = _independent(cfg, sd, img[None], 2, 1)
         assert rel_l2(out.summary, rs) <= 1e-5 and rel_l2(out.features, rf) <= 1e-5
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+
+def test_cli_embed_with_windows(tmp_path, capsys, monkeypatch):
+    """``fastradio embed --vitdet-window-size``: sizes round to multiples of 16·ws, the stored tensors
+    are the windowed model's, and --resume refuses another window size."""
+    import numpy as np
+    from PIL import Image
+
+    from fastradio import cli, embed, images
+
+    monkeypatch.setenv("FASTRADIO_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    sizes = [(50, 70), (64, 64), (40, 100)]
+    for i, (h, w) in enumerate(sizes):
+        a = np.random.default_rng(i).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        Image.fromarray(a).save(folder / f"img{i}.png")
+    out = tmp_path / "out"
+    argv = ["embed", str(folder), "-m", "synthetic:test-d128", "-o", str(out), "--vitdet-window-size", "2"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    data, manifest = embed.load(out)
+    model = fastradio.load("synthetic:test-d128", device="cpu", vitdet_window_size=2)
+    for k in range(len(sizes)):
+        x = images.read_image(folder / f"img{k}.png")
+        size = tuple(model.get_nearest_supported_resolution(*x.shape[1:]))
+        assert size[0] % 32 == 0 and size[1] % 32 == 0 and data["model_sizes"][k] == size
+        s, f = model(images.resize(x, size)[None])
+        torch.testing.assert_close(data["summary"][k], s[0], rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    rc = cli.main(["embed", str(folder), "-m", "synthetic:test-d128", "-o", str(out), "--resume",
+                   "--vitdet-window-size", "4"])
+    assert rc != 0 and "vitdet_window_size" in capsys.readouterr().err
+    rc = cli.main(["embed", str(folder), "-m", "synthetic:test-d128", "-o", str(tmp_path / "o2"),
+                   "--vitdet-window-size", "0"])
+    assert rc != 0 and "vitdet_window_size: expected a positive integer" in capsys.readouterr().err

@@ -16,7 +16,8 @@ Commands::
 one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (default 10);
 ``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
 ``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
-resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
+resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--vitdet-window-size WS``
+(ViTDet windowed attention, DESIGN.md decision 26); ``--background COLOUR`` (for transparent pixels; default white),
 ``--no-exif-transpose``; ``--skip-unreadable``; ``--quiet``, ``--debug``. Image reading and
 resizing are described in :mod:`fastradio.images`, the pipeline in :mod:`fastradio.embed`.
 
@@ -625,6 +626,8 @@ def _load_model(args, dtype_name: str | None, device):
     extra = {}
     if getattr(args, "pos_align_corners", None) is not None:
         extra["pos_align_corners"] = args.pos_align_corners == "true"
+    if getattr(args, "vitdet_window_size", None) is not None:
+        extra["vitdet_window_size"] = args.vitdet_window_size
     try:
         model = fastradio.load(args.model, device=device, dtype=dtype, backend=args.backend,
                                revision=args.revision, **extra)
@@ -784,6 +787,7 @@ def cmd_embed(args) -> int:
         "revision": args.revision, "dtype": expected_dtype, "resolution": label, "shard_format": args.format,
         "features": features, "feature_fmt": args.feature_fmt if features == "full" else None,
         "background": ",".join(str(v) for v in background), "exif_transpose": not args.no_exif_transpose,
+        "vitdet_window_size": args.vitdet_window_size,
     }
     lock, state = None, None
     todo = items
@@ -1071,6 +1075,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the position-table resize of a checkpoint that does not say it (a local C-RADIOv3/v4 "
                          "folder without its vit_patch_generator.py): false for C-RADIOv4 and the current "
                          "C-RADIOv3-L/-g uploads, true for C-RADIOv2; default: read from the checkpoint")
+    pe.add_argument("--vitdet-window-size", type=int, default=None, metavar="WS",
+                    help="ViTDet windowed attention in WS x WS-patch windows (high resolution; sizes become "
+                         "multiples of 16*WS); default: global attention")
     pe.add_argument("--feature-fmt", default="NLC", choices=["NLC", "NCHW"],
                     help="layout of the stored features: NLC (h*w, D) or NCHW (D, h, w); default NLC")
     pe.add_argument("--no-features", action="store_true", help="store only the summary vectors (= --features none)")
