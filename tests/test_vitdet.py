@@ -278,3 +278,41 @@ def test_cli_embed_with_windows(tmp_path, capsys, monkeypatch):
     rc = cli.main(["embed", str(folder), "-m", "synthetic:test-d128", "-o", str(tmp_path / "o2"),
                    "--vitdet-window-size", "0"])
     assert rc != 0 and "vitdet_window_size: expected a positive integer" in capsys.readouterr().err
+
+
+# -- benchmarks ----------------------------------------------------------------------------------------
+
+def test_bench_rows_and_flop_count(tmp_path):
+    """bench_model's high-resolution rows build (they run on a GPU only), and the FLOP count of a
+    windowed block is over its windows: T·(GEMMs) + T²·D attention becomes N·(GEMMs) + N·ws²·D."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_model
+    import model_parity
+
+    rows = [c for c in bench_model.configs_for("default") if c.h >= 1024]
+    assert {(c.h, c.window) for c in rows} == {(1024, None), (1024, 16), (2048, None), (2048, 16)}
+    assert all(c.batch == 1 for c in rows) and rows == bench_model.configs_for("full")[-4:]
+    assert not any(c.window for c in bench_model.configs_for("quick"))
+    c = rows[1]
+    assert c.key == "C-RADIOv2-L@1024x1024 b1 ws16"
+    cfg_w, cfg_g = bench_model._cfg(c), bench_model._cfg(rows[0])
+    n, p, d, f = 64 * 64, 8, 1024, 4096
+    t = n + p
+    windowed = sum(cfg_w.window_schedule)
+    assert windowed == 20                                          # L: depth 24, G = 4
+    gemm = 4 * d * d + 2 * d * f
+    saved = windowed * (2 * p * gemm + 4 * (t * t - n * 256) * d)
+    fw, fg = (model_parity.flops_per_image(cfg, 64, 64) for cfg in (cfg_w, cfg_g))
+    assert fg - fw == pytest.approx(saved, rel=1e-12) and fw < 0.7 * fg
+    # The row builds: the model loads with the window, base_row carries it and its FLOPs.
+    folder = synthetic.write_checkpoint(tmp_path / "d128", "test-d128", seed=0)
+    tiny = bench_model.Config("test-d128", 64, 64, 1, window=2)
+    m = bench_model.load_model(folder, tiny, torch.device("cpu"))
+    assert m.window_size == 2 and m.dtype == torch.bfloat16
+    row = bench_model.base_row(tiny, m.config, 0, "float32")
+    assert row["vitdet_window_size"] == 2
+    assert row["flops_per_image"] == model_parity.flops_per_image(m.config, 4, 4)
+    assert bench_model._key({**row, "impl": "fastradio"}) == ("test-d128", "64x64", 1, 2)
