@@ -257,6 +257,9 @@ class RadioModel(ReferenceSurface, nn.Module):
         self._backend = backend
         self._plan: ops.Plan | None = None
         self._pos_cache: dict[tuple[int, int, bool], torch.Tensor] = {}
+        # ViTDet row layouts per (grids, device): built on the host, so cached to keep warm calls
+        # free of host-to-device copies (CUDA-graph capture allows none).
+        self._layout_cache: dict[tuple, vitdet.Layout] = {}
         # Input normalisation folded into the patch embedding (see _folded_embedder): the cached
         # result, and the fp32 weight it is best computed from when the model was cast down.
         self._fold_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -640,7 +643,7 @@ class RadioModel(ReferenceSurface, nn.Module):
             raise NotImplementedError(
                 "forward hooks on blocks are not supported with ViTDet windowed attention (the blocks run on "
                 "window-major patch rows); take block outputs with model.forward_intermediates(x, indices=[...])")
-        lay = vitdet.layout(grids, cfg.num_prefix_tokens, cfg.window_size, x.device)
+        lay = self._layout(grids, x.device)
         windowed = cfg.window_schedule
         keep = {cfg.depth - 1} if keep is None else set(keep)
         fold = cfg.layer_scale and self.folds_layer_scale
@@ -676,6 +679,18 @@ class RadioModel(ReferenceSurface, nn.Module):
                                    xq if dq is None else xq + dq.to(xq.dtype)])
                 outs[i] = y.to(self.dtype).index_select(0, lay.inv)   # leave the layout
         return outs
+
+    def _layout(self, grids: list[tuple[int, int]], device: torch.device) -> vitdet.Layout:
+        cfg = self.config
+        key = (tuple(grids), cfg.window_size, cfg.num_prefix_tokens, device)
+        if torch.compiler.is_compiling():
+            return vitdet.layout(grids, cfg.num_prefix_tokens, cfg.window_size, device)
+        lay = self._layout_cache.get(key)
+        if lay is None:
+            if len(self._layout_cache) >= 32:   # many distinct list shapes: keep memory bounded
+                self._layout_cache.clear()
+            lay = self._layout_cache[key] = vitdet.layout(grids, cfg.num_prefix_tokens, cfg.window_size, device)
+        return lay
 
     def _blocks(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                 keep: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
