@@ -184,6 +184,17 @@ def test_forward_intermediates_in_original_order(tmp_path_factory):
     assert rel_l2(stop.features, want[1][:, p:]) <= 1e-5
 
 
+def test_torch_compile_fullgraph(tmp_path_factory):
+    """The mode traces (the row layout is built inside the graph, not cached there)."""
+    cfg, sd = _deep(tmp_path_factory, "test-d128", 3)
+    model = _model(cfg, sd, 2, 1)
+    x = _images(2, 32, 64, seed=8)
+    expected = model(x)
+    got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
+    torch.testing.assert_close(got.features, expected.features, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.summary, expected.summary, rtol=1e-5, atol=1e-5)
+
+
 # -- options and errors ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
