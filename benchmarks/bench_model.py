@@ -408,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
     if args._compile_worker:
         return compile_worker_main(args._compile_worker)
 
-    import fastradio
-
     t_start = time.monotonic()
     mode = "dry-run" if args.dry_run else ("quick" if args.quick else ("full" if args.full else "default"))
     if args.dry_run:

@@ -89,7 +89,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-depth{c[1]}-G{c[2]}-ws{c[3]}-{c[4][0]}x{c[4][1]}-B{c[5]}")
+@pytest.mark.parametrize("case", CASES,
+                         ids=lambda c: f"{c[0]}-depth{c[1]}-G{c[2]}-ws{c[3]}-{c[4][0]}x{c[4][1]}-B{c[5]}")
 def test_fp32_parity_with_independent_windows(tmp_path_factory, case):
     name, depth, g, ws, hw, b = case
     cfg, sd = _deep(tmp_path_factory, name, depth)
