@@ -18,10 +18,11 @@ Sets (each within a time budget, --budget-s; a config that would not fit is drop
 reason, and so is one that would not fit in GPU memory or runs out of it):
 
 - default (~100 s): L@512 b32 and b1 with torch.compile; B, H, C-RADIOv4-SO400M, C-RADIOv4-H, g
-  @512 b32 and b1 without.
+  @512 b32 and b1 without; then L@1024² and 2048² b1 with global attention and with ViTDet windows
+  (ws = 16, fastradio.load's vitdet_window_size; the FLOP count knows the mode), budget permitting.
 - --quick: L@512 b32 (compiled) and b1 (eager, graphs); B@512 b32 and b1. No H, no g.
 - --full (no 120 s limit; tens of minutes): B/L/H/g and C-RADIOv4-SO400M/H x 224/512/768/1024 px x
-  b32/b1, all compiled
+  b32/b1, all compiled; and the four high-resolution rows (L@1024²/2048² b1, windows or not; eager)
   (L's compile overlaps the eager timings; the other models' compiled peers run one after another
   at the end, one child process per model).
 - --dry-run: CPU, tiny test models, wall clock, torch.compile(backend="eager"): checks the code.
@@ -67,10 +68,17 @@ class Config:
     w: int
     batch: int
     compile: bool = False
+    #: ViTDet window side in patches (fastradio.load's vitdet_window_size); None: global attention
+    window: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.model}@{self.h}x{self.w} b{self.batch}"
+        return f"{self.model}@{self.h}x{self.w} b{self.batch}" + (f" ws{self.window}" if self.window else "")
+
+
+#: High resolution with and without ViTDet windows (DESIGN decision 26): L at 1024² and 2048², b1,
+#: global attention vs ws = 16 (G = 4). Last in their sets, so the budget drops them first.
+HIGH_RES = [Config("C-RADIOv2-L", p, p, 1, window=ws) for p in (1024, 2048) for ws in (None, 16)]
 
 
 def configs_for(mode: str) -> list[Config]:
@@ -84,13 +92,13 @@ def configs_for(mode: str) -> list[Config]:
     if mode == "full":
         return [Config(m, p, p, b, True) for m in ("C-RADIOv2-L", "C-RADIOv2-B", "C-RADIOv2-H", "C-RADIOv4-SO400M",
                                                    "C-RADIOv4-H", "C-RADIOv2-g")
-                for p in (512, 224, 768, 1024) for b in (32, 1)]
+                for p in (512, 224, 768, 1024) for b in (32, 1)] + HIGH_RES
     return [Config("C-RADIOv2-L", 512, 512, 32, True), Config("C-RADIOv2-L", 512, 512, 1, True),
             Config("C-RADIOv2-B", 512, 512, 32), Config("C-RADIOv2-B", 512, 512, 1),
             Config("C-RADIOv2-H", 512, 512, 32), Config("C-RADIOv2-H", 512, 512, 1),
             Config("C-RADIOv4-SO400M", 512, 512, 32), Config("C-RADIOv4-SO400M", 512, 512, 1),
             Config("C-RADIOv4-H", 512, 512, 32), Config("C-RADIOv4-H", 512, 512, 1),
-            Config("C-RADIOv2-g", 512, 512, 32), Config("C-RADIOv2-g", 512, 512, 1)]
+            Config("C-RADIOv2-g", 512, 512, 32), Config("C-RADIOv2-g", 512, 512, 1)] + HIGH_RES
 
 
 DROPPED = {
@@ -207,7 +215,8 @@ def make_inputs(c: Config, device: torch.device, n: int = 2) -> list[torch.Tenso
 
 def base_row(c: Config, cfg_model, seed: int, storage: str) -> dict:
     n = (c.h // 16) * (c.w // 16)
-    return {"model": c.model, "seed": seed, "storage_dtype": storage, "px": f"{c.h}x{c.w}", "batch": c.batch,
+    return {"model": c.model, "vitdet_window_size": c.window, "seed": seed, "storage_dtype": storage,
+            "px": f"{c.h}x{c.w}", "batch": c.batch,
             "dtype": "bfloat16", "patches_per_image": n, "tokens_per_image": n + cfg_model.num_prefix_tokens,
             "flops_per_image": mp.flops_per_image(cfg_model, c.h // 16, c.w // 16)}
 
@@ -399,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
     if args._compile_worker:
         return compile_worker_main(args._compile_worker)
 
-    import fastradio
-
     t_start = time.monotonic()
     mode = "dry-run" if args.dry_run else ("quick" if args.quick else ("full" if args.full else "default"))
     if args.dry_run:
@@ -485,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 _print(r)
             for c in cc:
-                if not any(r.get("impl") == "reference-compile" and _key(r) == (c.model, f"{c.h}x{c.w}", c.batch)
+                if not any(r.get("impl") == "reference-compile" and _key(r) == (c.model, f"{c.h}x{c.w}", c.batch, c.window)
                            for r in crow):
                     dropped.append({"config": c.key + " reference-compile",
                                     "reason": "compile worker: " + info.get("error", "no result")})
@@ -509,27 +516,27 @@ def main(argv: list[str] | None = None) -> int:
             mcfg = _cfg(c)
             flops = mp.flops_per_image(mcfg, c.h // 16, c.w // 16) * c.batch
             need = pace.cost_s(flops, c.batch, 2)
-            if c.model not in loaded:   # loading: ~1 s per GB of bf16 weights, plus generation if absent
+            if (c.model, c.window) not in loaded:   # loading: ~1 s per GB of bf16 weights, plus generation if absent
                 need += 1 + 2 * mcfg.param_count() / 1e9 + (0 if ckpts.ready(c.model) else 10)
             reserve = 12.0 if (worker is not None and device.type == "cuda") else 2.0
             if left() < need + reserve:
                 dropped.append({"config": label, "reason": f"time budget: ~{need:.0f} s needed, {left():.0f} s left"})
                 continue
-            if c.model not in loaded:
+            if (c.model, c.window) not in loaded:
                 entry = entries[c.model] = ckpts.info(c.model)
                 result["models"].append(entry)
                 try:
                     folder = ckpts.wait(c.model, timeout=max(0.0, left() - 10))
                     t0 = time.monotonic()
-                    m = fastradio.load(folder, device=device, dtype=torch.bfloat16, backend="auto")
+                    m = load_model(folder, c, device)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     entry.update(load_s=round(time.monotonic() - t0, 1), generate_s=ckpts.gen_s.get(c.model))
-                    loaded[c.model] = m
+                    loaded[(c.model, c.window)] = m
                 except Exception as e:  # noqa: BLE001
                     entry["error"] = f"{type(e).__name__}: {str(e)[:1000]}"
-                    loaded[c.model] = None
-            m = loaded[c.model]
+                    loaded[(c.model, c.window)] = None
+            m = loaded[(c.model, c.window)]
             if m is None:
                 dropped.append({"config": label, "reason": "model not available: " + entries[c.model].get("error", "")})
                 continue
@@ -591,11 +598,18 @@ def main(argv: list[str] | None = None) -> int:
 def _cfg(c: Config):
     from fastradio.synthetic import model_config
 
-    return model_config(c.model)
+    return model_config(c.model).with_(window_size=c.window)
+
+
+def load_model(folder, c: Config, device: torch.device):
+    """The model of config c: bf16, backend "auto", ViTDet windows when c.window is set."""
+    import fastradio
+
+    return fastradio.load(folder, device=device, dtype=torch.bfloat16, backend="auto", vitdet_window_size=c.window)
 
 
 def _key(r: dict) -> tuple:
-    return (r["model"], r["px"], r["batch"])
+    return (r["model"], r["px"], r["batch"], r.get("vitdet_window_size"))
 
 
 def _speedups(rows: list[dict], peak_meas: float) -> None:
@@ -624,7 +638,8 @@ def _summary(rows: list[dict]) -> dict:
     for r in rows:
         if r.get("status") != "ok":
             continue
-        k = f"{r['model']}@{r['px']} b{r['batch']} {r['impl']}"
+        ws = f" ws{r['vitdet_window_size']}" if r.get("vitdet_window_size") else ""
+        k = f"{r['model']}@{r['px']} b{r['batch']}{ws} {r['impl']}"
         out[k] = ({"latency_ms": round(r["latency_ms"], 3), "method": r["latency_method"]} if r["batch"] == 1 else
                   {"images_per_s": round(r["images_per_s"], 1), "tflops": round(r["tflops"], 1),
                    "frac_peak_790": round(r["frac_peak_790"], 3)})
@@ -632,7 +647,8 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _print(r: dict) -> None:
-    head = f"[bench] {r['model']:<12} {r['px']:>9} b{r['batch']:<3} {r['impl']:<18}"
+    ws = f" ws{r['vitdet_window_size']}" if r.get("vitdet_window_size") else ""
+    head = f"[bench] {r['model']:<12} {r['px']:>9} b{r['batch']:<3}{ws} {r['impl']:<18}"
     if r.get("status") != "ok":
         print(f"{head} {r.get('status', '').upper()}: {r.get('reason', '')[:300]}", flush=True)
     elif r["batch"] == 1:

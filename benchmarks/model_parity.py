@@ -274,11 +274,19 @@ def disable_tf32() -> dict:
 def flops_per_image(cfg, h: int, w: int) -> float:
     """DESIGN §9 / spec: 2·N·768·D (patch embedding) + depth·(2·T·(4·D² + 2·D·F) + 4·T²·D), with
     T = N + P prefix tokens (8; C-RADIOv4: 10) and F the MLP width (4·D, so the block term is the
-    spec's 24·T·D²; C-RADIOv4-SO400M: 4304)."""
+    spec's 24·T·D²; C-RADIOv4-SO400M: 4304). With ViTDet windows (``cfg.window_size`` = ws, DESIGN
+    decision 26) a windowed block runs on the N patch rows only and each attends to the ws² of its
+    window: 2·N·(4·D² + 2·D·F) + 4·N·ws²·D."""
     n = h * w
     t = n + cfg.num_prefix_tokens
     d, f = cfg.embed_dim, cfg.mlp_hidden
-    return 2.0 * n * cfg.patch_features * d + cfg.depth * (2.0 * t * (4.0 * d * d + 2.0 * d * f) + 4.0 * t * t * d)
+    total = 2.0 * n * cfg.patch_features * d
+    for windowed in (cfg.window_schedule or (False,) * cfg.depth):
+        if windowed:
+            total += 2.0 * n * (4.0 * d * d + 2.0 * d * f) + 4.0 * n * cfg.window_size**2 * d
+        else:
+            total += 2.0 * t * (4.0 * d * d + 2.0 * d * f) + 4.0 * t * t * d
+    return total
 
 
 def dtype_name(dt: torch.dtype) -> str:

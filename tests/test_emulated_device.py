@@ -60,21 +60,21 @@ def _images(sizes, seed):
     return [torch.rand(3, h, w, generator=g) for h, w in sizes]
 
 
-def _check_against_reference(folder, dtype, x):
+def _check_against_reference(folder, dtype, x, **load_kw):
     """The cuda backend (emulated) against the reference, by DESIGN.md §7: fp32 within 1e-5
     (relative L2); fp16/bf16 at most 1.5x as far from the fp32 oracle as the reference run in the
-    same dtype, and per-image summary cosine >= 0.999."""
-    fast = fastradio.load(folder, device=CPU, dtype=dtype, backend="cuda")
+    same dtype, and per-image summary cosine >= 0.999. ``load_kw`` go to every load."""
+    fast = fastradio.load(folder, device=CPU, dtype=dtype, backend="cuda", **load_kw)
     assert set(fast.plan.names.values()) == {"cuda"}, fast.plan.names
     assert fast.folds_input_norm
-    oracle = fastradio.load(folder, device=CPU, dtype=torch.float32, backend="reference")
+    oracle = fastradio.load(folder, device=CPU, dtype=torch.float32, backend="reference", **load_kw)
     got, want = fast(x), oracle(x)
     if dtype == torch.float32:
         for field in ("summary", "features"):
             err = rel_l2(getattr(got, field), getattr(want, field))
             assert err <= 1e-5, (field, err)
         return fast
-    ref16 = fastradio.load(folder, device=CPU, dtype=dtype, backend="reference")(x)
+    ref16 = fastradio.load(folder, device=CPU, dtype=dtype, backend="reference", **load_kw)(x)
     for field in ("summary", "features"):
         floor = rel_l2(getattr(ref16, field).float(), getattr(want, field))
         err = rel_l2(getattr(got, field).float(), getattr(want, field))
@@ -95,6 +95,15 @@ def test_c_radio_v2_b_at_a_small_resolution(folders, run):
     dtype, _ = run
     x = torch.stack(_images([(32, 48)], seed=2))
     _check_against_reference(folders["C-RADIOv2-B"], dtype, x)
+
+
+def test_vitdet_windows(folders, run):
+    """ViTDet windowed attention (DESIGN.md decision 26): block 0 attends inside 2x2-patch windows
+    (one attention segment each), block 1 globally over each image; the kernels are unchanged."""
+    dtype, _ = run
+    x = torch.stack(_images([(64, 96)] * 2, seed=6))
+    fast = _check_against_reference(folders["test-d128"], dtype, x, vitdet_window_size=2, vitdet_num_global=1)
+    assert fast.config.window_schedule == (True, False)
 
 
 @pytest.mark.parametrize("name", ["test-d128", "test-d160"])

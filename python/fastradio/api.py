@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import vitdet
 from .compat import note_trust_remote_code, resolve_dtype
 from .configs import KNOWN_MODELS
 from .errors import CheckpointError
@@ -85,7 +86,8 @@ def _default_why(device: torch.device, dtype: torch.dtype) -> str:
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None,
          dtype: torch.dtype | str | None = None, backend: str = "auto", revision: str | None = None,
          pos_align_corners: bool | None = None, torch_dtype: torch.dtype | str | None = None,
-         trust_remote_code: bool | None = None) -> RadioModel:
+         trust_remote_code: bool | None = None, vitdet_window_size: int | None = None,
+         vitdet_num_global: int | None = None) -> RadioModel:
     """Load a C-RADIO model (v2, v3 or v4) ready for inference.
 
     name_or_path: a known model name or alias (``C-RADIOv2-B``, ``c-radio_v2-g``,
@@ -107,6 +109,10 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     trust_remote_code=True, torch_dtype=...)`` (:mod:`fastradio.compat`): ``torch_dtype`` is
     ``dtype`` by its Hugging Face name; ``trust_remote_code`` is ignored (nothing from the model
     repo is ever executed), with a note once.
+    vitdet_window_size: ViTDet windowed attention with ws x ws-patch windows (the TorchHub
+    argument of the same name; spec §7): most blocks attend inside windows only, inputs must be
+    multiples of 16·ws (``model.min_resolution_step``). vitdet_num_global: how many blocks stay
+    global (None: 8 for giant, 4 otherwise, as the reference).
 
     Every tensor's name, shape and dtype is checked against the architecture in config.json;
     nothing from the model repo is executed.
@@ -118,6 +124,7 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
     default = default_dtype(device)
     # Checked before anything is fetched; "auto" needs the checkpoint's headers: decided below.
     resolve_dtype(dtype, torch_dtype, default=default, default_why="", stored=lambda: torch.float32)
+    vitdet.check_options(vitdet_window_size, None, 0)  # before anything is fetched; the count below
     if pos_align_corners is not None and not isinstance(pos_align_corners, bool):
         raise TypeError(f"pos_align_corners: expected True, False or None, got {type(pos_align_corners).__name__}")
 
@@ -130,6 +137,8 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device | None =
         raise CheckpointError(f"{resolved.config_path}: not a readable JSON config ({e})") from e
     cfg = checkpoint.parse_config(raw, source=str(resolved.config_path))
     cfg = checkpoint.config_for_files(cfg, resolved.weight_files)
+    vitdet.check_options(vitdet_window_size, vitdet_num_global, cfg.depth)
+    cfg = cfg.with_(window_size=vitdet_window_size, window_num_global=vitdet_num_global)
     dtype, dtype_why = resolve_dtype(dtype, torch_dtype, default=default, default_why=_default_why(device, default),
                                      stored=lambda: checkpoint.stored_dtype(resolved.weight_files))
     # Before any weight is read: a checkpoint whose position resize is unknown is refused.

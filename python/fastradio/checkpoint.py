@@ -307,8 +307,8 @@ def parse_config(cfg: dict, *, source: str = "config.json") -> ModelConfig:
     window = _field(cfg, "vitdet_window_size", (int, type(None)), "", source, None)
     if window is not None:
         raise UnsupportedModelError(
-            f"{source}: vitdet_window_size = {window}: windowed (ViTDet) attention is not implemented yet "
-            f"(expected null)")
+            f"{source}: vitdet_window_size = {window}: windowed (ViTDet) attention set in config.json is not "
+            f"implemented (expected null); fastradio.load(..., vitdet_window_size={window}) turns the mode on")
     adaptors = _field(cfg, "adaptor_names", (list, type(None)), "", source, None)
     if adaptors:
         raise UnsupportedModelError(

@@ -16,7 +16,8 @@ Commands::
 one per CPU less one, at most 8; 0 = in-process); ``--log-interval SECONDS`` (default 10);
 ``--resolution {native,nearest,preferred,HxW}`` (default ``nearest``); ``--device``, ``--dtype``,
 ``--backend``, ``--revision``; ``--pos-align-corners {true,false}`` (the position
-resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--background COLOUR`` (for transparent pixels; default white),
+resize of a checkpoint that does not carry it, see :mod:`fastradio.align`); ``--vitdet-window-size WS``
+(ViTDet windowed attention, DESIGN.md decision 26); ``--background COLOUR`` (for transparent pixels; default white),
 ``--no-exif-transpose``; ``--skip-unreadable``; ``--pca DIR`` (feature pictures, with ``--pca-joint``
 and ``--side-by-side``: :mod:`fastradio.embed.pictures`); ``--quiet``, ``--debug``; ``--engine {local,ray}``
 with ``--address``, ``--num-workers``, ``--gpus-per-worker`` (:mod:`fastradio.ray.engine`). Image reading and
@@ -616,6 +617,16 @@ def _align_meta(model) -> dict:
     return {"align_corners": ac, "align_corners_source": str(getattr(cfg, "align_corners_source", None))}
 
 
+def _load_kwargs(args) -> dict:
+    """The model options of `fastradio.load` given on the command line (both engines pass these)."""
+    extra = {}
+    if getattr(args, "pos_align_corners", None) is not None:
+        extra["pos_align_corners"] = args.pos_align_corners == "true"
+    if getattr(args, "vitdet_window_size", None) is not None:
+        extra["vitdet_window_size"] = args.vitdet_window_size
+    return extra
+
+
 def _load_model(args, dtype_name: str | None, device):
     import torch
 
@@ -624,9 +635,7 @@ def _load_model(args, dtype_name: str | None, device):
     from .errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
 
     dtype = getattr(torch, dtype_name) if dtype_name else None
-    extra = {}
-    if getattr(args, "pos_align_corners", None) is not None:
-        extra["pos_align_corners"] = args.pos_align_corners == "true"
+    extra = _load_kwargs(args)
     try:
         model = fastradio.load(args.model, device=device, dtype=dtype, backend=args.backend,
                                revision=args.revision, **extra)
@@ -791,6 +800,7 @@ def cmd_embed(args) -> int:
         "revision": args.revision, "dtype": expected_dtype, "resolution": label, "shard_format": args.format,
         "features": features, "feature_fmt": args.feature_fmt if features == "full" else None,
         "background": ",".join(str(v) for v in background), "exif_transpose": not args.no_exif_transpose,
+        "vitdet_window_size": args.vitdet_window_size,
     }
     lock, state = None, None
     todo = items
@@ -919,11 +929,8 @@ def _ray_resources(job: "_EmbedJob") -> tuple[int, float, float]:
 
 def _ray_ctor(job: "_EmbedJob") -> dict:
     a = job.args
-    load_kwargs = {}
-    if getattr(a, "pos_align_corners", None) is not None:
-        load_kwargs["pos_align_corners"] = a.pos_align_corners == "true"
     return {"model": a.model, "revision": a.revision, "dtype": job.dtype_name, "backend": a.backend,
-            "device": job.device, "load_kwargs": load_kwargs}
+            "device": job.device, "load_kwargs": _load_kwargs(a)}
 
 
 def _embed_run(job: _EmbedJob) -> int:
@@ -1192,6 +1199,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the position-table resize of a checkpoint that does not say it (a local C-RADIOv3/v4 "
                          "folder without its vit_patch_generator.py): false for C-RADIOv4 and the current "
                          "C-RADIOv3-L/-g uploads, true for C-RADIOv2; default: read from the checkpoint")
+    pe.add_argument("--vitdet-window-size", type=int, default=None, metavar="WS",
+                    help="ViTDet windowed attention in WS x WS-patch windows (high resolution; sizes become "
+                         "multiples of 16*WS); default: global attention")
     pe.add_argument("--feature-fmt", default="NLC", choices=["NLC", "NCHW"],
                     help="layout of the stored features: NLC (h*w, D) or NCHW (D, h, w); default NLC")
     pe.add_argument("--no-features", action="store_true", help="store only the summary vectors (= --features none)")

@@ -59,6 +59,8 @@ class ArchConfig:
     #: the C-RADIOv2 structure (4·D MLP, no layer-scale, no reg_token): the architectures whose
     #: checkpoints without any other marker are C-RADIOv2 ones (align_corners=True, spec §3)
     c_radio_v2: bool = False
+    #: G of ViTDet windowed attention (spec §7): how many blocks stay global by default (giant: 8)
+    vitdet_global_blocks: int = 4
 
     @property
     def head_dim(self) -> int:
@@ -79,7 +81,8 @@ ARCHITECTURES: dict[str, ArchConfig] = {
         ArchConfig("vit_base_patch16_224", 768, 12, 12, c_radio_v2=True),
         ArchConfig("vit_large_patch16_224", 1024, 24, 16, c_radio_v2=True),
         ArchConfig("vit_huge_patch16_224", 1280, 32, 16, c_radio_v2=True),
-        ArchConfig("vit_giant_patch16_224", 1536, 40, 24, allows_scaled_ln=True, c_radio_v2=True),
+        ArchConfig("vit_giant_patch16_224", 1536, 40, 24, allows_scaled_ln=True, c_radio_v2=True,
+                   vitdet_global_blocks=8),
         # C-RADIOv3-B/L: layer-scale and an unused reg_token (radio-family §1).
         ArchConfig("vit_base_patch16_v2_224", 768, 12, 12, layer_scale=True, reg_token_rows=4),
         ArchConfig("vit_large_patch16_v2_224", 1024, 24, 16, layer_scale=True, reg_token_rows=4),
@@ -125,8 +128,11 @@ class ModelConfig:
     scaled_ln: bool = False
     teachers: tuple[str, ...] = ("clip", "siglip", "dino_v2", "sam")
     has_feature_normalizer: bool = False
-    #: ViTDet window size; None = global attention everywhere (the only mode supported now)
+    #: ViTDet window side in patches (``fastradio.load(..., vitdet_window_size=)``); None = global
+    #: attention everywhere (spec §7, DESIGN.md decision 26)
     window_size: int | None = None
+    #: ViTDet global blocks G; None = the architecture's default (8 for giant, 4 otherwise)
+    window_num_global: int | None = None
     #: which CLS slots form the summary, in order (C-RADIOv2/v3: (0, 1, 2); v4: (0, 1))
     summary_idxs: tuple[int, ...] | None = (0, 1, 2)
     #: x += γ₁·attn(LN1 x); x += γ₂·mlp(LN2 x) with γ = ls1/ls2.grandma (C-RADIOv3-B/L)
@@ -208,6 +214,15 @@ class ModelConfig:
     @property
     def min_resolution_step(self) -> int:
         return self.patch_size * (self.window_size or 1)
+
+    @property
+    def window_schedule(self) -> tuple[bool, ...] | None:
+        """Per block, whether it is windowed (ViTDet, spec §7); None when the mode is off."""
+        if self.window_size is None:
+            return None
+        from .vitdet import schedule
+
+        return schedule(self.depth, self.window_num_global or self.arch.vitdet_global_blocks)
 
     def param_count(self) -> int:
         """Number of parameters, as the reference counts them (buffers such as the input

@@ -20,7 +20,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from . import ops
+from . import ops, vitdet
 from .compat import LayerNorm, Linear, NotCalledByForward, ReferenceSurface, Resolution, has_forward_hooks
 from .configs import ModelConfig
 from .validation import check_image, check_image_batch, check_value_range, nearest_supported
@@ -130,7 +130,8 @@ class Block(nn.Module):
         self.ln_scale = 1.0 / math.sqrt(index + 1) if cfg.scaled_ln else 1.0
 
     def step(self, x: torch.Tensor, delta: torch.Tensor | None, cu_seqlens: torch.Tensor, max_seqlen: int,
-             plan: ops.Plan, folded: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             plan: ops.Plan, folded: tuple[torch.Tensor, ...] | None = None,
+             order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The block on packed tokens: x (N, D) residual stream, delta (N, D) the previous block's
         last branch not added yet (or None) → (x, delta): the residual after the attention branch
         and the MLP branch, whose add the caller fuses into the next LayerNorm (or does).
@@ -139,7 +140,8 @@ class Block(nn.Module):
         ``x += delta; a = LN(x)``), so the GEMMs write plain deltas and the residual stream can
         stay in its own dtype. Layer-scale (x += γ·branch) scales the deltas: literally when
         ``folded`` is None, else ``folded`` = (proj.weight', proj.bias', fc2.weight', fc2.bias')
-        with γ folded in (the fast backends)."""
+        with γ folded in (the fast backends). ``order`` (ViTDet global blocks, :mod:`fastradio.vitdet`):
+        the rows in the order ``cu_seqlens`` delimits for attention; the other ops are row-wise."""
         cfg, s = self._cfg, self.ln_scale
         ls = cfg.layer_scale and folded is None
         if folded is not None:
@@ -151,7 +153,11 @@ class Block(nn.Module):
         if s != 1.0:
             a = a * s
         qkv = plan.linear(a, self.attn.qkv.weight, self.attn.qkv.bias, "none", None)
+        if order is not None:
+            qkv = qkv.index_select(0, order)
         o = plan.attention(qkv, cu_seqlens, max_seqlen, cfg.num_heads, cfg.head_dim)
+        if order is not None:
+            o = torch.empty_like(o).index_copy_(0, order, o)
         delta = plan.linear(o, proj_w, proj_b, "none", None)
         if ls:
             delta = delta * self.ls1.grandma
@@ -231,6 +237,7 @@ class RadioModel(ReferenceSurface, nn.Module):
                 "config.align_corners is None: how this checkpoint resizes its position table is not decided "
                 "(load it with fastradio.load, or decide it with fastradio.align.decide / "
                 "config.with_(align_corners=...))")
+        vitdet.check_options(config.window_size, config.window_num_global, config.depth)
         self.config = config
         self.name = name or config.arch.timm_name
         self.input_conditioner: nn.Module = InputConditioner()
@@ -250,6 +257,9 @@ class RadioModel(ReferenceSurface, nn.Module):
         self._backend = backend
         self._plan: ops.Plan | None = None
         self._pos_cache: dict[tuple[int, int, bool], torch.Tensor] = {}
+        # ViTDet row layouts per (grids, device): built on the host, so cached to keep warm calls
+        # free of host-to-device copies (CUDA-graph capture allows none).
+        self._layout_cache: dict[tuple, vitdet.Layout] = {}
         # Input normalisation folded into the patch embedding (see _folded_embedder): the cached
         # result, and the fp32 weight it is best computed from when the model was cast down.
         self._fold_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -491,7 +501,7 @@ class RadioModel(ReferenceSurface, nn.Module):
         t = tokens.shape[1]
         cu_seqlens = torch.arange(0, (b + 1) * t, t, dtype=torch.int32, device=x.device)
         d = self.embed_dim
-        y = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t)[self.config.depth - 1].view(b, t, d)
+        y = self._run(tokens.reshape(b * t, d), [(h, w)] * b, cu_seqlens, t)[self.config.depth - 1].view(b, t, d)
         return self._outputs(y, h, w, feature_fmt)
 
     def forward_features(self, x) -> RadioOutput:
@@ -520,7 +530,8 @@ class RadioModel(ReferenceSurface, nn.Module):
         lens = [t.shape[0] for t in per_image]
         cu_seqlens = torch.tensor([0, *lens], dtype=torch.int32).cumsum(0, dtype=torch.int32).to(self.device)
         packed = torch.cat(per_image, dim=0)                        # (sum T_i, D)
-        y = self._blocks(packed, cu_seqlens, max(lens))[self.config.depth - 1]
+        grids = [(img.shape[1] // self.patch_size, img.shape[2] // self.patch_size) for img in images]
+        y = self._run(packed, grids, cu_seqlens, max(lens))[self.config.depth - 1]
         outs = []
         for img, seg in zip(images, torch.split(y, lens, dim=0)):
             h, w = img.shape[1] // self.patch_size, img.shape[2] // self.patch_size
@@ -610,6 +621,76 @@ class RadioModel(ReferenceSurface, nn.Module):
         """dtype of the residual stream: fp32 in fp16 mode (trained ViTs carry outlier activations
         beyond fp16's range), else the compute dtype (bf16 has fp32's range)."""
         return torch.float32 if self.dtype == torch.float16 else self.dtype
+
+    def _run(self, x: torch.Tensor, grids: list[tuple[int, int]], cu_seqlens: torch.Tensor, max_seqlen: int,
+             keep: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+        """The blocks on the packed embedding x (N, D) of images with patch grids ``grids``:
+        {i: output of block i (N, D), packed order} for i in ``keep`` (default: the last block)."""
+        if self.config.window_size is None or x.shape[0] == 0:
+            return self._blocks(x, cu_seqlens, max_seqlen, keep)
+        return self._blocks_windowed(x, grids, keep)
+
+    def _blocks_windowed(self, x: torch.Tensor, grids: list[tuple[int, int]],
+                         keep: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+        """:meth:`_blocks` with ViTDet windows (spec §7, DESIGN.md decision 26; the row layout is
+        described in :mod:`fastradio.vitdet`). The prefix rows (xq, dq: value xq + dq) are set aside
+        during windowed blocks: those run on the patch rows (xp, dp) alone, one segment per
+        window. A global block runs on all rows; after windowed blocks its input is the two parts
+        joined (one copy of x and of the pending delta: ``add_layer_norm`` writes a new tensor, so
+        the patch rows cannot be updated in place). Outputs leave the layout with one index_select."""
+        cfg, p = self.config, self.plan
+        if any(has_forward_hooks(blk) for blk in self.model.blocks):
+            raise NotImplementedError(
+                "forward hooks on blocks are not supported with ViTDet windowed attention (the blocks run on "
+                "window-major patch rows); take block outputs with model.forward_intermediates(x, indices=[...])")
+        lay = self._layout(grids, x.device)
+        windowed = cfg.window_schedule
+        keep = {cfg.depth - 1} if keep is None else set(keep)
+        fold = cfg.layer_scale and self.folds_layer_scale
+        m = lay.patches
+        full = x.index_select(0, lay.perm).to(self.residual_dtype)   # enter the layout: one copy
+        full_d = None
+        xp, xq, dp, dq = full[:m], full[m:], None, None
+        outs = {}
+
+        def joined(a, b, like):
+            if a is None and b is None:
+                return None
+            a = torch.zeros((m, like.shape[1]), dtype=b.dtype, device=b.device) if a is None else a
+            b = torch.zeros((like.shape[0] - m, like.shape[1]), dtype=a.dtype, device=a.device) if b is None else b
+            return torch.cat([a, b])
+
+        for i, blk in enumerate(self.model.blocks[:max(keep) + 1]):
+            folded = self._folded_block(i) if fold else None
+            if windowed[i]:
+                xp, dp = blk.step(xp, dp, lay.win_cu, lay.win_len, p, folded)
+                full = full_d = None
+            else:
+                if full is None:
+                    full = torch.cat([xp, xq])
+                    full_d = joined(dp, dq, full)
+                full, full_d = blk.step(full, full_d, lay.glob_cu, lay.glob_len, p, folded, order=lay.glob_order)
+                xp, xq, dp, dq = full[:m], full[m:], full_d[:m], full_d[m:]
+            if i in keep:
+                if full is not None:
+                    y = full + full_d.to(full.dtype)
+                else:
+                    y = torch.cat([xp if dp is None else xp + dp.to(xp.dtype),
+                                   xq if dq is None else xq + dq.to(xq.dtype)])
+                outs[i] = y.to(self.dtype).index_select(0, lay.inv)   # leave the layout
+        return outs
+
+    def _layout(self, grids: list[tuple[int, int]], device: torch.device) -> vitdet.Layout:
+        cfg = self.config
+        key = (tuple(grids), cfg.window_size, cfg.num_prefix_tokens, device)
+        if torch.compiler.is_compiling():
+            return vitdet.layout(grids, cfg.num_prefix_tokens, cfg.window_size, device)
+        lay = self._layout_cache.get(key)
+        if lay is None:
+            if len(self._layout_cache) >= 32:   # many distinct list shapes: keep memory bounded
+                self._layout_cache.clear()
+            lay = self._layout_cache[key] = vitdet.layout(grids, cfg.num_prefix_tokens, cfg.window_size, device)
+        return lay
 
     def _blocks(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                 keep: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
@@ -729,7 +810,7 @@ class RadioModel(ReferenceSurface, nn.Module):
         last = idx[-1] if stop_early else depth - 1
         keep.add(last)  # without stop_early every block runs, as in the reference (hooks on them fire)
         d = self.embed_dim
-        outs = self._blocks(tokens.reshape(b * t, d), cu_seqlens, t, keep)
+        outs = self._run(tokens.reshape(b * t, d), [(h, w)] * b, cu_seqlens, t, keep)
         block_outs = {i: o.view(b, t, d) for i, o in outs.items()}
         inter = []
         prev = -1

@@ -61,7 +61,7 @@ SHARD_RE = re.compile(r"^shard-(\d{5,})\.(safetensors|parquet)$")
 TMP_RE = re.compile(r"^\..*\.tmp$")
 #: settings that must match for ``--resume`` (a mixed output would be unusable)
 COMPARED_SETTINGS = ("model_key", "revision", "dtype", "resolution", "shard_format", "features", "feature_fmt",
-                     "background", "exif_transpose")
+                     "background", "exif_transpose", "vitdet_window_size")
 #: tests only: simulate a crash after the k-th shard of a run ("shard:k" after its manifest
 #: update, "orphan:k" after its file is renamed but before the manifest lists it, "tmp:k" half
 #: way through writing its temporary file)
