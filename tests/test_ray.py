@@ -221,6 +221,20 @@ def test_resume_across_engines(cluster, tmp_path, capsys, first, second):
     assert [r["embedded"] for r in m["runs"]] == [40, 60]
 
 
+def test_model_options_reach_the_workers(cluster, tmp_path, capsys):
+    """--vitdet-window-size (a `fastradio.load` option) is passed to the Ray workers: with ws = 3 the
+    step is 48 px, so `nearest` gives other model sizes than without it, and both engines agree."""
+    _images(tmp_path / "imgs", 12)
+    args = ["--features", "pooled", "-m", MODEL, "--backend", "reference", "-b", 4, "-j", 1, "-q",
+            "--vitdet-window-size", 3]
+    for engine in ("local", "ray"):
+        rc, _, err = _run(capsys, "embed", tmp_path / "imgs", "-o", tmp_path / engine, *args, "--engine", engine)
+        assert rc == 0, err
+    _assert_same_output(tmp_path / "local", tmp_path / "ray", exact=False)
+    sizes = embed.load(tmp_path / "ray")[0]["model_sizes"]
+    assert all(h % 48 == 0 and w % 48 == 0 for h, w in sizes), sizes
+
+
 def test_errors_at_construction_not_after_hours(cluster, tmp_path, capsys):
     _images(tmp_path / "imgs", 3)
     base = ["embed", tmp_path / "imgs", "-o", tmp_path / "out", "--engine", "ray", "-q"]
