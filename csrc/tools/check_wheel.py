@@ -398,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     wheel = Path(args.wheel).resolve()
+    if args.cuobjdump and os.sep in args.cuobjdump:
+        args.cuobjdump = str(Path(args.cuobjdump).resolve())  # inspect_binary runs it from a temporary folder
     work = Path(args.work).resolve()
     report_path = Path(args.report) if args.report else Path(str(wheel) + ".check.json")
     problems: list[str] = []
