@@ -233,7 +233,10 @@ def toolchain_for(variant: Variant, found: dict[str, str], tools_py: Path | None
                              "13.0 toolkit at /usr/local/cuda-13.0, or set FASTRADIO_NVCC)")
         if variant.platform == "aarch64":
             try:
-                nvcc = str(cross_aarch64.cuda_toolkit(nvcc, str(tools_py or sys.executable)))
+                root = found.get("FASTRADIO_TOOLCHAINS_DIR")
+                nvcc = str(cross_aarch64.cuda_toolkit(nvcc, str(tools_py or sys.executable),
+                                                      Path(root) / f"{Path(nvcc).resolve().parents[1].name}-aarch64"
+                                                      if root else None))
             except cross_aarch64.CrossError as e:
                 raise BuildError(str(e)) from e
             return Toolchain({"FASTRADIO_TOOLCHAIN": "nvcc"}, {"CMAKE_CUDA_COMPILER": nvcc,
@@ -430,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "platform": variant.platform, "cross": {"env": settings[0], "defines": settings[1]}
                                  if cross else None})
         # What was built where: lets tests rebuild a binding against edited kernels (tests/test_wheels.py).
-        (work / "manifest.json").write_text(json.dumps({"tools_python": str(tools_py), "wheels": manifest},
-                                                       indent=2) + "\n")
+        # One per platform, so that both platforms can share one --work folder (tools, venvs, test deps).
+        (work / ("manifest.json" if not cross else f"manifest-{args.platform}.json")).write_text(
+            json.dumps({"tools_python": str(tools_py), "wheels": manifest}, indent=2) + "\n")
 
         if not args.no_check:
             import check_wheel

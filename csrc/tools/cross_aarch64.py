@@ -50,7 +50,8 @@ class CrossError(RuntimeError):
 
 
 def toolchains_dir() -> Path:
-    return Path(os.environ.get("FASTRADIO_TOOLCHAINS_DIR", Path.home() / ".cache" / "fastradio" / "toolchains"))
+    """Where the overlay toolkit and the aarch64 interpreter are kept: setup_toolchains.sh's folder."""
+    return Path(os.environ.get("FASTRADIO_TOOLCHAINS_DIR") or REPO / ".toolchains")
 
 
 def elf_machine(path: Path) -> str:
