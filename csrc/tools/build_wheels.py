@@ -314,15 +314,27 @@ def build_sdist(build_py: Path, out: Path, log_file: Path) -> Path:
     return out / result.stdout.strip().splitlines()[-1]
 
 
-def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path) -> dict:
+def sdist_cross_env(nvcc: str, version: str, work: Path) -> dict[str, str]:
+    """What a user cross-building the sdist for aarch64 sets (csrc/README.md "Wheels"): CMake's
+    toolchain file and the overlay nvcc, and the target extension for scikit-build-core/pybind11."""
+    include = cross_aarch64.python_include(version, work / "sdist-python-include")
+    env, defines = cross_aarch64.binding_settings(version, include)
+    return {**env, "CMAKE_TOOLCHAIN_FILE": str(cross_aarch64.TOOLCHAIN_FILE), "CUDACXX": nvcc,
+            "SKBUILD_CMAKE_DEFINE": ";".join(f"{k}={v}" for k, v in defines.items())}
+
+
+def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path, arch: str = "80",
+                     cross_env: dict[str, str] | None = None) -> dict:
     """Builds a wheel from the sdist the way a user's `pip install fastradio` does (build isolation,
-    the CUDA found on the machine: CUDA 13 nvcc here) for one arch, and lists the SASS inside."""
+    the CUDA found on the machine: CUDA 13 nvcc here) for one arch, and lists the SASS inside.
+    cross_env: the settings of a cross build (sdist_cross_env); the wheel's _C must then be aarch64."""
     import check_wheel
     out = work / "sdist-test"
     if out.exists():
         shutil.rmtree(out)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FASTRADIO_", "CUDA"))}
-    env["FASTRADIO_CUDA_ARCHS"] = "80"
+    env["FASTRADIO_CUDA_ARCHS"] = arch
+    env.update(cross_env or {})
     t = time.time()
     run([python, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", str(sdist), "-w", str(out)],
         env=env, log_file=log_file)
@@ -334,9 +346,12 @@ def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Pa
         (out / "_C.so").write_bytes(z.read(so))
     binary = check_wheel.inspect_binary(out / "_C.so", co)
     sass = check_wheel.sort_archs(binary["sass_bytes"])
-    if sass != ["80"]:
-        raise BuildError(f"the wheel built from {sdist.name} with FASTRADIO_CUDA_ARCHS=80 has SASS {sass}")
-    return {"wheel": wheels[0].name, "sass": sass, "seconds": round(time.time() - t, 1)}
+    if sass != [arch]:
+        raise BuildError(f"the wheel built from {sdist.name} with FASTRADIO_CUDA_ARCHS={arch} has SASS {sass}")
+    machine = cross_aarch64.elf_machine(out / "_C.so")
+    if machine != ("aarch64" if cross_env else "x86_64"):
+        raise BuildError(f"the wheel built from {sdist.name} has a _C for {machine}")
+    return {"wheel": wheels[0].name, "sass": sass, "machine": machine, "seconds": round(time.time() - t, 1)}
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -442,8 +457,14 @@ def main(argv: list[str] | None = None) -> int:
             co = cuobjdump(tools_py)
             if not args.no_sdist:
                 t = time.time()
-                log(f"building {sdist.name} as `pip install fastradio` would (FASTRADIO_CUDA_ARCHS=80)")
-                sdist_result = sdist_build_test(sdist, pythons[versions[0]], work, co, work / "logs" / "sdist.log")
+                # aarch64: Jetson Orin's arch, cross-built as a user building for JetPack would
+                arch = "87" if cross else "80"
+                cross_env = sdist_cross_env(toolchain_for(variants[0], found, tools_py).defines["CMAKE_CUDA_COMPILER"],
+                                            versions[0], work) if cross else None
+                log(f"building {sdist.name} as `pip install fastradio` would (FASTRADIO_CUDA_ARCHS={arch}"
+                    f"{', cross-built for aarch64' if cross else ''})")
+                sdist_result = sdist_build_test(sdist, pythons[versions[0]], work, co, work / "logs" / "sdist.log",
+                                                arch, cross_env)
                 timings["sdist build test"] = time.time() - t
                 log(f"  -> {sdist_result['wheel']}: SASS {' '.join(sdist_result['sass'])}")
             for variant, v, wheel, sass, ptx in built:
