@@ -18,7 +18,8 @@
 An aarch64 wheel (cross-built: build_wheels.py --platform aarch64) is installed into an aarch64
 CPython run under qemu-user (cross_aarch64.py), next to an aarch64 CPU torch from PyPI
 (AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
-chosen subset of the CPU tests (AARCH64_TESTS: emulation makes the whole suite take hours).
+chosen subset of the CPU tests (AARCH64_TESTS, AARCH64_SELECT: under emulation the whole suite
+would take hours).
 
     python3 csrc/tools/check_wheel.py wheelhouse/fastradio_cu13-*-cp311-*.whl
     python3 csrc/tools/check_wheel.py W.whl --sass 80 --ptx 80 --no-tests     # a reduced build
