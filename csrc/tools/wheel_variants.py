@@ -26,6 +26,7 @@ class Variant:
     sass: tuple[str, ...]     # promised SASS archs
     extra: tuple[str, ...]    # also requested: arch-specific archs, used only by tiers that name them
     #                          (a portable tier skips "90a" next to "90": FastradioCuda.cmake)
+    platform: str = "x86_64"  # machine of the host code: "x86_64" | "aarch64" (cross-built, cross_aarch64.py)
 
     @property
     def ptx(self) -> tuple[str, ...]:
@@ -54,7 +55,29 @@ VARIANTS = {
 }
 
 
-def variant_of(dist: str) -> Variant | None:
-    """The variant of a distribution name ("fastradio_cu13" and "fastradio-cu13" alike), or None."""
+#: The aarch64 wheels (Jetson Orin/Thor, Grace: GH200, GB200, GB10), cross-built on x86_64 (DESIGN.md
+#: decision 29). Only CUDA 13: it is the CUDA of JetPack 7 (Thor) and of Grace machines (SBSA); Orin's
+#: JetPack 6 ships a Jetson-specific CUDA 12 that a static SBSA runtime does not serve (README "Install").
+AARCH64_VARIANTS = {
+    # Orin (87), Grace Hopper (90), Grace Blackwell (100), Thor (110), GB10 / DGX Spark (121); PTX 121.
+    "13": Variant("fastradio-cu13", "13", "nvcc", ("87", "90", "100", "110", "121"), ("90a", "100a"),
+                  platform="aarch64"),
+}
+
+#: Variants per platform (build_wheels.py --platform).
+PLATFORM_VARIANTS = {"x86_64": VARIANTS, "aarch64": AARCH64_VARIANTS}
+
+
+def platform_of_tag(plat_tag: str) -> str:
+    """The machine a wheel's platform tag names: "manylinux_2_28_aarch64" -> "aarch64"."""
+    for machine in PLATFORM_VARIANTS:
+        if plat_tag.endswith("_" + machine) or plat_tag == machine:
+            return machine
+    raise ValueError(f"platform tag {plat_tag!r}: expected one ending in {' or '.join(PLATFORM_VARIANTS)}")
+
+
+def variant_of(dist: str, platform: str = "x86_64") -> Variant | None:
+    """The variant of a distribution name ("fastradio_cu13" and "fastradio-cu13" alike) on a
+    platform ("x86_64" | "aarch64"), or None."""
     name = re.sub(r"[-_.]+", "-", dist).lower()
-    return next((v for v in VARIANTS.values() if v.dist == name), None)
+    return next((v for v in PLATFORM_VARIANTS.get(platform, {}).values() if v.dist == name), None)
