@@ -116,3 +116,15 @@ def offline_hf(monkeypatch, root: str | os.PathLike) -> Path:
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(hub))
     return hub
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64: the DESIGN §7 model-level error measure of the tests."""
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def random_images(b: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """(b, 3, h, w) fp32 images in [0, 1), reproducible from the seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, h, w, generator=g)

@@ -26,13 +26,9 @@ from fastradio.model import FeatureNormalizer, RadioOutput
 
 import independent_radio
 from helpers import P, make_checkpoint, read_tensors
+from helpers import rel_l2
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "from_reference.py"
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
 
 
 def _images(b, h, w, seed):

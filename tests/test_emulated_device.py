@@ -16,6 +16,7 @@ import torch
 import fastradio
 from fastradio import synthetic
 from fastradio.backends import cuda
+from helpers import rel_l2
 
 pytestmark = pytest.mark.skipif(
     not cuda.EMULATED, reason=f"needs the emulated device ({cuda.EMULATION_ENV}); run python csrc/tools/emulate.py")
@@ -48,11 +49,6 @@ def folders(tmp_path_factory):
         synthetic.write_checkpoint(f, name, seed=5)
         out[name] = f
     return out
-
-
-def rel_l2(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
 
 
 def _images(sizes, seed):

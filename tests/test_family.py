@@ -35,6 +35,7 @@ from fastradio.errors import CheckpointError, UnsupportedModelError
 
 import independent_radio
 from helpers import P, edit_config, edit_tensors, fake_hf_cache, make_checkpoint, offline_hf
+from helpers import rel_l2, random_images as _images
 
 #: radio-family §1: name → (hub repo, arch, D, depth, heads, head dim, MLP, CLS, prefix, summary slots,
 #: layer-scale, tensors, parameters, preferred)
@@ -57,16 +58,6 @@ ALIGN = {"C-RADIOv3-B": True, "C-RADIOv3-L": False, "C-RADIOv3-H": True, "C-RADI
          "C-RADIOv4-SO400M": False, "C-RADIOv4-H": False}
 #: real-size models whose checkpoints the CPU suite generates (g: table and reduced depth only)
 REAL = ["C-RADIOv3-B", "C-RADIOv3-L", "C-RADIOv3-H", "C-RADIOv4-SO400M", "C-RADIOv4-H"]
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
-
-
-def _images(b, h, w, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g)
 
 
 class LazyTensors:

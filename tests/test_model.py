@@ -11,6 +11,7 @@ import fastradio
 from fastradio import synthetic
 
 import independent_radio
+from helpers import rel_l2, random_images as _images
 
 MODELS = {
     # name → (registry name, extra writer options, heads)
@@ -18,11 +19,6 @@ MODELS = {
     "d160": ("test-d160", {}, 2),                     # head dim 80
     "d192-scaled-ln-fnorm": ("test-d192", {"scaled_ln": True, "feature_normalizer": True}, 3),
 }
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +29,6 @@ def ckpts(tmp_path_factory):
         synthetic.write_checkpoint(folder, name, seed=7, **opts)
         out[key] = (folder, load_file(str(folder / "model.safetensors")), heads, opts)
     return out
-
-
-def _images(b, h, w, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g)
 
 
 # -- parity with the independent implementation ---------------------------------------------------

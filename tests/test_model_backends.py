@@ -12,6 +12,7 @@ import fastradio
 from fastradio import backends, ops, synthetic
 
 from kernel_testing import require_gpu
+from helpers import rel_l2
 
 CPU = torch.device("cpu")
 
@@ -47,11 +48,6 @@ def _skip_unless_runs(backend, device, dtype):
         reasons = backends.refusals(backend, op, device, dtype, head_dim=64)
         if reasons:
             pytest.skip(f"{backend} cannot run {op} on {device}: " + "; ".join(reasons))
-
-
-def rel_l2(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,7 @@ from fastradio import synthetic, vitdet
 from fastradio.model import RadioModel
 
 import independent_radio
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
-
-
-def _images(b, h, w, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g)
+from helpers import rel_l2, random_images as _images
 
 
 _CKPTS: dict = {}
