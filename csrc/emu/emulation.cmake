@@ -60,7 +60,8 @@ target_compile_definitions(fastradio_emu_config INTERFACE FASTRADIO_EMULATION FA
 target_compile_options(fastradio_emu_config INTERFACE ${_emu_flags})
 target_link_options(fastradio_emu_config INTERFACE ${_emu_link})
 
-add_library(fastradio_emu_runtime STATIC "${_emu_src}/emu/runtime.cpp" "${_emu_src}/emu/fiber.cpp")
+add_library(fastradio_emu_runtime STATIC "${_emu_src}/emu/runtime.cpp" "${_emu_src}/emu/fiber.cpp"
+            "${_emu_src}/emu/hopper.cpp")
 target_link_libraries(fastradio_emu_runtime PUBLIC fastradio_emu_config)
 
 # --- the kernels: the ops' own CMakeLists.txt, read with emulated fastradio_add_kernel ----------------
