@@ -138,7 +138,8 @@ if(EXISTS "${_emu_src}/emu/selftest/selftest.cpp")
   file(GLOB _emu_selftest_kernels CONFIGURE_DEPENDS "${_emu_src}/emu/selftest/*.cu")
   set_source_files_properties(${_emu_selftest_kernels} PROPERTIES LANGUAGE CXX
                               COMPILE_OPTIONS "-x;c++;-include;${_emu_src}/emu/device.h")
-  add_executable(fastradio_emu_selftest ${_emu_selftest_kernels} "${_emu_src}/emu/selftest/selftest.cpp")
+  file(GLOB _emu_selftest_hosts CONFIGURE_DEPENDS "${_emu_src}/emu/selftest/*.cpp")
+  add_executable(fastradio_emu_selftest ${_emu_selftest_kernels} ${_emu_selftest_hosts})
   target_link_libraries(fastradio_emu_selftest PRIVATE fastradio_emu_runtime)
 endif()
 

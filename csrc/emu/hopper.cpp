@@ -406,15 +406,15 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
       block_wait(m, "an mbarrier phase", file, line);
       continue;
     }
-    // The tensor copies complete: the bytes land (this thread's stores, ordered for the other waiters by the
-    // barrier), then their transaction count.
-    hb_acquire(m);
+    // The tensor copies complete: the bytes land, then their transaction count. The landing is the async
+    // proxy's, not this thread's: TSan does not see it (a thread that reads the box without waiting gets the
+    // poison instead; the happens-before edges through the barrier order the readers after the phase).
+    Quiet q;
     int64_t bytes = 0;
     for (Landing& l : land) {
       std::memcpy(l.dst, l.bytes.data(), l.bytes.size());
       bytes += int64_t(l.bytes.size());
     }
-    Quiet q;
     m->tx -= bytes;
     if (m->tx < 0)
       fault(file, line, "tensor copies completed %lld bytes more than the mbarrier's expect_tx announced",

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/arch.h"
 #include "emu/device.h"
 #include "emu/ptx.h"
 
