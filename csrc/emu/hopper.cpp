@@ -341,13 +341,14 @@ void hopper_block_begin(unsigned nthreads) {
   g_block.maxnreg.assign(nthreads / 128 + 1, 0);
 }
 
-std::string hopper_thread_exit(unsigned linear) {
+bool hopper_thread_exit(unsigned linear, char* why, size_t n) {
   Quiet q;
   const ThreadWgmma& t = g_block.wgmma[linear];
-  if (!t.open.empty() || !t.groups.empty())
-    return format("the thread exits with %zu wgmma results never waited for (wgmma.wait_group)",
-                  t.open.size() + [&] { size_t n = 0; for (const auto& g : t.groups) n += g.size(); return n; }());
-  return "";
+  size_t pending = t.open.size();
+  for (const auto& g : t.groups) pending += g.size();
+  if (pending == 0) return false;
+  snprintf(why, n, "the thread exits with %zu wgmma results never waited for (wgmma.wait_group)", pending);
+  return true;
 }
 
 std::string hopper_block_end() {
@@ -416,11 +417,11 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
       bytes += int64_t(l.bytes.size());
     }
     m->tx -= bytes;
+    std::vector<Landing>().swap(land);  // before a fault abandons this frame
     if (m->tx < 0)
       fault(file, line, "tensor copies completed %lld bytes more than the mbarrier's expect_tx announced",
             (long long)-m->tx);
     if (m->tx == 0) complete_phase(m);
-    std::vector<Landing>().swap(land);
   }
   hb_acquire(find_bar(bar, "mbarrier.try_wait.parity", file, line));
 }

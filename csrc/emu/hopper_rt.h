@@ -40,8 +40,9 @@ char* shared_window_pointer(uint32_t addr, size_t bytes);
 
 // A block starts: forget the previous block's mbarriers and wgmma groups.
 void hopper_block_begin(unsigned nthreads);
-// The running thread (linear index) is about to exit: "" or why it may not (wgmma groups never waited).
-std::string hopper_thread_exit(unsigned linear);
+// The running thread (linear index) is about to exit: false, or true with why it may not (wgmma groups
+// never waited for) in why[0..n) (a buffer, not a std::string: the exiting fiber is then abandoned).
+bool hopper_thread_exit(unsigned linear, char* why, size_t n);
 // The block finished: "" or what it left undone (tensor copies whose mbarrier nobody waited on).
 std::string hopper_block_end();
 

@@ -323,8 +323,8 @@ void thread_exit(Thread* t) {
   pending -= t->front_landed;
   if (pending > 0)
     fail("(thread exit)", 0, format("the thread exits with %zu cp.async copies never waited for", pending));
-  const std::string hopper = hopper_thread_exit(t->linear);
-  if (!hopper.empty()) fail("(thread exit)", 0, hopper);
+  char hopper[256];
+  if (hopper_thread_exit(t->linear, hopper, sizeof(hopper))) fail("(thread exit)", 0, hopper);
   if (t->linear / 128 < g_launch->warpgroups.size() && g_launch->warpgroups[t->linear / 128].arrived > 0) {
     const Warpgroup& g = g_launch->warpgroups[t->linear / 128];
     fail("(thread exit)", 0,

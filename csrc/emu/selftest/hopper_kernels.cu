@@ -33,7 +33,7 @@ __global__ void tma_load_kernel(const __grid_constant__ CUtensorMap map, int ran
     }
   }
   if (how == 0 || how == 3) ptx::mbarrier_wait(&bar[0], 0);
-  if (how == 1) __syncthreads();  // every thread is past the issue, none has waited yet
+  if (how == 1 || how == 2) __syncthreads();  // every thread is past the issue, none has waited yet
   for (uint32_t i = threadIdx.x; i < bytes / 2; i += blockDim.x) out[i] = box[i];
   if (how == 1) {
     __syncthreads();  // every read precedes every wait
