@@ -34,6 +34,7 @@ struct Quiet {
 
 struct Landing {
   char* dst;
+  uint32_t window;  // dst's shared address
   std::vector<unsigned char> bytes;  // already swizzled / zero-filled: what the box's span holds
 };
 
@@ -59,6 +60,9 @@ struct ThreadWgmma {
 
 struct Block {
   std::map<uint32_t, Mbar> bars;  // by shared address
+  // The async proxy's view of each shared buffer (by window start): what TMA stores and wgmma read.
+  // Ordinary stores reach it only through fence.proxy.async; TMA loads land in both.
+  std::map<uint32_t, std::vector<char>> async_view;
   std::vector<ThreadWgmma> wgmma;
   std::vector<int> maxnreg;  // per warpgroup: the count its warps agreed on (0: none yet)
 };
@@ -91,6 +95,21 @@ void complete_phase(Mbar* m) {
   hb_release(m);
   block_wake(m);
 }
+
+// The async proxy's bytes at [addr, addr + bytes), or nullptr outside shared memory. A buffer's view
+// starts as the block's initial 0xFF.
+struct AsyncView {
+  std::vector<SharedSpan> spans = shared_spans();
+  char* at(uint32_t addr, size_t bytes) {
+    for (const SharedSpan& s : spans)
+      if (addr >= s.window && uint64_t(addr) + bytes <= uint64_t(s.window) + s.bytes) {
+        std::vector<char>& v = g_block.async_view[s.window];
+        if (v.size() != s.bytes) v.assign(s.bytes, char(0xff));
+        return v.data() + (addr - s.window);
+      }
+    return nullptr;
+  }
+};
 
 // --- tensor maps: what the emulator's encoder keeps in the 128 opaque bytes ----------------------------
 constexpr uint64_t kMapMagic = 0x31304d54554d4546ull;  // "FEMUTM01"
@@ -244,7 +263,8 @@ float half_value(uint16_t h, bool bf16) {
 // >> 4 (between 8-row groups), 49-51 base offset, 62-63 swizzle (0 none, 1 128 B, 2 64 B, 3 32 B).
 // Unswizzled, a core matrix is 8 rows x 16 bytes, contiguous; swizzled, row r of an 8-row group
 // is `span` bytes at r * span, and the swizzle permutes its 16-byte chunks.
-float operand(uint64_t desc, int row, int k, bool bf16, const char* which, const char* file, int line) {
+float operand(AsyncView& view, uint64_t desc, int row, int k, bool bf16, const char* which, const char* file,
+              int line) {
   const uint32_t start = uint32_t(desc & 0x3fff) << 4;
   const uint32_t lbo = uint32_t(desc >> 16 & 0x3fff) << 4;
   const uint32_t sbo = uint32_t(desc >> 32 & 0x3fff) << 4;
@@ -257,7 +277,7 @@ float operand(uint64_t desc, int row, int k, bool bf16, const char* which, const
   } else {
     addr = swizzle(start + uint32_t(row / 8) * sbo + uint32_t(row % 8) * span + uint32_t(k) * 2, span);
   }
-  const char* p = shared_window_pointer(addr, 2);
+  const char* p = view.at(addr, 2);
   if (p == nullptr)
     fault(file, line, "wgmma %s descriptor 0x%016llx: element (%d, %d) at shared address 0x%x is outside shared memory",
           which, (unsigned long long)desc, row, k, addr);
@@ -287,6 +307,7 @@ void wgmma_compute(void* const* records) {
   const unsigned base = thread_linear() / 128 * 128;
   float A[64][16];
   std::vector<float> B(size_t(n) * 16);
+  AsyncView view;
   for (int r = 0; r < 64; ++r)
     for (int k = 0; k < 16; ++k) {
       if (c0.a_in_regs) {
@@ -294,11 +315,11 @@ void wgmma_compute(void* const* records) {
         const uint32_t reg = static_cast<const WgmmaCall*>(records[32 * w + 4 * g + q])->a[j];
         A[r][k] = half_value(uint16_t(k % 2 ? reg >> 16 : reg & 0xffff), c0.bf16);
       } else {
-        A[r][k] = operand(c0.desc_a, r, k, c0.bf16, "A", file, line);
+        A[r][k] = operand(view, c0.desc_a, r, k, c0.bf16, "A", file, line);
       }
     }
   for (int r = 0; r < n; ++r)
-    for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(c0.desc_b, r, k, c0.bf16, "B", file, line);
+    for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(view, c0.desc_b, r, k, c0.bf16, "B", file, line);
   for (int t = 0; t < 128; ++t) {
     const WgmmaCall& c = *static_cast<const WgmmaCall*>(records[t]);
     ThreadWgmma& tw = g_block.wgmma[base + t];
@@ -337,6 +358,7 @@ void setmaxnreg_check(void* const* records) {
 void hopper_block_begin(unsigned nthreads) {
   Quiet q;
   g_block.bars.clear();
+  g_block.async_view.clear();
   g_block.wgmma.assign(nthreads, ThreadWgmma{});
   g_block.maxnreg.assign(nthreads / 128 + 1, 0);
 }
@@ -412,8 +434,10 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
     // poison instead; the happens-before edges through the barrier order the readers after the phase).
     Quiet q;
     int64_t bytes = 0;
+    AsyncView view;
     for (Landing& l : land) {
       std::memcpy(l.dst, l.bytes.data(), l.bytes.size());
+      std::memcpy(view.at(l.window, l.bytes.size()), l.bytes.data(), l.bytes.size());
       bytes += int64_t(l.bytes.size());
     }
     m->tx -= bytes;
@@ -435,7 +459,7 @@ void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, v
   for (int d = 0; d < rank; ++d) bytes *= v.box[d];
   const uint32_t dst = shared_window_address(smem, bytes, file, line);
   Mbar* m = find_bar(bar, "cp.async.bulk.tensor (its mbarrier)", file, line);
-  Landing l{static_cast<char*>(smem), std::vector<unsigned char>(bytes, 0)};
+  Landing l{static_cast<char*>(smem), dst, std::vector<unsigned char>(bytes, 0)};
   const bool nan = v.nan_fill;
   for_box(v, coords, [&](uint64_t off, const char* src) {
     const uint32_t to = swizzle(dst + uint32_t(off), v.swizzle) - dst;
@@ -463,11 +487,23 @@ void tma_store(const CUtensorMap* map, int rank, const int* coords, const void* 
   uint64_t bytes = uint64_t(v.esize);
   for (int d = 0; d < rank; ++d) bytes *= v.box[d];
   const uint32_t from = shared_window_address(smem, bytes, file, line);
+  const char* src;
+  {
+    Quiet q;
+    src = AsyncView().at(from, bytes);  // the async proxy reads: ordinary stores need fence.proxy.async
+  }
   for_box(v, coords, [&](uint64_t off, const char* dst) {
     if (dst == nullptr) return;
     const uint32_t at = swizzle(from + uint32_t(off), v.swizzle) - from;
-    std::memcpy(const_cast<char*>(dst), static_cast<const char*>(smem) + at, size_t(v.esize));
+    std::memcpy(const_cast<char*>(dst), src + at, size_t(v.esize));
   });
+}
+
+void proxy_fence() {
+  Quiet q;
+  // Every shared buffer as the generic proxy sees it now, for the async proxy (an over-approximation:
+  // on a GPU the fence publishes this thread's own stores; every writer fences before the barrier).
+  for (const SharedSpan& s : shared_spans()) g_block.async_view[s.window].assign(s.p, s.p + s.bytes);
 }
 
 void setmaxnreg(int count, bool inc, const char* file, int line) {

@@ -17,6 +17,9 @@
 //                 accumulators see the pending value (as the hardware orders them). mma_async
 //                 without a wgmma.fence since the thread's last wait_group is an error.
 //   setmaxnreg    checks the count (24..256, multiple of 8) and that all four warps agree.
+//   async proxy   wgmma and TMA stores read a per-block copy of shared memory that ordinary stores
+//                 reach only through fence.proxy.async (TMA loads land in both): a missing fence
+//                 reads stale bytes (0xFF at first).
 #pragma once
 
 #include <cuda.h>
@@ -39,6 +42,7 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line);
 void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, void* bar, const char* file, int line);
 void tma_store(const CUtensorMap* map, int rank, const int* coords, const void* smem, const char* file, int line);
 void setmaxnreg(int count, bool inc, const char* file, int line);
+void proxy_fence();
 uint32_t shared_address_of(const void* p, const char* file, int line);
 
 struct WgmmaCall {
@@ -95,6 +99,7 @@ inline bool mbarrier_try_wait(uint64_t* bar, uint32_t parity, const char* file =
 // --- proxies, election, registers -------------------------------------------------------------------------
 inline void fence_proxy_async(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   emu::require_arch<900>("fence.proxy.async", file, line);
+  emu::proxy_fence();
 }
 inline bool elect_one_sync(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   emu::require_arch<900>("elect.sync", file, line);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fastradio {
 namespace emu {
@@ -35,6 +36,13 @@ void warpgroup_collective(const char* what, void* record, WarpgroupFn fn, const 
 // shared_window_pointer returns nullptr unless [addr, addr + bytes) does.
 uint32_t shared_window_address(const void* p, size_t bytes, const char* file, int line);
 char* shared_window_pointer(uint32_t addr, size_t bytes);
+// The block's shared buffers allocated so far.
+struct SharedSpan {
+  char* p;
+  size_t bytes;
+  uint32_t window;
+};
+std::vector<SharedSpan> shared_spans();
 
 // --- provided by hopper.cpp ---------------------------------------------------------------------------
 

@@ -958,6 +958,15 @@ uint32_t shared_window_address(const void* p, size_t bytes, const char* file, in
   fail(file, line, format("%p (%zu bytes) is not inside the block's shared memory", p, bytes));
 }
 
+std::vector<SharedSpan> shared_spans() {
+  Bookkeeping guard;
+  LaunchState& L = *g_launch;
+  std::vector<SharedSpan> v;
+  if (L.dynamic.p != nullptr) v.push_back({L.dynamic.p, L.dynamic.bytes, L.dynamic.window});
+  for (const SharedBuffer& b : L.statics) v.push_back({b.p, b.bytes, b.window});
+  return v;
+}
+
 char* shared_window_pointer(uint32_t addr, size_t bytes) {
   Bookkeeping guard;
   LaunchState& L = *g_launch;

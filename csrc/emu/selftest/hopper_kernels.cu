@@ -42,10 +42,10 @@ __global__ void tma_load_kernel(const __grid_constant__ CUtensorMap map, int ran
 }
 
 __global__ void tma_store_kernel(const __grid_constant__ CUtensorMap map, int c0, int c1, const uint16_t* in,
-                                 uint32_t words) {
+                                 uint32_t words, int fence) {
   FASTRADIO_DYNAMIC_SHARED(128, uint16_t, box);
   for (uint32_t i = threadIdx.x; i < words; i += blockDim.x) box[i] = in[i];
-  ptx::fence_proxy_async();  // the generic-proxy stores above -> the TMA store (async proxy)
+  if (fence) ptx::fence_proxy_async();  // the generic-proxy stores above -> the TMA store (async proxy)
   __syncthreads();
   if (threadIdx.x == 0) {
     ptx::tma_store_2d(&map, c0, c1, box);
@@ -59,7 +59,7 @@ __global__ void tma_store_kernel(const __grid_constant__ CUtensorMap map, int c0
 template <int R>
 __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                              const uint16_t* a, const uint16_t* b, int swizzle, int desc_swizzle_b, int bf16, int rs,
-                             float* out) {
+                             int fence, float* out) {
   constexpr int N = 2 * R;
   FASTRADIO_DYNAMIC_SHARED(128, uint16_t, smem);
   FASTRADIO_SHARED(8, uint64_t, bar, [1]);
@@ -86,7 +86,7 @@ __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __
     auto at = [&](int r, int k) { return (r / 8) * int(sbo / 2) + (k / 8) * int(lbo / 2) + (r % 8) * 8 + k % 8; };
     for (int i = threadIdx.x; i < 64 * 16; i += blockDim.x) sa[at(i / 16, i % 16)] = a[i];
     for (int i = threadIdx.x; i < N * 16; i += blockDim.x) sb[at(i / 16, i % 16)] = b[i];
-    ptx::fence_proxy_async();  // generic-proxy stores -> wgmma's reads
+    if (fence) ptx::fence_proxy_async();  // generic-proxy stores -> wgmma's reads
     __syncthreads();
   }
   float d[R];
@@ -265,13 +265,13 @@ std::vector<uint16_t> run_tma_load(int rank, const uint16_t* data, const uint64_
 }
 
 std::vector<uint16_t> run_tma_store(const std::vector<uint16_t>& smem_box, const uint64_t* dims, const uint64_t* strides,
-                                    const uint32_t* box, const int* coords, int swizzle) {
+                                    const uint32_t* box, const int* coords, int swizzle, bool fence) {
   std::vector<uint16_t> tensor(size_t(dims[1] * strides[1]), 0x5a5a);
   bool ok = false;
   const CUtensorMap map = encode(tensor.data(), 2, dims, strides, box, swizzle, &ok);
   if (!ok) return {};
   FASTRADIO_LAUNCH(1, 64, smem_box.size() * 2, nullptr, tma_store_kernel)(map, coords[0], coords[1], smem_box.data(),
-                                                                          uint32_t(smem_box.size()));
+                                                                          uint32_t(smem_box.size()), int(fence));
   return tensor;
 }
 
@@ -292,7 +292,7 @@ std::vector<float> wgmma_launch(const WgmmaSpec& s, const std::vector<uint16_t>&
   const size_t smem = size_t((64 * row_bytes + 1023) / 1024 * 1024 + s.n * row_bytes);
   std::vector<float> out(size_t(128 * R), -12345.0f);
   FASTRADIO_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<R>)(ma, mb, a.data(), b.data(), s.swizzle, s.desc_swizzle_b,
-                                                           int(s.bf16), int(s.rs), out.data());
+                                                           int(s.bf16), int(s.rs), int(s.fence), out.data());
   return out;
 }
 

@@ -22,10 +22,10 @@ std::vector<uint16_t> run_tma_load(int rank, const uint16_t* data, const uint64_
                                    const uint64_t* strides, const uint32_t* box, const int* coords, int swizzle,
                                    int how);
 
-// TMA store of a box (given as the shared-memory bytes, i.e. already swizzled) into a tensor of
-// 0x5A5A words; returns the tensor.
+// TMA store of a box (given as the shared-memory bytes, i.e. already swizzled, which the threads
+// store, then fence.proxy.async unless !fence) into a tensor of 0x5A5A words; returns the tensor.
 std::vector<uint16_t> run_tma_store(const std::vector<uint16_t>& smem_box, const uint64_t* dims, const uint64_t* strides,
-                                    const uint32_t* box, const int* coords, int swizzle);
+                                    const uint32_t* box, const int* coords, int swizzle, bool fence = true);
 
 // wgmma m64nNk16 over K = 16 * ksteps: D (64 x N) = A (64 x K, row-major) * B^T (B: N x K,
 // row-major), 16-bit inputs as bits. A and B reach shared memory by TMA with `swizzle` (32/64/128,
@@ -38,6 +38,7 @@ struct WgmmaSpec {
   int desc_swizzle_b = 128;
   bool bf16 = false;
   bool rs = false;
+  bool fence = true;  // swizzle 0: fence.proxy.async between the threads' stores and the wgmma
 };
 std::vector<float> run_wgmma(const WgmmaSpec& spec, const std::vector<uint16_t>& a, const std::vector<uint16_t>& b);
 

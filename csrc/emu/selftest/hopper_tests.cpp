@@ -253,6 +253,19 @@ void hopper_tests(const HopperRun& run) {
     why += pending_errors();
     return Outcome{why.empty(), why.empty() ? "5 bad tensor maps refused, each naming what was expected" : why};
   });
+  run("tma_store_missing_proxy_fence_detected", [] {
+    const uint64_t dims[2] = {64, 16}, strides[2] = {1, 64};
+    const uint32_t box[2] = {64, 16};
+    const int at[2] = {0, 0};
+    const std::vector<uint16_t> smem = random_words(64 * 16, 10);
+    const std::vector<uint16_t> got = run_tma_store(smem, dims, strides, box, at, 128, false);
+    size_t stale = 0;
+    for (uint16_t w : got) stale += w == 0xffff;
+    const std::string why = pending_errors();
+    return Outcome{why.empty() && stale == got.size() && !got.empty(),
+                   why + fmt("%zu of %zu words stored without fence.proxy.async were the async proxy's stale 0xFFFF",
+                             stale, got.size())};
+  });
   run("tma_store_2d_swizzle_128_ragged", [] {
     const uint64_t dims[2] = {90, 30}, strides[2] = {1, 96};
     const uint32_t box[2] = {64, 16};
@@ -295,6 +308,13 @@ void hopper_tests(const HopperRun& run) {
     s.swizzle = 128;
     s.desc_swizzle_b = 64;  // TMA wrote 128-byte swizzle; B's descriptor claims 64
     return wgmma_case(s, 7, true);
+  });
+  run("wgmma_missing_proxy_fence_detected", [] {
+    WgmmaSpec s;
+    s.n = 40;
+    s.swizzle = s.desc_swizzle_b = 0;  // operands stored by the threads, no fence.proxy.async before the wgmma
+    s.fence = false;
+    return wgmma_case(s, 8, true);
   });
   run("err_wgmma_wait_group_off_by_one", [] {
     std::vector<float> out;
