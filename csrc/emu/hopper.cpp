@@ -64,9 +64,16 @@ struct Block {
   // Ordinary stores reach it only through fence.proxy.async; TMA loads land in both.
   std::map<uint32_t, std::vector<char>> async_view;
   std::vector<ThreadWgmma> wgmma;
-  std::vector<int> maxnreg;  // per warpgroup: the count its warps agreed on (0: none yet)
+  unsigned nthreads = 0;
 };
 Block g_block;
+
+// The wgmma state of thread `linear`, created on the block's first wgmma instruction (most blocks
+// never use one, and the emulator starts thousands of them).
+ThreadWgmma& wgmma_state(unsigned linear) {
+  if (g_block.wgmma.empty()) g_block.wgmma.resize(g_block.nthreads);
+  return g_block.wgmma[linear];
+}
 
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string format(const char* fmt, ...) {
@@ -322,7 +329,7 @@ void wgmma_compute(void* const* records) {
     for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(view, c0.desc_b, r, k, c0.bf16, "B", file, line);
   for (int t = 0; t < 128; ++t) {
     const WgmmaCall& c = *static_cast<const WgmmaCall*>(records[t]);
-    ThreadWgmma& tw = g_block.wgmma[base + t];
+    ThreadWgmma& tw = wgmma_state(base + t);
     // The input D: a pending result for these registers (wgmmas on one accumulator are ordered), else the registers.
     const std::vector<float>* prior = nullptr;
     for (const Result& r : tw.open)
@@ -359,12 +366,13 @@ void hopper_block_begin(unsigned nthreads) {
   Quiet q;
   g_block.bars.clear();
   g_block.async_view.clear();
-  g_block.wgmma.assign(nthreads, ThreadWgmma{});
-  g_block.maxnreg.assign(nthreads / 128 + 1, 0);
+  g_block.wgmma.clear();
+  g_block.nthreads = nthreads;
 }
 
 bool hopper_thread_exit(unsigned linear, char* why, size_t n) {
   Quiet q;
+  if (g_block.wgmma.empty()) return false;
   const ThreadWgmma& t = g_block.wgmma[linear];
   size_t pending = t.open.size();
   for (const auto& g : t.groups) pending += g.size();
@@ -520,13 +528,13 @@ void setmaxnreg(int count, bool inc, const char* file, int line) {
 
 void wgmma_fence(const char*, int) {
   Quiet q;
-  g_block.wgmma[thread_linear()].fenced = true;
+  wgmma_state(thread_linear()).fenced = true;
 }
 
 void wgmma_issue(WgmmaCall* call, const char* file, int line) {
   {
     Quiet q;
-    if (!g_block.wgmma[thread_linear()].fenced)
+    if (!wgmma_state(thread_linear()).fenced)
       fault(file, line, "wgmma.mma_async without a wgmma.fence since the thread's last wgmma.wait_group (or start)");
     g_wg_file = file;
     g_wg_line = line;
@@ -536,7 +544,7 @@ void wgmma_issue(WgmmaCall* call, const char* file, int line) {
 
 void wgmma_commit(const char*, int) {
   Quiet q;
-  ThreadWgmma& t = g_block.wgmma[thread_linear()];
+  ThreadWgmma& t = wgmma_state(thread_linear());
   t.groups.push_back(std::move(t.open));
   t.open.clear();
 }
@@ -545,7 +553,7 @@ void wgmma_wait(int pending, const char*, int) {
   std::vector<Result> land;
   {
     Quiet q;
-    ThreadWgmma& t = g_block.wgmma[thread_linear()];
+    ThreadWgmma& t = wgmma_state(thread_linear());
     while (t.groups.size() > size_t(pending)) {
       for (Result& r : t.groups.front()) land.push_back(std::move(r));
       t.groups.pop_front();
