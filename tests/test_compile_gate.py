@@ -124,6 +124,30 @@ def test_gate_fails_on_spill_and_smem_for_one_arch(toolchain, tmp_path, capsys):
     assert (tmp_path / "report.md").read_text().startswith("# Compile gate")
 
 
+@pytest.mark.parametrize("toolchain,archs", [("nvcc", "80,90,90a"), ("clang", "80,90")])
+def test_hopper_wrappers_compile(toolchain, archs, tmp_path, capsys):
+    """common/hopper.h's asm (mbarrier, TMA, wgmma for N = 8, 72, 256, stmatrix, setmaxnreg) passes
+    ptxas for sm_90a, and compiles out cleanly where the instructions do not exist."""
+    tc = _toolchain_or_skip(toolchain)
+    src = FIXTURES / "hopper_wrappers.cu"
+    rc = gate.main(["--toolchain", toolchain, "--archs", archs, "--no-host-pass", "--report-dir", str(tmp_path),
+                    "--sources", str(src)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    report = json.loads((tmp_path / "report.json").read_text())
+    ran = {j["arch"] for j in report["jobs"]}
+    assert ran == set(archs.split(",")) & set(tc.archs), (ran, tc.archs)
+    assert all(j["problems"] == [] for j in report["jobs"])
+
+
+def test_wgmma_operand_header_is_current():
+    """csrc/common/wgmma_operands.h is what csrc/tools/gen_wgmma.py writes."""
+    import subprocess
+    p = subprocess.run([sys.executable, str(REPO / "csrc" / "tools" / "gen_wgmma.py"), "--check"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
 def test_gate_missing_toolchain_is_an_error(tmp_path, capsys):
     rc = gate.main(["--toolchain", "clang", "--clang", "/nonexistent/clang++", "--report-dir", str(tmp_path)])
     assert rc == 2

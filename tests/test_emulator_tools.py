@@ -108,3 +108,23 @@ def test_selftest_rows_count_sanitizer_reports_but_not_the_errors_it_provokes():
     assert "ThreadSanitizer" in by_name["selftest/shfl_sync_w8"].reports[0]
     assert not by_name["selftest/ldmatrix_x1"].ok and "fatal" in by_name["selftest/ldmatrix_x1"].reports[0]
     assert not outside
+
+
+def test_hopper_self_test_runs_in_sm90_self_test_only_builds():
+    """sm_90 (the emulated Hopper instructions) is built and run under every sanitizer, self-test
+    only; sm_80 (first: the model step) and sm_75 keep their driver cases."""
+    assert emulate.DEFAULT_ARCHS["none"][:2] == (80, 75)
+    for archs in emulate.DEFAULT_ARCHS.values():
+        assert archs[0] == 80 and 90 in archs
+    assert emulate.Build(CSRC, 90, "thread").selftest_only
+    assert not any(emulate.Build(CSRC, a, "none").selftest_only for a in (75, 80))
+
+
+def test_every_hopper_wrapper_has_an_emulated_twin():
+    """Each device function of common/hopper.h exists in emu/hopper.h (written from the PTX ISA)."""
+    real = set(re.findall(r"__device__ __forceinline__ [\w:]+ (\w+)\(", (CSRC / "common" / "hopper.h").read_text()))
+    real |= set(re.findall(r"FASTRADIO_STMATRIX\((\w+),", (CSRC / "common" / "hopper.h").read_text()))
+    real -= {"NAME", "smem_desc"}  # the macro's parameter; smem_desc is shared by both (it encodes, the emulator decodes)
+    emulated = set(re.findall(r"^inline [\w:]+ (\w+)\(", (CSRC / "emu" / "hopper.h").read_text(), re.MULTILINE))
+    assert len(real) >= 25, real
+    assert real <= emulated, sorted(real - emulated)

@@ -44,6 +44,9 @@ int emulated_arch();
 // cp.async addresses, cp.async copies never waited for, shared memory over the arch's limits.
 std::vector<std::string> take_errors();
 
+// Why the emulator's cuTensorMapEncodeTiled last refused a tensor map ("" after a success).
+std::string tensor_map_error();
+
 struct Stats {
   uint64_t launches = 0;
   uint64_t blocks = 0;

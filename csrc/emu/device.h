@@ -36,6 +36,7 @@
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
+#define __grid_constant__
 
 namespace fastradio {
 namespace emu {
@@ -63,13 +64,13 @@ void syncwarp(unsigned mask, const char* file, int line);
 // arrived the runtime computes every lane's result, and `out` receives this lane's.
 enum class Collective : int {
   kShflSync, kShflUpSync, kShflDownSync, kShflXorSync, kBallotSync, kSyncwarp, kLdmatrix, kMmaF16K16, kMmaBf16K16,
-  kMmaF16K8,
+  kMmaF16K8, kStmatrix,
 };
 struct CollectiveArgs {
   Collective kind;
   unsigned mask;
-  int param0 = 0;  // shfl: lane / delta / lane mask (each lane its own); ldmatrix: number of matrices
-  int param1 = 0;  // shfl: width; ldmatrix: 1 = .trans
+  int param0 = 0;  // shfl: lane / delta / lane mask (each lane its own); ld/stmatrix: number of matrices
+  int param1 = 0;  // shfl: width; ld/stmatrix: 1 = .trans
 };
 void warp_collective(const CollectiveArgs& args, const void* in, size_t in_bytes, void* out, size_t out_bytes,
                      const char* file, int line);

@@ -60,7 +60,8 @@ target_compile_definitions(fastradio_emu_config INTERFACE FASTRADIO_EMULATION FA
 target_compile_options(fastradio_emu_config INTERFACE ${_emu_flags})
 target_link_options(fastradio_emu_config INTERFACE ${_emu_link})
 
-add_library(fastradio_emu_runtime STATIC "${_emu_src}/emu/runtime.cpp" "${_emu_src}/emu/fiber.cpp")
+add_library(fastradio_emu_runtime STATIC "${_emu_src}/emu/runtime.cpp" "${_emu_src}/emu/fiber.cpp"
+            "${_emu_src}/emu/hopper.cpp")
 target_link_libraries(fastradio_emu_runtime PUBLIC fastradio_emu_config)
 
 # --- the kernels: the ops' own CMakeLists.txt, read with emulated fastradio_add_kernel ----------------
@@ -137,7 +138,8 @@ if(EXISTS "${_emu_src}/emu/selftest/selftest.cpp")
   file(GLOB _emu_selftest_kernels CONFIGURE_DEPENDS "${_emu_src}/emu/selftest/*.cu")
   set_source_files_properties(${_emu_selftest_kernels} PROPERTIES LANGUAGE CXX
                               COMPILE_OPTIONS "-x;c++;-include;${_emu_src}/emu/device.h")
-  add_executable(fastradio_emu_selftest ${_emu_selftest_kernels} "${_emu_src}/emu/selftest/selftest.cpp")
+  file(GLOB _emu_selftest_hosts CONFIGURE_DEPENDS "${_emu_src}/emu/selftest/*.cpp")
+  add_executable(fastradio_emu_selftest ${_emu_selftest_kernels} ${_emu_selftest_hosts})
   target_link_libraries(fastradio_emu_selftest PRIVATE fastradio_emu_runtime)
 endif()
 

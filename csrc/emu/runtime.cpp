@@ -33,6 +33,7 @@
 #include "emu/control.h"
 #include "emu/device.h"
 #include "emu/fiber.h"
+#include "emu/hopper_rt.h"
 
 namespace fastradio {
 namespace emu {
@@ -60,7 +61,7 @@ struct Bookkeeping {
   Bookkeeping& operator=(const Bookkeeping&) = delete;
 };
 
-enum class State { kRunnable, kBarrier, kWarp, kExited };
+enum class State { kRunnable, kBarrier, kWarp, kWarpgroup, kBlocked, kExited };
 
 struct Thread {
   ThreadCtx ctx;  // what g_current points at
@@ -72,6 +73,8 @@ struct Thread {
   uint64_t collectives = 0;  // warp collectives this thread has completed in this block
   const char* wait_file = "";
   int wait_line = 0;
+  const void* wait_key = nullptr;  // kBlocked: what block_wake must name
+  const char* wait_what = "";
   std::vector<CpAsyncCopy> open;               // cp.async issued since the last commit
   std::deque<std::vector<CpAsyncCopy>> groups;  // committed groups, oldest first
   size_t front_landed = 0;                      // copies of groups.front() already handed out
@@ -97,7 +100,18 @@ struct SharedBuffer {
   char* p;
   size_t bytes;
   const char* name;
+  uint32_t window = 0;  // its first shared address (hopper_rt.h)
 };
+
+// A warpgroup rendezvous in progress (hopper_rt.h warpgroup_collective).
+struct Warpgroup {
+  unsigned arrived = 0;
+  const char* what = "";
+  const char* file = "";
+  int line = 0;
+  void* records[128];
+};
+constexpr uint32_t kWindowAlign = 1024;  // the largest swizzle repeat (128 B x 8 rows)
 
 struct Device {
   int sms;
@@ -121,6 +135,7 @@ const char* collective_name(Collective k) {
     case Collective::kMmaF16K16: return "mma.sync.m16n8k16.f16";
     case Collective::kMmaBf16K16: return "mma.sync.m16n8k16.bf16";
     case Collective::kMmaF16K8: return "mma.sync.m16n8k8.f16";
+    case Collective::kStmatrix: return "stmatrix";
   }
   return "collective";
 }
@@ -159,6 +174,8 @@ struct LaunchState {
   unsigned nthreads = 0;
   std::vector<Thread*> threads;
   std::vector<Warp> warps;
+  std::vector<Warpgroup> warpgroups;
+  uint32_t window_next = 0;  // the next free shared address
   unsigned barrier_arrived = 0;
   unsigned exited = 0;
   std::vector<SharedBuffer> statics;
@@ -306,6 +323,14 @@ void thread_exit(Thread* t) {
   pending -= t->front_landed;
   if (pending > 0)
     fail("(thread exit)", 0, format("the thread exits with %zu cp.async copies never waited for", pending));
+  char hopper[256];
+  if (hopper_thread_exit(t->linear, hopper, sizeof(hopper))) fail("(thread exit)", 0, hopper);
+  if (t->linear / 128 < g_launch->warpgroups.size() && g_launch->warpgroups[t->linear / 128].arrived > 0) {
+    const Warpgroup& g = g_launch->warpgroups[t->linear / 128];
+    fail("(thread exit)", 0,
+         format("the thread exits while %u threads of its warpgroup wait in %s at %s:%d", g.arrived, g.what, g.file,
+                g.line));
+  }
   Warp& w = g_launch->warps[t->warp];
   if (w.arrived > 0)
     fail("(thread exit)", 0,
@@ -359,6 +384,12 @@ std::string deadlock_report() {
     std::string what;
     if (t->state == State::kBarrier) {
       what = format("at __syncthreads %s:%d", t->wait_file, t->wait_line);
+    } else if (t->state == State::kBlocked) {
+      what = format("waiting on %s at %s:%d", t->wait_what, t->wait_file, t->wait_line);
+    } else if (t->state == State::kWarpgroup) {
+      const Warpgroup& g = L.warpgroups[t->linear / 128];
+      what = format("warpgroup %u: in %s at %s:%d (%u of 128 threads arrived)", t->linear / 128, g.what, g.file,
+                    g.line, g.arrived);
     } else if (t->state == State::kWarp) {
       const Warp& w = L.warps[t->warp];
       what = format("warp %u: in %s at %s:%d (%u of %u lanes arrived)", t->warp, collective_name(w.args.kind), w.file,
@@ -394,6 +425,9 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
     warp.arrived = 0;
     warp.exited = 0;
   }
+  for (Warpgroup& g : L.warpgroups) g.arrived = 0;
+  L.window_next = kWindowAlign;  // shared address 0 stays unused: a null descriptor is an error
+  hopper_block_begin(n);
   if (c.dynamic_smem > 0) {  // a fresh buffer per block: blocks never share shared memory
     void* p = nullptr;
     if (posix_memalign(&p, 128, c.dynamic_smem) != 0) {
@@ -404,6 +438,8 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
     std::memset(p, 0xff, c.dynamic_smem);  // poisoned: NaN in every float format
     L.dynamic.p = static_cast<char*>(p);
     L.dynamic.bytes = c.dynamic_smem;
+    L.dynamic.window = L.window_next;
+    L.window_next += uint32_t((c.dynamic_smem + kWindowAlign - 1) / kWindowAlign * kWindowAlign);
   }
   const int set = int(exec_index & 1);
   for (unsigned i = 0; i < n; ++i) {
@@ -448,6 +484,14 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
     fiber_switch(main_fiber(), &t->fiber);
     g_thread = nullptr;
     g_current = nullptr;
+  }
+  if (!L.aborted) {
+    const std::string undone = hopper_block_end();
+    if (!undone.empty()) {
+      record_error(format("%s in block (%u,%u,%u) of %s", undone.c_str(), L.block_idx.x, L.block_idx.y,
+                          L.block_idx.z, where_launch().c_str()));
+      L.aborted = true;
+    }
   }
   for (SharedBuffer& b : L.statics) std::free(b.p);
   L.statics.clear();
@@ -588,6 +632,24 @@ void compute_ldmatrix(Warp& w, int num, bool trans) {
   }
 }
 
+// stmatrix.sync.aligned.m8n8.{x1,x2,x4}[.trans].shared.b16 (PTX ISA): the inverse of ldmatrix. Lane
+// (g, t) holds in register i the elements (g, 2t), (g, 2t+1) of matrix i; lane 8i + r stores row r
+// of matrix i, or with .trans its column r. Each lane receives the 16 bytes it stores.
+void compute_stmatrix(Warp& w, int num, bool trans) {
+  auto elem = [&](int i, int row, int col) {  // element (row, col) of matrix i, from its owner's register
+    uint32_t reg;
+    std::memcpy(&reg, w.in[4 * row + col / 2] + 4 * i, 4);
+    return uint16_t(col % 2 ? reg >> 16 : reg & 0xffffu);
+  };
+  for (int lane = 0; lane < 32; ++lane) {
+    uint16_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int i = lane / 8, r = lane % 8;
+    if (i < num)
+      for (int j = 0; j < 8; ++j) row[j] = trans ? elem(i, j, r) : elem(i, r, j);
+    std::memcpy(w.out[lane], row, 16);
+  }
+}
+
 // Source lane of a shuffle (CUDA C++ Programming Guide, "Warp Shuffle Functions"; PTX shfl.sync,
 // which takes the operand's low 5 bits): lanes form segments of `width`; a source past the
 // caller's segment (before it for __shfl_up_sync) leaves the value unchanged. __shfl_xor_sync may
@@ -641,6 +703,7 @@ void complete(Warp& w) {
     case Collective::kMmaF16K16: compute_mma(w, 16, false); break;
     case Collective::kMmaBf16K16: compute_mma(w, 16, true); break;
     case Collective::kMmaF16K8: compute_mma(w, 8, false); break;
+    case Collective::kStmatrix: compute_stmatrix(w, w.args.param0, w.args.param1 != 0); break;
   }
 }
 
@@ -719,7 +782,7 @@ void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, v
   LaunchState& L = *g_launch;
   Warp& w = L.warps[t->warp];
   const char* name = collective_name(a.kind);  // for the messages below
-  const bool matrix = a.kind == Collective::kLdmatrix || a.kind == Collective::kMmaF16K16 ||
+  const bool matrix = a.kind == Collective::kLdmatrix || a.kind == Collective::kStmatrix || a.kind == Collective::kMmaF16K16 ||
                       a.kind == Collective::kMmaBf16K16 || a.kind == Collective::kMmaF16K8;
   if (matrix && w.lanes != 32) fail(file, line, format("%s in a warp of %u threads (needs all 32)", name, w.lanes));
   if (!matrix && a.mask != w.full_mask)
@@ -781,7 +844,8 @@ void* static_shared(const void* tag, size_t bytes, size_t align, const char* nam
   if (posix_memalign(&p, std::max<size_t>(align, sizeof(void*)), bytes ? bytes : 1) != 0)
     fail(file, line, "out of host memory for shared memory");
   std::memset(p, 0xff, bytes);  // poisoned: NaN in every float format
-  L.statics.push_back(SharedBuffer{tag, static_cast<char*>(p), bytes, name});
+  L.statics.push_back(SharedBuffer{tag, static_cast<char*>(p), bytes, name, L.window_next});
+  L.window_next += uint32_t((bytes + kWindowAlign - 1) / kWindowAlign * kWindowAlign);
   L.static_bytes += bytes;
   return p;
 }
@@ -831,6 +895,90 @@ bool cp_async_next_landing(int pending, CpAsyncCopy* copy) {
   return false;
 }
 
+// --- hopper_rt.h ----------------------------------------------------------------------------------
+
+void block_wait(const void* key, const char* what, const char* file, int line) {
+  Bookkeeping guard;
+  Thread* t = cur();
+  t->wait_key = key;
+  t->wait_what = what;
+  wait_for_wakeup(t, State::kBlocked, file, line);
+  t->wait_key = nullptr;
+}
+
+void block_wake(const void* key) {
+  Bookkeeping guard;
+  for (Thread* o : g_launch->threads)
+    if (o->state == State::kBlocked && o->wait_key == key) o->state = State::kRunnable;
+}
+
+unsigned thread_linear() { return cur()->linear; }
+unsigned block_threads() { return g_launch->nthreads; }
+
+void warpgroup_collective(const char* what, void* record, WarpgroupFn fn, const char* file, int line) {
+  Bookkeeping guard;
+  Thread* t = cur();
+  LaunchState& L = *g_launch;
+  const unsigned wg = t->linear / 128;
+  if (wg >= L.warpgroups.size())
+    fail(file, line, format("%s in a block of %u threads: thread %u has no complete warpgroup (128 threads)", what,
+                            L.nthreads, t->linear));
+  Warpgroup& g = L.warpgroups[wg];
+  for (unsigned w = 4 * wg; w < 4 * wg + 4; ++w)
+    if (L.warps[w].exited > 0) fail(file, line, format("%s after %u threads of the warpgroup exited", what, L.warps[w].exited));
+  if (g.arrived == 0) {
+    g.what = what;
+    g.file = file;
+    g.line = line;
+  } else if (std::strcmp(g.what, what) != 0 || !same_site(g.file, g.line, file, line)) {
+    fail(file, line, format("divergent warpgroup collective: thread %u calls %s while %u threads of warpgroup %u wait "
+                            "in %s at %s:%d",
+                            t->linear, what, g.arrived, wg, g.what, g.file, g.line));
+  }
+  g.records[t->linear % 128] = record;
+  if (++g.arrived < 128) {
+    wait_for_wakeup(t, State::kWarpgroup, file, line);
+  } else {
+    fn(g.records);
+    g.arrived = 0;
+    ++rt().stats.collectives;
+    for (unsigned i = 128 * wg; i < 128 * wg + 128; ++i)
+      if (L.threads[i] != t) L.threads[i]->state = State::kRunnable;
+  }
+}
+
+uint32_t shared_window_address(const void* p, size_t bytes, const char* file, int line) {
+  Bookkeeping guard;
+  LaunchState& L = *g_launch;
+  const char* c = static_cast<const char*>(p);
+  auto inside = [&](const SharedBuffer& b) { return b.p != nullptr && c >= b.p && c + bytes <= b.p + b.bytes; };
+  if (inside(L.dynamic)) return L.dynamic.window + uint32_t(c - L.dynamic.p);
+  for (const SharedBuffer& b : L.statics)
+    if (inside(b)) return b.window + uint32_t(c - b.p);
+  fail(file, line, format("%p (%zu bytes) is not inside the block's shared memory", p, bytes));
+}
+
+std::vector<SharedSpan> shared_spans() {
+  Bookkeeping guard;
+  LaunchState& L = *g_launch;
+  std::vector<SharedSpan> v;
+  if (L.dynamic.p != nullptr) v.push_back({L.dynamic.p, L.dynamic.bytes, L.dynamic.window});
+  for (const SharedBuffer& b : L.statics) v.push_back({b.p, b.bytes, b.window});
+  return v;
+}
+
+char* shared_window_pointer(uint32_t addr, size_t bytes) {
+  Bookkeeping guard;
+  LaunchState& L = *g_launch;
+  auto inside = [&](const SharedBuffer& b) {
+    return b.p != nullptr && addr >= b.window && uint64_t(addr) + bytes <= uint64_t(b.window) + b.bytes;
+  };
+  if (inside(L.dynamic)) return L.dynamic.p + (addr - L.dynamic.window);
+  for (const SharedBuffer& b : L.statics)
+    if (inside(b)) return b.p + (addr - b.window);
+  return nullptr;
+}
+
 uint16_t cvt_rn_f16(float x) {
   const uint16_t sign = std::signbit(x) ? 0x8000 : 0;
   if (std::isnan(x)) return 0x7fff;  // PTX: the canonical NaN
@@ -877,6 +1025,7 @@ void launch(const LaunchConfig& cfg, void (*body)(void*), void* closure) {
   L.nthreads = cfg.block.x * cfg.block.y * cfg.block.z;
   L.threads.resize(L.nthreads);
   L.warps.resize((L.nthreads + 31) / 32);
+  L.warpgroups.resize(L.nthreads / 128);
   const uint64_t nblocks = uint64_t(cfg.grid.x) * cfg.grid.y * cfg.grid.z;
   L.tokens.assign(size_t(nblocks) * (1 + L.warps.size()), 0);
   L.dynamic.bytes = cfg.dynamic_smem;

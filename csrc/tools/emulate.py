@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the real CUDA kernels on the CPU: the emulated device (csrc/emu/, DESIGN.md "The emulated device").
 
-    python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, and the whole model
+    python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, the whole model, and the sm_90 (Hopper) self-test
     python csrc/tools/emulate.py --sanitizer thread       # ThreadSanitizer build
     python csrc/tools/emulate.py --sanitizer address      # AddressSanitizer + UBSan build
     python csrc/tools/emulate.py --sanitizer all          # the three builds, one after the other (CI)
@@ -41,7 +41,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZERS = ("none", "thread", "address")
-DEFAULT_ARCHS = {"none": (80, 75), "thread": (80,), "address": (80,)}
+DEFAULT_ARCHS = {"none": (80, 75, 90), "thread": (80, 90), "address": (80, 90)}
+# Archs built and run for the self-test only (no driver cases, no model step): sm_90 proves the
+# emulated Hopper instructions (csrc/emu/hopper.cpp) before any kernel has an sm_90a tier.
+SELFTEST_ONLY_ARCHS = (90,)
 EMULATION_ENV = "FASTRADIO_EMULATED_DEVICE"  # python/fastradio/backends/cuda/_common.py
 
 # Report headers of the sanitizers and the emulator in the driver's stderr.
@@ -68,6 +71,10 @@ class Build:
     @property
     def label(self) -> str:
         return f"sm{self.arch}-{self.sanitizer}"
+
+    @property
+    def selftest_only(self) -> bool:
+        return self.arch in SELFTEST_ONLY_ARCHS
 
     def directory(self, root: Path) -> Path:
         tag = "csrc" if self.src == REPO / "csrc" else "src-" + hashlib.sha1(str(self.src).encode()).hexdigest()[:10]
@@ -120,7 +127,8 @@ def build(b: Build, root: Path, jobs: int, cxx: str | None, quiet: bool = False)
             raise SystemExit(f"emulate: {out} was configured with {cached.group(1)}; use another --build-dir for {cxx}")
     run_checked(cmd, quiet=True)
     t0 = time.time()
-    run_checked(["cmake", "--build", str(out), "-j", str(jobs)], quiet=True)
+    target = ["--target", "fastradio_emu_selftest"] if b.selftest_only else []
+    run_checked(["cmake", "--build", str(out), "-j", str(jobs), *target], quiet=True)
     if not quiet:
         log(f"  built {b.label} in {time.time() - t0:.0f} s ({out})")
     return out
@@ -249,6 +257,15 @@ def check_build(b: Build, args, root: Path) -> bool:
     quick = args.quick
     t0 = time.time()
     st_cases, st_rc, st_outside = run_selftest(folder, args.timeout)  # first: the driver trusts the emulator
+    if b.selftest_only:
+        print_table(b.label, st_cases)
+        st_bad = [c for c in st_cases if not c.ok or c.reports]
+        ok = bool(st_cases) and not st_bad and st_rc == 0 and not st_outside
+        if st_outside:
+            log(f"reports outside any case of the self-test:\n{st_outside[-6000:]}")
+        log(f"-- {b.label}: self-test {len(st_cases) - len(st_bad)} of {len(st_cases)} passed (exit {st_rc}), "
+            f"self-test only, {time.time() - t0:.0f} s{'' if ok else '  <-- FAILED'}")
+        return ok
     cases, rc, outside = run_driver(folder, driver_args(args, quick), args.timeout)
     print_table(b.label, st_cases + cases)
     st_bad = [c for c in st_cases if not c.ok or c.reports]
@@ -358,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--sanitizer", default="none",
                     help="none | thread | address | all, or a comma list (default none)")
-    ap.add_argument("--arch", help="emulated archs, comma list (default: 80,75 plain; 80 with a sanitizer)")
+    ap.add_argument("--arch", help="emulated archs, comma list (default: 80,75,90 plain; 80,90 with a sanitizer; "
+                                   "90 runs the self-test only)")
     ap.add_argument("--op", action="append", help="only this op (repeatable)")
     ap.add_argument("--tier", help="only this tier (cuda_core, mma_sm75, mma_sm80)")
     ap.add_argument("--filter", help="only cases whose name contains this")

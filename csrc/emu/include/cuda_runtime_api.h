@@ -94,6 +94,20 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, int value);
 cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes* attributes, const void* ptr);
 
+// Driver entry points through the runtime (what the static runtime offers kernels that encode TMA
+// tensor maps without linking libcuda): the emulator knows "cuTensorMapEncodeTiled" (emu/hopper.cpp).
+enum cudaDriverEntryPointQueryResult {
+  cudaDriverEntryPointSuccess = 0,
+  cudaDriverEntryPointSymbolNotFound = 1,
+  cudaDriverEntryPointVersionNotSufficent = 2,
+};
+#define cudaEnableDefault 0x0
+cudaError_t cudaGetDriverEntryPoint(const char* symbol, void** func, unsigned long long flags,
+                                    enum cudaDriverEntryPointQueryResult* status = nullptr);
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** func, unsigned int cuda_version,
+                                             unsigned long long flags,
+                                             enum cudaDriverEntryPointQueryResult* status = nullptr);
+
 // The typed overload the toolkit's cuda_runtime.h adds (a kernel's address, of any signature).
 template <class T>
 inline cudaError_t cudaFuncSetAttribute(T* entry, enum cudaFuncAttribute attr, int value) {

@@ -24,6 +24,7 @@
 
 #include "common/arch.h"
 #include "emu/control.h"
+#include "emu/selftest/hopper_selftest.h"
 #include "emu/selftest/selftest.h"
 
 namespace fastradio {
@@ -768,6 +769,13 @@ int run_all(int argc, char** argv) {
     cp_async_tests();
   }
   runtime_tests();
+  if (arch >= 90)  // the sm_90a instructions (hopper_tests.cpp)
+    hopper_tests([](const std::string& name, const std::function<std::pair<bool, std::string>()>& body) {
+      run(name, [&] {
+        const std::pair<bool, std::string> r = body();
+        return Result{r.first, r.second};
+      });
+    });
   std::printf("SUMMARY\t%d\t%d\n", g_passed, g_failed);
   return g_failed == 0 && g_passed > 0 ? 0 : 1;
 }
