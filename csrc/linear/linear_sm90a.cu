@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                         const __grid_constant__ CUtensorMap map_out, LinearParams p, bool pair) {
 #if FASTRADIO_HOPPER_WGMMA
   static_assert(kSmemAlloc <= smem_optin_limit(FASTRADIO_DEVICE_ARCH / 10), "shared memory over the arch's limit");
-  FASTRADIO_DYNAMIC_SHARED(1024, uint8_t, smem_raw);  // kSmemAlloc
+  FASTRADIO_DYNAMIC_SHARED(128, uint8_t, smem_raw);  // kSmemAlloc; realigned to 1024 below
   FASTRADIO_SHARED(8, uint64_t, full, [kStages]);
   FASTRADIO_SHARED(8, uint64_t, empty, [kStages]);
   // The 128-byte swizzle repeats every 1024 bytes of the shared window: stages start on such a
