@@ -339,10 +339,14 @@ def mutation_check(args, root: Path) -> bool:
     shutil.copytree(args.src, src, ignore=shutil.ignore_patterns("__pycache__"))
     # CI's quick set runs the plain build only (with its greedy schedules it catches every listed
     # mutant by the values alone); the whole list also runs ThreadSanitizer on each mutant.
-    builds = [Build(src, 80, "none")] + ([Build(src, 80, "thread")] if args.mutants != "quick" else [])
-    log(f"\n== mutation check: {len(chosen)} mutants, builds {', '.join(b.label for b in builds)} of {src}")
-    for b in builds:  # the unmutated copy first, so each mutant recompiles one file
-        build(b, root, args.jobs, args.cxx)
+    # Each mutant runs in the builds of its arch (80, or 90 for the sm_90a tiers).
+    sans = ("none",) + (("thread",) if args.mutants != "quick" else ())
+    arch_builds = {a: [Build(src, a, s) for s in sans] for a in sorted({m.arch for m in chosen})}
+    log(f"\n== mutation check: {len(chosen)} mutants, builds "
+        f"{', '.join(b.label for bs in arch_builds.values() for b in bs)} of {src}")
+    for bs in arch_builds.values():  # the unmutated copy first, so each mutant recompiles one file
+        for b in bs:
+            build(b, root, args.jobs, args.cxx)
     rows = []
     all_ok = True
     for m in chosen:
@@ -355,7 +359,7 @@ def mutation_check(args, root: Path) -> bool:
         t0 = time.time()
         verdicts = []
         try:
-            for b in builds:
+            for b in arch_builds[m.arch]:
                 folder = build(b, root, args.jobs, args.cxx, quiet=True)
                 extra = ["--op", m.op] + (["--tier", m.tier] if m.tier else [])
                 cases, rc, outside = run_driver(folder, extra, min(args.timeout, 600))
