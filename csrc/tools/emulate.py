@@ -44,8 +44,9 @@ REPO = Path(__file__).resolve().parents[2]
 SANITIZERS = ("none", "thread", "address")
 DEFAULT_ARCHS = {"none": (80, 75, 90), "thread": (80, 90), "address": (80, 90)}
 # Archs whose driver runs only the tiers that need them (the older tiers already ran at sm_80 /
-# sm_75), and the ops that have such a tier; no model step there. sm_90 also runs the emulated
-# Hopper instructions' self-test (csrc/emu/hopper.cpp) first, as every build does.
+# sm_75), and the ops that have such a tier; their model step runs only those tiers too. sm_90
+# also runs the emulated Hopper instructions' self-test (csrc/emu/hopper.cpp) first, as every
+# build does.
 ARCH_TIERS = {90: ("wgmma_sm90a",)}
 ARCH_OPS = {90: ("linear",)}
 # The lowest emulated arch that runs each tier, and the archs an arch-specific tier needs.
@@ -129,7 +130,8 @@ def build(b: Build, root: Path, jobs: int, cxx: str | None, quiet: bool = False)
             raise SystemExit(f"emulate: {out} was configured with {cached.group(1)}; use another --build-dir for {cxx}")
     run_checked(cmd, quiet=True)
     t0 = time.time()
-    targets = ["fastradio_emu_selftest", "fastradio_emu_driver"] if b.arch in ARCH_TIERS else []
+    targets = ["fastradio_emu_selftest", "fastradio_emu_driver"] + (["_C"] if b.python else [])
+    targets = targets if b.arch in ARCH_TIERS else []
     run_checked(["cmake", "--build", str(out), "-j", str(jobs), *(a for t in targets for a in ("--target", t))],
                 quiet=True)
     if not quiet:
@@ -287,12 +289,13 @@ def check_build(b: Build, args, root: Path) -> bool:
     if not cases:
         log("   the driver ran no case (a filter that matches nothing?)")
     if b.python and not args.no_model:
-        ok = model_step(folder, args) and ok
+        ok = model_step(folder, args, b.arch) and ok
     return bool(ok)
 
 
-def model_step(folder: Path, args) -> bool:
-    """The whole network through the emulated _C (tests/test_emulated_device.py)."""
+def model_step(folder: Path, args, arch: int = 80) -> bool:
+    """The whole network through the emulated _C (tests/test_emulated_device.py); at an arch of
+    ARCH_TIERS only the runs that force its tiers (the others ran at sm_80)."""
     mods = sorted(folder.glob("_C*.so"))
     if not mods:
         log("emulate: the emulated _C was not built")
@@ -303,6 +306,8 @@ def model_step(folder: Path, args) -> bool:
            str(REPO / "tests" / "test_emulated_device.py")]
     if args.model_filter:
         cmd += ["-k", args.model_filter]
+    elif arch in ARCH_TIERS:
+        cmd += ["-k", " or ".join(ARCH_TIERS[arch])]
     log(f"\n== model on the emulated device: {' '.join(cmd[1:])}")
     t0 = time.time()
     p = subprocess.run(cmd, env=env, cwd=REPO, text=True, capture_output=True)
@@ -423,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tier in TIER_MIN_ARCH and not args.arch:  # only the archs that run the tier
             archs = [a for a in archs if a >= TIER_MIN_ARCH[args.tier] and a in TIER_ONLY_ARCHS.get(args.tier, (a,))]
         for i, a in enumerate(archs):
-            model = (s == "none" and i == 0 and a not in ARCH_TIERS and not args.no_model
+            model = (s == "none" and (i == 0 or a in ARCH_TIERS) and not args.no_model
                      and args.src == REPO / "csrc")
             builds.append(Build(args.src, a, s, python=model))
     if args.build_only:
