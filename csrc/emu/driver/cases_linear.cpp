@@ -182,6 +182,7 @@ void add_mma_sm75(std::vector<Case>& cases) {
   add(cases, Tier::kMmaSm75, t, Spec{kBias, 21, 72, 4304});               // and fc2: ragged K
 }
 
+#if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_LINEAR_WGMMA_SM90A
 // wgmma_sm90a (no host twin: emulated device only). 128 x 128 tiles, 64 k-values per stage, 4
 // stages, a persistent grid of min(tiles, SMs) blocks: device 1 (2 SMs) walks several tiles per
 // block, so the stage/phase counters run across tiles. M % 8 == 0 stores through TMA, other M
@@ -206,6 +207,7 @@ void add_wgmma_sm90a(std::vector<Case>& cases) {
   add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{kBiasGelu, 21, 4304, 64});
   add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{kBiasResidual, 21, 72, 4304});
 }
+#endif
 
 }  // namespace
 
