@@ -31,8 +31,6 @@
 // 232 (setmaxnreg); the compile gate reports what ptxas allocates under __launch_bounds__(384, 1).
 #include "linear/linear_sm90a.h"
 
-#include <atomic>
-
 #include "common/hopper.h"
 #include "common/kernel.h"
 #include "linear/linear_mma.cuh"
@@ -203,25 +201,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-int sm_count() {
-  static std::atomic<int> cache[64];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  if (dev < 0 || dev >= 64) return 0;
-  int n = cache[dev].load(std::memory_order_relaxed);
-  if (n == 0) {
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return 0;
-    }
-    cache[dev].store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
 // A 2D tensor map over a (rows, cols) row-major fp16/bf16 matrix with `box_rows` x `box_cols`
 // boxes, 128-byte swizzle (box_cols * 2 must be 128).
 bool encode(CUtensorMap* map, DType t, const void* base, int64_t rows, int64_t cols, uint32_t box_cols,
@@ -248,7 +227,7 @@ Status launch(const LinearParams& p, const CUtensorMap& mx, const CUtensorMap& m
 template <DType kT>
 Status launch_dtype(const LinearParams& p, cudaStream_t stream) {
   const int64_t tiles = ((p.n + kRows - 1) / kRows) * ((p.m + kCols - 1) / kCols);
-  const int sms = sm_count();
+  const int sms = linear_mma::sm_count();
   const int64_t blocks = sms > 0 && tiles > sms ? sms : tiles;
   if (blocks > INT32_MAX) return Status::kInvalidArgument;
   CUtensorMap mx{}, mw{}, mo{};
