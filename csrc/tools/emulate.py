@@ -264,7 +264,9 @@ def check_build(b: Build, args, root: Path) -> bool:
     quick = args.quick
     t0 = time.time()
     st_cases, st_rc, st_outside = run_selftest(folder, args.timeout)  # first: the driver trusts the emulator
-    selftest_only = b.arch in ARCH_OPS and bool(args.op) and not set(args.op) & set(ARCH_OPS[b.arch])
+    # A Hopper build asked only for ops or a tier it adds nothing to: the self-test alone.
+    selftest_only = b.arch in ARCH_TIERS and (bool(args.op) and not set(args.op) & set(ARCH_OPS[b.arch])
+                                              or bool(args.tier) and args.tier not in ARCH_TIERS[b.arch])
     if selftest_only:
         print_table(b.label, st_cases)
         st_bad = [c for c in st_cases if not c.ok or c.reports]
@@ -428,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.tier in TIER_MIN_ARCH and not args.arch:  # only the archs that run the tier
             archs = [a for a in archs if a >= TIER_MIN_ARCH[args.tier] and a in TIER_ONLY_ARCHS.get(args.tier, (a,))]
         for i, a in enumerate(archs):
-            model = (s == "none" and (i == 0 or a in ARCH_TIERS) and not args.no_model
+            hopper_model = a in ARCH_TIERS and (not args.tier or args.tier in ARCH_TIERS[a])
+            model = (s == "none" and (i == 0 or hopper_model) and not args.no_model
                      and args.src == REPO / "csrc")
             builds.append(Build(args.src, a, s, python=model))
     if args.build_only:
