@@ -288,7 +288,7 @@ def test_sanitize_cases_cover_every_tier_and_dtype_of_every_op():
     tensor_core = ("linear", "attention", "patch_embed")
     assert {(c.op, c.tier) for c in sc.CASES} == {
         (op, t) for op in tensor_core for t in ("cuda_core", "mma_sm75", "mma_sm80")} | {
-        ("add_layer_norm", "cuda_core"), ("pos_embed", "cuda_core")}
+        ("add_layer_norm", "cuda_core"), ("pos_embed", "cuda_core"), ("linear", "wgmma_sm90a")}
     for c in sc.CASES:  # every case's dtype is one its tier takes ...
         takes = cuda.TIER_DTYPES.get(c.op, {}).get(c.tier)
         assert takes is None or c.dtype in takes, c.id
@@ -321,6 +321,10 @@ def test_sanitize_cases_reach_each_launcher_variant(sms):
     big_blocks = [-(-s["n"] // 128) * -(-s["m"] // 128) for s in gemm if s["k"] % 8 == 0]
     assert any(b >= sms for b in big_blocks) and any(b < sms for b in big_blocks)  # Big and Small tiles
     assert any(s["k"] % 8 for s in gemm)  # the unaligned path
+    hopper = [sc.resolve_shape(c, sms) for c in sc.CASES if (c.op, c.tier) == ("linear", "wgmma_sm90a")]
+    tiles = [-(-s["n"] // 128) * -(-s["m"] // 128) for s in hopper]
+    assert any(t > sms for t in tiles) and any(t < sms for t in tiles)  # persistent blocks with 2 tiles, and 1
+    assert any(s["m"] % 8 for s in hopper) and any(s["m"] % 8 == 0 for s in hopper)  # masked, TMA-stored epilogue
 
 
 def test_sanitize_cases_arguments_fit_the_cuda_wrappers():

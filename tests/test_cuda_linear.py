@@ -47,7 +47,7 @@ FP32_TOL = 1e-5  # relative L2, and max-abs relative to max |oracle|
 SLACK = 1e-6  # on top of 2x the precision floor (same relative units)
 #: (tier, dtype) pairs the kernels are instantiated for.
 TIER_DTYPES = [("cuda_core", F32), ("cuda_core", F16), ("cuda_core", BF16), ("mma_sm75", F16),
-               ("mma_sm80", F16), ("mma_sm80", BF16)]
+               ("mma_sm80", F16), ("mma_sm80", BF16), ("wgmma_sm90a", F16), ("wgmma_sm90a", BF16)]
 #: name -> (bias, activation, residual). The model uses bias, bias_gelu; the rest are the contract.
 EPILOGUES = {"bias": (True, "none", False), "bias_gelu": (True, "gelu", False), "none": (False, "none", False),
              "bias_residual": (True, "none", True), "gelu_residual": (False, "gelu", True),
@@ -233,7 +233,7 @@ def test_supports_explains_refusals():
     assert any("float64" in r for r in cuda.supports("linear", torch.device("cuda"), torch.float64))
     if not torch.cuda.is_available():
         assert "torch.cuda.is_available() is False" in cuda.supports("linear", torch.device("cuda"), BF16)[0]
-    assert cuda.LINEAR_TIER_DTYPES == {"mma_sm75": (F16,), "mma_sm80": (F16, BF16)}
+    assert cuda.LINEAR_TIER_DTYPES == {"mma_sm75": (F16,), "mma_sm80": (F16, BF16), "wgmma_sm90a": (F16, BF16)}
 
 
 @pytest.mark.parametrize("cap,dtype,tier", [((9, 0), BF16, "mma_sm80"), ((9, 0), F16, "mma_sm80"),
@@ -244,6 +244,9 @@ def test_tier_resolves_per_dtype(monkeypatch, cap, dtype, tier):
         pytest.skip("this build has no mma_sm80 tier of linear")
     monkeypatch.setitem(_common._CAPABILITY, 0, cap)
     monkeypatch.delenv(cuda.TIER_ENV, raising=False)
+    if (cap == (9, 0) and dtype != F32 and "wgmma_sm90a" in INFO["tiers"]["linear"]
+            and not _C.check_arch("linear", "wgmma_sm90a", *cap)):
+        tier = "wgmma_sm90a"  # a build with sm_90a SASS prefers the Hopper tier there
     assert cuda.resolve_tier("linear", torch.device("cuda:0"), dtype=dtype) == tier
     monkeypatch.setenv(cuda.TIER_ENV, "linear:mma_sm75")
     if dtype == F16:
@@ -610,7 +613,7 @@ def test_gpu_wrapper_and_forced_tiers(tier, dtype, monkeypatch):
     monkeypatch.setenv(cuda.TIER_ENV, f"linear:{tier}")
     _check(cuda.linear(*args), args, f"FASTRADIO_TIER={tier}")
     assert cuda.linear(args[0][:0], *args[1:3], args[3], None).shape == (0, 80)
-    for other in ("mma_sm75", "mma_sm80"):
+    for other in ("mma_sm75", "mma_sm80", "wgmma_sm90a"):
         if dtype not in cuda.LINEAR_TIER_DTYPES[other]:
             with pytest.raises(ValueError, match=f"tier '{other}' cannot run this call"):
                 cuda.linear(*args, tier=other)
@@ -627,7 +630,11 @@ def auto_tier(monkeypatch):
 def test_gpu_auto_tier(auto_tier):
     cap = torch.cuda.get_device_capability()
     assert cuda.resolve_tier("linear", torch.device("cuda"), dtype=F32) == "cuda_core"
-    if cap >= (8, 0) and "mma_sm80" in INFO["tiers"]["linear"]:
+    hopper = cap == (9, 0) and "wgmma_sm90a" in INFO["tiers"]["linear"] and \
+        not _C.check_arch("linear", "wgmma_sm90a", *cap)
+    if hopper:
+        assert cuda.resolve_tier("linear", torch.device("cuda"), dtype=BF16) == "wgmma_sm90a"
+    elif cap >= (8, 0) and "mma_sm80" in INFO["tiers"]["linear"]:
         assert cuda.resolve_tier("linear", torch.device("cuda"), dtype=BF16) == "mma_sm80"
     assert cuda.supports("linear", torch.device("cuda"), BF16) == [] or cap < (8, 0)
 

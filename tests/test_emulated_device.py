@@ -26,7 +26,8 @@ COMPILED = cuda.build_info()["tiers"]
 
 #: (compute dtype, tier forced on every op that has it; None: the automatic choice).
 RUNS = [(torch.float32, None), (torch.float16, "cuda_core"), (torch.float16, "mma_sm75"),
-        (torch.float16, "mma_sm80"), (torch.bfloat16, "cuda_core"), (torch.bfloat16, "mma_sm80")]
+        (torch.float16, "mma_sm80"), (torch.bfloat16, "cuda_core"), (torch.bfloat16, "mma_sm80"),
+        (torch.float16, "wgmma_sm90a"), (torch.bfloat16, "wgmma_sm90a")]  # the last two: sm_90 builds only
 RUN_IDS = [f"{str(d).replace('torch.', '')}-{t or 'auto'}" for d, t in RUNS]
 
 

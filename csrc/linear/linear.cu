@@ -18,6 +18,7 @@
 // per SM hide the shared-memory latency instead (102-125 registers, no spills, on every arch).
 #include "linear/linear.h"
 #include "linear/linear_cuda_core.h"
+#include "linear/linear_sm90a.h"
 #include "common/kernel.h"
 
 namespace fastradio {
@@ -268,6 +269,17 @@ Status linear_fwd(const LinearParams& p, cudaStream_t stream) {
 #endif
 #if FASTRADIO_HAS_LINEAR_MMA_SM80
     case Tier::kMmaSm80: return linear_mma_sm80(p, stream);
+#endif
+#if FASTRADIO_HAS_LINEAR_WGMMA_SM90A
+    case Tier::kWgmmaSm90a:
+      if (linear_sm90a_takes(p)) return linear_wgmma_sm90a(p, stream);
+      // No tensor map over x / W (K % 8 != 0 or a misaligned pointer): the sm_80 kernel, which
+      // runs on sm_90a too and has a predicated path for exactly this.
+#if FASTRADIO_HAS_LINEAR_MMA_SM80
+      return linear_mma_sm80(p, stream);
+#else
+      return linear_cuda_core(p, stream);
+#endif
 #endif
     default: return Status::kTierNotCompiled;
   }

@@ -46,12 +46,13 @@ Status linear_fwd(const LinearParams& params, cudaStream_t stream);
 
 // Which dtypes each tier's kernels are instantiated for: cuda_core every dtype (it is also the
 // fp32 tier on tensor-core GPUs); mma_sm75 fp16 (Turing's tensor cores have no bf16); mma_sm80
-// fp16 and bf16 (fp32 would need TF32, which the fp32 contract forbids).
+// fp16 and bf16 (fp32 would need TF32, which the fp32 contract forbids); wgmma_sm90a fp16 and bf16.
 inline bool linear_tier_takes(Tier tier, DType dtype) {
   switch (tier) {
     case Tier::kCudaCore: return true;
     case Tier::kMmaSm75: return dtype == DType::kFloat16;
-    case Tier::kMmaSm80: return dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+    case Tier::kMmaSm80:
+    case Tier::kWgmmaSm90a: return dtype == DType::kFloat16 || dtype == DType::kBFloat16;
     default: return false;
   }
 }
@@ -114,5 +115,6 @@ FASTRADIO_HD float linear_epilogue(float acc, float bias, LinearActivation act, 
 Status linear_cuda_core(const LinearParams& p, cudaStream_t stream);  // linear.cu
 Status linear_mma_sm75(const LinearParams& p, cudaStream_t stream);   // linear_sm75.cu
 Status linear_mma_sm80(const LinearParams& p, cudaStream_t stream);   // linear_sm80.cu
+Status linear_wgmma_sm90a(const LinearParams& p, cudaStream_t stream);  // linear_sm90a.cu
 
 }  // namespace fastradio

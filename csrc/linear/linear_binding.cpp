@@ -106,7 +106,8 @@ FASTRADIO_BIND_OP(linear) {
         "x: (n, k), weight: (m, k) (nn.Linear layout), bias: (m,) or 0, residual: (n, m) or 0, out: (n, m);\n"
         "device pointers, row-major, all of dtype code `dtype`. out = act(x @ weight.T + bias) + residual with\n"
         "activation 0 (none) or 1 (exact erf gelu), fp32 accumulation and epilogue, one rounding. out may be\n"
-        "residual. Tiers: cuda_core (every dtype), mma_sm75 (float16), mma_sm80 (float16, bfloat16). Raises\n"
+        "residual. Tiers: cuda_core (every dtype), mma_sm75 (float16), mma_sm80 (float16, bfloat16),\n"
+        "wgmma_sm90a (float16, bfloat16; K % 8 != 0 or x / weight not 16-byte aligned run mma_sm80). Raises\n"
         "ValueError for bad arguments, RuntimeError without a driver/device, for a device this build has no\n"
         "kernel for, or on a CUDA error.");
   m.def("_linear_host", &linear_host_py, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("residual"),

@@ -15,6 +15,7 @@
 // accumulators per thread).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "common/arch.h"
@@ -316,6 +317,27 @@ inline bool quads_ok(const LinearParams& p) {
 inline bool chunks_ok(const LinearParams& p) {
   const auto al16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   return p.k % 8 == 0 && al16(p.x) && al16(p.weight);
+}
+
+// SMs of the current device (cached per device; 0 if unknown): mma_sm80 picks its tile by it,
+// wgmma_sm90a sizes its persistent grid by it.
+inline int sm_count() {
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  if (dev < 0 || dev >= 64) return 0;
+  int n = cache[dev].load(std::memory_order_relaxed);
+  if (n == 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    cache[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
 }
 
 // Blocks of a launch with kRows x kCols tiles; 0 if they do not fit a 1-D grid.

@@ -27,8 +27,6 @@
 #include "linear/linear_mma.cuh"
 #include "common/kernel.h"
 
-#include <atomic>
-
 namespace fastradio {
 namespace {
 
@@ -141,25 +139,6 @@ __global__ void __launch_bounds__(C::kThreads, kMinBlocks<C>) linear_sm80_kernel
 #endif
 }
 
-int sm_count() {
-  static std::atomic<int> cache[64];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  if (dev < 0 || dev >= 64) return 0;
-  int n = cache[dev].load(std::memory_order_relaxed);
-  if (n == 0) {
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return 0;
-    }
-    cache[dev].store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
 template <DType kT, class C, bool kAligned>
 Status launch(const LinearParams& p, cudaStream_t stream) {
   const int64_t blocks = linear_mma::grid_blocks<C>(p);
@@ -176,7 +155,7 @@ Status launch(const LinearParams& p, cudaStream_t stream) {
 template <DType kT>
 Status launch_dtype(const LinearParams& p, cudaStream_t stream) {
   if (!linear_mma::chunks_ok(p)) return launch<kT, Big, false>(p, stream);
-  const int sms = sm_count();
+  const int sms = linear_mma::sm_count();
   if (sms > 0 && linear_mma::grid_blocks<Big>(p) < sms) return launch<kT, Small, true>(p, stream);
   return launch<kT, Big, true>(p, stream);
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Run the real CUDA kernels on the CPU: the emulated device (csrc/emu/, DESIGN.md "The emulated device").
 
-    python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, the whole model, and the sm_90 (Hopper) self-test
+    python csrc/tools/emulate.py                          # plain build: every op/tier/dtype case, sm_80 and sm_75, the whole model, and sm_90 (Hopper: self-test + the sm_90a tiers' cases)
     python csrc/tools/emulate.py --sanitizer thread       # ThreadSanitizer build
     python csrc/tools/emulate.py --sanitizer address      # AddressSanitizer + UBSan build
     python csrc/tools/emulate.py --sanitizer all          # the three builds, one after the other (CI)
     python csrc/tools/emulate.py --op linear --tier mma_sm80
+    python csrc/tools/emulate.py --op linear --tier wgmma_sm90a --sanitizer all   # only the archs that run the tier (sm_90)
     python csrc/tools/emulate.py --src /tmp/csrc-copy     # build from another csrc/ folder
     python csrc/tools/emulate.py --mutants quick          # the mutation check (--mutants all: the whole list)
 
@@ -42,9 +43,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SANITIZERS = ("none", "thread", "address")
 DEFAULT_ARCHS = {"none": (80, 75, 90), "thread": (80, 90), "address": (80, 90)}
-# Archs built and run for the self-test only (no driver cases, no model step): sm_90 proves the
-# emulated Hopper instructions (csrc/emu/hopper.cpp) before any kernel has an sm_90a tier.
-SELFTEST_ONLY_ARCHS = (90,)
+# Archs whose driver runs only the tiers that need them (the older tiers already ran at sm_80 /
+# sm_75), and the ops that have such a tier; their model step runs only those tiers too. sm_90
+# also runs the emulated Hopper instructions' self-test (csrc/emu/hopper.cpp) first, as every
+# build does.
+ARCH_TIERS = {90: ("wgmma_sm90a",)}
+ARCH_OPS = {90: ("linear",)}
+# The lowest emulated arch that runs each tier, and the archs an arch-specific tier needs.
+TIER_MIN_ARCH = {"cuda_core": 0, "mma_sm75": 75, "mma_sm80": 80, "wgmma_sm90a": 90}
+TIER_ONLY_ARCHS = {"wgmma_sm90a": (90,)}
 EMULATION_ENV = "FASTRADIO_EMULATED_DEVICE"  # python/fastradio/backends/cuda/_common.py
 
 # Report headers of the sanitizers and the emulator in the driver's stderr.
@@ -71,10 +78,6 @@ class Build:
     @property
     def label(self) -> str:
         return f"sm{self.arch}-{self.sanitizer}"
-
-    @property
-    def selftest_only(self) -> bool:
-        return self.arch in SELFTEST_ONLY_ARCHS
 
     def directory(self, root: Path) -> Path:
         tag = "csrc" if self.src == REPO / "csrc" else "src-" + hashlib.sha1(str(self.src).encode()).hexdigest()[:10]
@@ -127,8 +130,10 @@ def build(b: Build, root: Path, jobs: int, cxx: str | None, quiet: bool = False)
             raise SystemExit(f"emulate: {out} was configured with {cached.group(1)}; use another --build-dir for {cxx}")
     run_checked(cmd, quiet=True)
     t0 = time.time()
-    target = ["--target", "fastradio_emu_selftest"] if b.selftest_only else []
-    run_checked(["cmake", "--build", str(out), "-j", str(jobs), *target], quiet=True)
+    targets = ["fastradio_emu_selftest", "fastradio_emu_driver"] + (["_C"] if b.python else [])
+    targets = targets if b.arch in ARCH_TIERS else []
+    run_checked(["cmake", "--build", str(out), "-j", str(jobs), *(a for t in targets for a in ("--target", t))],
+                quiet=True)
     if not quiet:
         log(f"  built {b.label} in {time.time() - t0:.0f} s ({out})")
     return out
@@ -144,12 +149,14 @@ def run_checked(cmd: list[str], quiet: bool = False, **kw) -> subprocess.Complet
     return p
 
 
-def driver_args(args, quick: bool) -> list[str]:
+def driver_args(args, quick: bool, arch: int | None = None) -> list[str]:
     out = []
     for op in args.op or []:
         out += ["--op", op]
     if args.tier:
         out += ["--tier", args.tier]
+    elif arch in ARCH_TIERS:  # the older tiers ran in the sm_80 / sm_75 builds
+        out += ["--tier", ARCH_TIERS[arch][0]]
     if args.filter:
         out += ["--filter", args.filter]
     if quick:
@@ -257,7 +264,10 @@ def check_build(b: Build, args, root: Path) -> bool:
     quick = args.quick
     t0 = time.time()
     st_cases, st_rc, st_outside = run_selftest(folder, args.timeout)  # first: the driver trusts the emulator
-    if b.selftest_only:
+    # A Hopper build asked only for ops or a tier it adds nothing to: the self-test alone.
+    selftest_only = b.arch in ARCH_TIERS and (bool(args.op) and not set(args.op) & set(ARCH_OPS[b.arch])
+                                              or bool(args.tier) and args.tier not in ARCH_TIERS[b.arch])
+    if selftest_only:
         print_table(b.label, st_cases)
         st_bad = [c for c in st_cases if not c.ok or c.reports]
         ok = bool(st_cases) and not st_bad and st_rc == 0 and not st_outside
@@ -266,7 +276,7 @@ def check_build(b: Build, args, root: Path) -> bool:
         log(f"-- {b.label}: self-test {len(st_cases) - len(st_bad)} of {len(st_cases)} passed (exit {st_rc}), "
             f"self-test only, {time.time() - t0:.0f} s{'' if ok else '  <-- FAILED'}")
         return ok
-    cases, rc, outside = run_driver(folder, driver_args(args, quick), args.timeout)
+    cases, rc, outside = run_driver(folder, driver_args(args, quick, b.arch), args.timeout)
     print_table(b.label, st_cases + cases)
     st_bad = [c for c in st_cases if not c.ok or c.reports]
     bad = [c for c in cases if not c.ok or c.reports]
@@ -281,12 +291,13 @@ def check_build(b: Build, args, root: Path) -> bool:
     if not cases:
         log("   the driver ran no case (a filter that matches nothing?)")
     if b.python and not args.no_model:
-        ok = model_step(folder, args) and ok
+        ok = model_step(folder, args, b.arch) and ok
     return bool(ok)
 
 
-def model_step(folder: Path, args) -> bool:
-    """The whole network through the emulated _C (tests/test_emulated_device.py)."""
+def model_step(folder: Path, args, arch: int = 80) -> bool:
+    """The whole network through the emulated _C (tests/test_emulated_device.py); at an arch of
+    ARCH_TIERS only the runs that force its tiers (the others ran at sm_80)."""
     mods = sorted(folder.glob("_C*.so"))
     if not mods:
         log("emulate: the emulated _C was not built")
@@ -297,6 +308,8 @@ def model_step(folder: Path, args) -> bool:
            str(REPO / "tests" / "test_emulated_device.py")]
     if args.model_filter:
         cmd += ["-k", args.model_filter]
+    elif arch in ARCH_TIERS:
+        cmd += ["-k", " or ".join(ARCH_TIERS[arch])]
     log(f"\n== model on the emulated device: {' '.join(cmd[1:])}")
     t0 = time.time()
     p = subprocess.run(cmd, env=env, cwd=REPO, text=True, capture_output=True)
@@ -333,10 +346,14 @@ def mutation_check(args, root: Path) -> bool:
     shutil.copytree(args.src, src, ignore=shutil.ignore_patterns("__pycache__"))
     # CI's quick set runs the plain build only (with its greedy schedules it catches every listed
     # mutant by the values alone); the whole list also runs ThreadSanitizer on each mutant.
-    builds = [Build(src, 80, "none")] + ([Build(src, 80, "thread")] if args.mutants != "quick" else [])
-    log(f"\n== mutation check: {len(chosen)} mutants, builds {', '.join(b.label for b in builds)} of {src}")
-    for b in builds:  # the unmutated copy first, so each mutant recompiles one file
-        build(b, root, args.jobs, args.cxx)
+    # Each mutant runs in the builds of its arch (80, or 90 for the sm_90a tiers).
+    sans = ("none",) + (("thread",) if args.mutants != "quick" else ())
+    arch_builds = {a: [Build(src, a, s) for s in sans] for a in sorted({m.arch for m in chosen})}
+    log(f"\n== mutation check: {len(chosen)} mutants, builds "
+        f"{', '.join(b.label for bs in arch_builds.values() for b in bs)} of {src}")
+    for bs in arch_builds.values():  # the unmutated copy first, so each mutant recompiles one file
+        for b in bs:
+            build(b, root, args.jobs, args.cxx)
     rows = []
     all_ok = True
     for m in chosen:
@@ -349,7 +366,7 @@ def mutation_check(args, root: Path) -> bool:
         t0 = time.time()
         verdicts = []
         try:
-            for b in builds:
+            for b in arch_builds[m.arch]:
                 folder = build(b, root, args.jobs, args.cxx, quiet=True)
                 extra = ["--op", m.op] + (["--tier", m.tier] if m.tier else [])
                 cases, rc, outside = run_driver(folder, extra, min(args.timeout, 600))
@@ -376,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sanitizer", default="none",
                     help="none | thread | address | all, or a comma list (default none)")
     ap.add_argument("--arch", help="emulated archs, comma list (default: 80,75,90 plain; 80,90 with a sanitizer; "
-                                   "90 runs the self-test only)")
+                                   "90 runs the self-test and the sm_90a tiers)")
     ap.add_argument("--op", action="append", help="only this op (repeatable)")
-    ap.add_argument("--tier", help="only this tier (cuda_core, mma_sm75, mma_sm80)")
+    ap.add_argument("--tier", help="only this tier (cuda_core, mma_sm75, mma_sm80, wgmma_sm90a); without --arch, only "
+                                   "the archs that run it")
     ap.add_argument("--filter", help="only cases whose name contains this")
     ap.add_argument("--src", type=Path, default=REPO / "csrc", help="the csrc/ folder to build (default: this repo's)")
     ap.add_argument("--quick", action="store_true", help="the driver's quick case list (one case per op/tier/dtype)")
@@ -409,8 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     builds = []
     for s in sans:
         archs = [int(a) for a in args.arch.split(",")] if args.arch else DEFAULT_ARCHS[s]
+        if args.tier in TIER_MIN_ARCH and not args.arch:  # only the archs that run the tier
+            archs = [a for a in archs if a >= TIER_MIN_ARCH[args.tier] and a in TIER_ONLY_ARCHS.get(args.tier, (a,))]
         for i, a in enumerate(archs):
-            model = s == "none" and i == 0 and not args.no_model and args.src == REPO / "csrc"
+            hopper_model = a in ARCH_TIERS and (not args.tier or args.tier in ARCH_TIERS[a])
+            model = (s == "none" and (i == 0 or hopper_model) and not args.no_model
+                     and args.src == REPO / "csrc")
             builds.append(Build(args.src, a, s, python=model))
     if args.build_only:
         for b in builds:

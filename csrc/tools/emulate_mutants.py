@@ -24,11 +24,12 @@ class Mutant:
     tier: str | None
     expect: str = "caught"  # or "passes"
     why: str = ""
+    arch: int = 80  # the emulated arch whose build runs it (90: the sm_90a tiers)
 
 
-def _drop(name, file, line, op, tier, why, expect="caught"):
+def _drop(name, file, line, op, tier, why, expect="caught", arch=80):
     """A mutant that deletes `line` (with its newline)."""
-    return Mutant(name, file, line + "\n", "", op, tier, expect, why)
+    return Mutant(name, file, line + "\n", "", op, tier, expect, why, arch)
 
 
 MUTANTS: list[Mutant] = [
@@ -52,6 +53,19 @@ MUTANTS: list[Mutant] = [
            "            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);\n      }\n  __syncthreads();\n",
            "            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);\n      }\n",
            "linear", "mma_sm80", why="rows read before other warps wrote them"),
+    # --- linear, wgmma_sm90a (TMA + mbarrier pipeline, wgmma, TMA-stored epilogue; sm_90 build) -----------
+    _drop("linear_sm90a.full_wait", "linear/linear_sm90a.cu",
+          "      ptx::mbarrier_wait(&full[stage], uint32_t(it / kStages) & 1u);  // the stage's TMA bytes landed",
+          "linear", "wgmma_sm90a", "wgmma reads a stage before its TMA bytes land", arch=90),
+    _drop("linear_sm90a.empty_wait", "linear/linear_sm90a.cu",
+          "          ptx::mbarrier_wait(&empty[stage], phase ^ 1u);",
+          "linear", "wgmma_sm90a", "the producer refills a stage the consumers have not released", arch=90),
+    _drop("linear_sm90a.proxy_fence", "linear/linear_sm90a.cu",
+          "      ptx::fence_proxy_async();  // the staging tile's st.shared -> the TMA store (async proxy)",
+          "linear", "wgmma_sm90a", "the TMA store reads the staging tile without the generic-proxy stores", arch=90),
+    Mutant("linear_sm90a.final_wait_group", "linear/linear_sm90a.cu", "    ptx::wgmma_wait_group<0>();\n",
+           "    ptx::wgmma_wait_group<1>();\n", "linear", "wgmma_sm90a",
+           why="off by one: the epilogue reads the last k-step's accumulators before they retire", arch=90),
     # --- linear, mma_sm75 (register-staged double buffer) --------------------------------------------
     Mutant("linear_sm75.prologue_barrier", "linear/linear_sm75.cu", "  regs.store(smem);\n  __syncthreads();\n",
            "  regs.store(smem);\n", "linear", "mma_sm75", why="the first stage read before it is stored"),

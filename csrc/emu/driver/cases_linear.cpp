@@ -113,7 +113,7 @@ class LinearInstance : public Instance {
 void add(std::vector<Case>& cases, Tier tier, DType dtype, const Spec& s) {
   std::string shape = "n" + std::to_string(s.n) + "_m" + std::to_string(s.m) + "_k" + std::to_string(s.k);
   if (s.x_offset != 0) shape += "_xoff" + std::to_string(s.x_offset);
-  if (tier == Tier::kMmaSm80) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
+  if (tier == Tier::kMmaSm80 || tier == Tier::kWgmmaSm90a) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
   Case c;
   c.name = case_name("linear", tier, short_name(dtype), std::string(s.epi.name) + (s.in_place ? "_inplace" : ""), shape);
   c.op = "linear";
@@ -182,6 +182,33 @@ void add_mma_sm75(std::vector<Case>& cases) {
   add(cases, Tier::kMmaSm75, t, Spec{kBias, 21, 72, 4304});               // and fc2: ragged K
 }
 
+#if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_LINEAR_WGMMA_SM90A
+// wgmma_sm90a (no host twin: emulated device only). 128 x 128 tiles, 64 k-values per stage, 4
+// stages, a persistent grid of min(tiles, SMs) blocks: device 1 (2 SMs) walks several tiles per
+// block, so the stage/phase counters run across tiles. M % 8 == 0 stores through TMA, other M
+// through masked stores; K % 8 != 0 and a misaligned x fall back to mma_sm80 (linear.cu).
+void add_wgmma_sm90a(std::vector<Case>& cases) {
+  for (DType t : {DType::kFloat16, DType::kBFloat16}) {
+    // Two column tiles, ragged in N (45 of 128) and M (136 = 128 + 8); K = 5 steps (> 4 stages).
+    for (const Epilogue& e : {kBiasGelu, kNone, kBias, kGelu, kResidual, kBiasResidual, kGeluResidual, kBiasGeluResidual})
+      add(cases, Tier::kWgmmaSm90a, t, Spec{e, 45, 136, 320});
+    add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasResidual, 45, 100, 96});     // M % 8 != 0: masked stores; K: 2 steps, ragged
+    add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasGeluResidual, 45, 67, 64});  // M odd: no column pairs; one step
+    add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasGeluResidual, 45, 136, 320, true});  // in place
+    add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasGelu, 197, 136, 200, false, 0, 1});  // 4 tiles on 2 SMs
+    for (int64_t n = 1; n <= 7; n += 3) add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasResidual, n, 72, 128});  // 1, 4, 7 tokens
+    add(cases, Tier::kWgmmaSm90a, t, Spec{kBiasGelu, 45, 100, 163});        // K % 8: mma_sm80 fallback
+  }
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{kBias, 45, 136, 160, false, 1});  // misaligned x: fallback
+  // qkv at D = 768 (M = 2304: 18 column tiles) for 7 tokens on 2 SMs: 9 tiles per block.
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{kBias, 7, 2304, 768, false, 0, 1});
+  // C-RADIOv4-SO400M's MLP (hidden 4304 = 33·128 + 80 = 67·64 + 16): fc1's ragged N (34 tiles),
+  // fc2's ragged K (a quarter-filled last stage, 68 steps through 4 stages).
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{kBiasGelu, 21, 4304, 64});
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{kBiasResidual, 21, 72, 4304});
+}
+#endif
+
 }  // namespace
 
 void add_linear_cases(std::vector<Case>& cases) {
@@ -191,6 +218,9 @@ void add_linear_cases(std::vector<Case>& cases) {
 #endif
 #if defined(FASTRADIO_DRIVER_HOST_TWINS) || FASTRADIO_HAS_LINEAR_MMA_SM75
   add_mma_sm75(cases);
+#endif
+#if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_LINEAR_WGMMA_SM90A
+  add_wgmma_sm90a(cases);
 #endif
 }
 

@@ -2,8 +2,11 @@
 
 Tiers (csrc/linear/): ``cuda_core`` takes every dtype and is the float32 tier everywhere (IEEE
 fp32 FMAs, no TF32); ``mma_sm75`` takes float16 (Turing's tensor cores have no bfloat16);
-``mma_sm80`` takes float16 and bfloat16. So the automatic choice on an sm_80+ GPU is mma_sm80 for
-16-bit inputs and cuda_core for float32, and a forced tier that cannot take the dtype is refused.
+``mma_sm80`` takes float16 and bfloat16; ``wgmma_sm90a`` (sm_90a only: H100/H200) takes float16 and
+bfloat16 and runs calls it has no tensor map for (K % 8 != 0, x or weight not 16-byte aligned) on
+mma_sm80's kernel instead. So the automatic choice for 16-bit inputs is wgmma_sm90a on sm_90 (when
+compiled for 90a), mma_sm80 on other sm_80+ GPUs, and cuda_core for float32; a forced tier that
+cannot take the dtype is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _ACTIVATION_CODES = {"none": 0, "gelu": 1}
 LINEAR_TIER_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
     "mma_sm75": (torch.float16,),
     "mma_sm80": (torch.float16, torch.bfloat16),
+    "wgmma_sm90a": (torch.float16, torch.bfloat16),
 }
 _MAX_DIM = 2**31 - 1  # N, M and K each (their products may be larger: 64-bit offsets)
 
