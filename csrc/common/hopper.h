@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "common/arch.h"
+#include "common/ptx.h"  // ptx::smem_addr
 
 #if defined(FASTRADIO_EMU_DEVICE_H)
 #include "emu/hopper.h"
@@ -48,14 +49,10 @@ namespace ptx {
 
 #if defined(__CUDACC__)
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 // --- mbarrier (sm_90 forms) ---------------------------------------------------------------------------
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, unsigned count) {
 #if FASTRADIO_DEVICE_ARCH >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
@@ -73,7 +70,7 @@ __device__ __forceinline__ void fence_mbarrier_init() {
 __device__ __forceinline__ uint64_t mbarrier_arrive(uint64_t* bar) {
   uint64_t state = 0;
 #if FASTRADIO_DEVICE_ARCH >= 900
-  asm volatile("mbarrier.arrive.shared::cta.b64 %0, [%1];\n" : "=l"(state) : "r"(shared_address(bar)) : "memory");
+  asm volatile("mbarrier.arrive.shared::cta.b64 %0, [%1];\n" : "=l"(state) : "r"(smem_addr(bar)) : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
@@ -86,7 +83,7 @@ __device__ __forceinline__ uint64_t mbarrier_arrive_expect_tx(uint64_t* bar, uin
 #if FASTRADIO_DEVICE_ARCH >= 900
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 %0, [%1], %2;\n"
                : "=l"(state)
-               : "r"(shared_address(bar)), "r"(bytes)
+               : "r"(smem_addr(bar)), "r"(bytes)
                : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -101,7 +98,7 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity
   asm volatile(
       "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
       : "=r"(done)
-      : "r"(shared_address(bar)), "r"(parity)
+      : "r"(smem_addr(bar)), "r"(parity)
       : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -164,8 +161,8 @@ __device__ __forceinline__ void tma_load_2d(void* smem, const CUtensorMap* map, 
 #if FASTRADIO_DEVICE_ARCH >= 900
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          shared_address(smem)),
-      "l"(map), "r"(c0), "r"(c1), "r"(shared_address(bar))
+          smem_addr(smem)),
+      "l"(map), "r"(c0), "r"(c1), "r"(smem_addr(bar))
       : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -176,8 +173,8 @@ __device__ __forceinline__ void tma_load_3d(void* smem, const CUtensorMap* map, 
 #if FASTRADIO_DEVICE_ARCH >= 900
   asm volatile(
       "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
-          "r"(shared_address(smem)),
-      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(shared_address(bar))
+          "r"(smem_addr(smem)),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
       : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -188,7 +185,7 @@ __device__ __forceinline__ void tma_load_3d(void* smem, const CUtensorMap* map, 
 __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, int c0, int c1, const void* smem) {
 #if FASTRADIO_DEVICE_ARCH >= 900
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(map), "r"(c0),
-               "r"(c1), "r"(shared_address(smem))
+               "r"(c1), "r"(smem_addr(smem))
                : "memory");
 #else
   FASTRADIO_UNREACHABLE_ARCH();
@@ -306,7 +303,7 @@ __device__ __forceinline__ void wgmma_rs_bf16(float (&d)[kR], const uint32_t (&a
 #if FASTRADIO_DEVICE_ARCH >= 900
 #define FASTRADIO_STMATRIX(NAME, NUM, SUFFIX, REGS, ...)                                                          \
   __device__ __forceinline__ void NAME(void* row, const uint32_t(&r)[NUM]) {                                     \
-    asm volatile("stmatrix.sync.aligned.m8n8.x" #NUM SUFFIX ".shared.b16 [%0], " REGS ";\n" ::"r"(shared_address(row)), \
+    asm volatile("stmatrix.sync.aligned.m8n8.x" #NUM SUFFIX ".shared.b16 [%0], " REGS ";\n" ::"r"(smem_addr(row)), \
                  __VA_ARGS__                                                                                     \
                  : "memory");                                                                                    \
   }
@@ -329,7 +326,7 @@ FASTRADIO_STMATRIX(stmatrix_x4_trans, 4, ".trans", "{%1, %2, %3, %4}", "r"(r[0])
 // leading / stride byte offsets (16-byte units, 14 bits each), swizzle span in bytes (0, 32, 64, 128).
 __device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo_bytes, uint32_t sbo_bytes, int swizzle) {
   const uint64_t mode = swizzle == 128 ? 1 : swizzle == 64 ? 2 : swizzle == 32 ? 3 : 0;
-  return uint64_t((shared_address(smem) & 0x3ffff) >> 4) | uint64_t((lbo_bytes >> 4) & 0x3fff) << 16 |
+  return uint64_t((smem_addr(smem) & 0x3ffff) >> 4) | uint64_t((lbo_bytes >> 4) & 0x3fff) << 16 |
          uint64_t((sbo_bytes >> 4) & 0x3fff) << 32 | mode << 62;
 }
 #endif

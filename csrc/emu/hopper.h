@@ -63,7 +63,8 @@ void wgmma_wait(int pending, const char* file, int line);
 
 namespace ptx {
 
-inline uint32_t shared_address(const void* p, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+// The emulated twin of common/ptx.h's smem_addr (the window address of a shared-memory pointer).
+inline uint32_t smem_addr(const void* p, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   return emu::shared_address_of(p, file, line);
 }
 

@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   FASTRADIO_SHARED(8, uint64_t, empty, [kStages]);
   // The 128-byte swizzle repeats every 1024 bytes of the shared window: stages start on such a
   // boundary (the launch adds 1 KiB for this).
-  uint8_t* smem = smem_raw + ((1024u - (ptx::shared_address(smem_raw) & 1023u)) & 1023u);
+  uint8_t* smem = smem_raw + ((1024u - (ptx::smem_addr(smem_raw) & 1023u)) & 1023u);
   const int64_t tiles_r = (p.n + kRows - 1) / kRows;
   const int64_t tiles_c = (p.m + kCols - 1) / kCols;
   const int64_t tiles = tiles_r * tiles_c;

@@ -56,6 +56,12 @@ TEST_DEPS = ["numpy", "safetensors", "huggingface_hub", "pillow", "tqdm", "pytes
 #: torch for the aarch64 check: the newest CPU-only aarch64 torch on PyPI (from 2.10 on, PyPI's aarch64
 #: torch is a CUDA build that does not import without its GPU libraries).
 AARCH64_TORCH_SPEC = "torch==2.9.1"
+#: torch's own dependencies on aarch64, installed by name: pip evaluates a requirement's markers for the
+#: machine it runs on, not for --platform, so `pip install --platform ...aarch64 torch` on x86_64 also
+#: takes torch's x86_64-only requirements (the nvidia-* CUDA libraries and triton: 4.6 GB, unusable
+#: there). torch itself goes in with --no-deps. From torch 2.9.1's METADATA, markers read for aarch64.
+AARCH64_TORCH_DEPS = ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx>=2.5.1", "jinja2",
+                      "fsspec>=0.8.5"]
 AARCH64_TEST_DEPS = ["numpy", "safetensors", "huggingface_hub", "pillow", "tqdm", "pytest"]
 #: The CPU tests run under qemu against an aarch64 wheel (emulation is ~20x slower; the rest of the
 #: suite is the x86_64 check's): the extension's build_info(), the kernels' host twins (the
@@ -278,19 +284,21 @@ def aarch64_deps_site(python: str, deps: Path, runner: list[str]) -> str:
                    check=True).stdout.strip()
     root = deps / f"cp{version.replace('.', '')}-aarch64"
     site, stamp = root / "site", root / ".fastradio-requirements"
-    want = "\n".join([AARCH64_TORCH_SPEC, *AARCH64_TEST_DEPS])
+    torch_deps = AARCH64_TORCH_DEPS + (["setuptools"] if tuple(map(int, version.split("."))) >= (3, 12) else [])
+    want = "\n".join([AARCH64_TORCH_SPEC, *torch_deps, *AARCH64_TEST_DEPS])
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (stamp.exists() and stamp.read_text() == want):
             log(f"installing aarch64 test dependencies into {site} ({AARCH64_TORCH_SPEC}, pytest, ...): once")
             shutil.rmtree(site, ignore_errors=True)
-            out = _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--target", site, *cross_aarch64.aarch64_pip_args(version), AARCH64_TORCH_SPEC,
-                        *AARCH64_TEST_DEPS])
-            if out.returncode != 0:
-                raise RuntimeError(f"installing the aarch64 test dependencies failed:\n{out.stdout[-2000:]}"
-                                   f"{out.stderr[-2000:]}")
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   "--target", site, *cross_aarch64.aarch64_pip_args(version)]
+            for args in (["--no-deps", AARCH64_TORCH_SPEC], [*torch_deps, *AARCH64_TEST_DEPS]):
+                out = _run([*pip, *args])
+                if out.returncode != 0:
+                    raise RuntimeError(f"installing the aarch64 test dependencies failed:\n{out.stdout[-2000:]}"
+                                       f"{out.stderr[-2000:]}")
             stamp.write_text(want)
     return str(site)
 
