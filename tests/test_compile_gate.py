@@ -140,6 +140,54 @@ def test_hopper_wrappers_compile(toolchain, archs, tmp_path, capsys):
     assert all(j["problems"] == [] for j in report["jobs"])
 
 
+def test_sass_opcodes_parse_cuobjdump_output():
+    text = """
+	code for sm_90a
+		Function : _Z1kv
+	.headerflags	@"EF_CUDA_TEXMODE_UNIFIED EF_CUDA_64BIT_ADDRESS EF_CUDA_SM90 EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                      /* 0x00000a00ff017b82 */
+        /*0040*/              @!P0 UTMALDG.2D [UR8], [UR4] ;                   /* 0x00000008040075b4 */
+        /*0050*/                   HGMMA.64x128x16.F32 R24, gdesc[UR4], RZ, !UPT ;
+        /*0060*/                   EXIT ;
+		Function : _Z1jv
+        /*0000*/                   STL [R1], R2 ;
+        /*0010*/                   LDL R3, [R1] ;
+"""
+    ops = gate.sass_opcodes(text)
+    assert ops == {"_Z1kv": {"LDC", "UTMALDG", "HGMMA", "EXIT"}, "_Z1jv": {"STL", "LDL"}}
+    rule = gate.SASS_RULES["wgmma_sm90a"]
+    problems = gate.sass_findings(ops, rule)
+    assert len(problems) == 2 and all(p.startswith("_Z1jv: SASS") for p in problems), problems
+    assert gate.sass_findings({}, rule) == ["SASS check: cuobjdump found no function in the cubin"]
+
+
+def test_gate_sass_rule_fails_a_fallback_and_local_memory(tmp_path, capsys, monkeypatch):
+    """A source of a tier with a SASS rule (here a fixture posing as a wgmma_sm90a source): its
+    kernel with TMA + wgmma passes; one with neither, and one with local memory, fail by name."""
+    tc = _toolchain_or_skip("nvcc")
+    if "90a" not in tc.archs:
+        pytest.skip("this nvcc has no sm_90a")
+    if gate.find_cuobjdump(None, tc) is None:
+        pytest.skip("no cuobjdump (pip install nvidia-cuda-cuobjdump)")
+    src = (FIXTURES / "sass_rule.cu").resolve()
+    real = gate.registrations
+    monkeypatch.setattr(gate, "registrations", lambda: {**real(), src: gate.Registration(
+        "linear", "wgmma_sm90a", 90, ["90a"])})
+    rc = gate.main(["--toolchain", "nvcc", "--archs", "90,90a", "--report-dir", str(tmp_path), "--sources", str(src)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [j["arch"] for j in report["jobs"]] == ["90a"]  # ONLY_ARCHS
+    problems = report["jobs"][0]["problems"]
+    by_kernel = {k: [p for p in problems if k in p] for k in ("good", "fallback", "local")}
+    assert by_kernel["good"] == [], problems
+    assert any("lacks HGMMA, UTMALDG" in p for p in by_kernel["fallback"]), problems
+    local = " ".join(by_kernel["local"])
+    assert "SASS has LDL, STL" in local and "bytes of stack frame" in local, problems
+    assert report["jobs"][0]["sass"] and "SASS rules" in (tmp_path / "report.md").read_text()
+    assert not list((tmp_path / "cubins").glob("*.cubin"))  # read back, then deleted
+
+
 def test_wgmma_operand_header_is_current():
     """csrc/common/wgmma_operands.h is what csrc/tools/gen_wgmma.py writes."""
     import subprocess

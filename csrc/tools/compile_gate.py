@@ -8,7 +8,11 @@ arch, with CUDA 13 nvcc (sm_75..sm_120, incl. 90a/100a) and with clang-19 + CUDA
 
 - a compile error (message names file, toolchain, arch);
 - any register spill (spill stores or loads > 0) in any function;
-- static shared memory over 48 KiB, or over the arch's opt-in limit (csrc/common/arch.h).
+- static shared memory over 48 KiB, or over the arch's opt-in limit (csrc/common/arch.h);
+- a kernel of a tier with a SASS rule (SASS_RULES: wgmma_sm90a) whose machine code, read back from
+  the cubin by cuobjdump, lacks an instruction the tier exists for (HGMMA, UTMALDG) or holds a local
+  memory access (LDL/STL), or that has a stack frame: a silent fallback to slower instructions, or a
+  kernel that went through local memory, fails here and not on the first GPU.
 
 A source registered in a ``fastradio_add_kernel(... MIN_ARCH n [ONLY_ARCHS ...])`` call is compiled
 only for the archs that tier needs; an unregistered one for every arch. Writes ``report.json`` and
@@ -47,6 +51,24 @@ GATE_ARCHS = {
     "clang": ["60", "61", "62", "70", "72", "75", "80", "86", "87", "89", "90"],
 }
 STATIC_SMEM_LIMIT = 48 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SassRule:
+    """What every kernel of a tier's cubins must (need) and must not (forbid) contain, by SASS opcode
+    (the mnemonic before its first '.'), and whether a stack frame is refused."""
+
+    need: tuple[str, ...]
+    forbid: tuple[str, ...]
+    no_stack: bool = True
+
+
+#: Per tier (fastradio_add_kernel's TIER), checked on the nvcc cubins of the archs the tier is built
+#: for. wgmma_sm90a: the warpgroup MMA and the TMA load are the reason the tier exists; LDL/STL is
+#: local memory (spills, or an array the compiler could not keep in registers).
+SASS_RULES = {
+    "wgmma_sm90a": SassRule(need=("HGMMA", "UTMALDG"), forbid=("LDL", "STL")),
+}
 
 
 # --- ptxas -v report ----------------------------------------------------------------------------
@@ -185,10 +207,10 @@ class Toolchain:
     archs: list[str]
     cuda_path: str = ""
 
-    def device_cmd(self, src: Path, arch: str, defines: list[str]) -> list[str]:
+    def device_cmd(self, src: Path, arch: str, defines: list[str], out: str = os.devnull) -> list[str]:
         common = ["-std=c++17", "-O3", "-DNDEBUG", f"-I{CSRC}", *defines]
         if self.name == "nvcc":
-            return [self.compiler, "-cubin", f"-arch=sm_{arch}", "-Xptxas", "-v", "-o", os.devnull, *common, str(src)]
+            return [self.compiler, "-cubin", f"-arch=sm_{arch}", "-Xptxas", "-v", "-o", out, *common, str(src)]
         return [self.compiler, "-x", "cuda", f"--cuda-path={self.cuda_path}", "-Wno-unknown-cuda-version",
                 "-fno-crash-diagnostics", "--cuda-device-only", f"--cuda-gpu-arch=sm_{arch}", "-Xcuda-ptxas", "-v",
                 "-c", "-o", os.devnull, *common, str(src)]
@@ -218,6 +240,47 @@ def find_nvcc(explicit: str | None) -> Toolchain | None:
     return None
 
 
+def find_cuobjdump(explicit: str | None, nvcc: Toolchain | None) -> str | None:
+    """cuobjdump: given, $FASTRADIO_CUOBJDUMP, beside nvcc, on PATH, or from a PyPI package in this
+    Python (nvidia-cuda-cuobjdump, or the copy Triton ships)."""
+    import glob
+    import sysconfig
+    site = sysconfig.get_paths()["purelib"]
+    cands = [explicit, os.environ.get("FASTRADIO_CUOBJDUMP"),
+             str(Path(os.path.realpath(nvcc.compiler)).parent / "cuobjdump") if nvcc else None,
+             shutil.which("cuobjdump"), *sorted(glob.glob(os.path.join(site, "nvidia", "cu1*", "bin", "cuobjdump"))),
+             os.path.join(site, "triton", "backends", "nvidia", "bin", "cuobjdump")]
+    return next((c for c in cands if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
+_RE_SASS_FUNC = re.compile(r"^\s*Function\s*:\s*(\S+)", re.MULTILINE)
+_RE_SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def sass_opcodes(text: str) -> dict[str, set[str]]:
+    """`cuobjdump -sass` output -> {function: its opcodes (the mnemonic before the first '.')}."""
+    out: dict[str, set[str]] = {}
+    starts = list(_RE_SASS_FUNC.finditer(text))
+    for i, m in enumerate(starts):
+        body = text[m.end(): starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        out[m.group(1)] = set(_RE_SASS_OP.findall(body))
+    return out
+
+
+def sass_findings(ops: dict[str, set[str]], rule: SassRule) -> list[str]:
+    out = []
+    if not ops:
+        out.append("SASS check: cuobjdump found no function in the cubin")
+    for name, have in sorted(ops.items()):
+        missing = [o for o in rule.need if o not in have]
+        bad = sorted(o for o in rule.forbid if o in have)
+        if missing:
+            out.append(f"{name}: SASS lacks {', '.join(missing)} (the tier's instructions; a fallback was compiled)")
+        if bad:
+            out.append(f"{name}: SASS has {', '.join(bad)} (local memory)")
+    return out
+
+
 def find_clang(explicit: str | None, cuda_path: str | None) -> Toolchain | None:
     clang = explicit or os.environ.get("FASTRADIO_CLANG") or shutil.which("clang++-19")
     tdir = os.environ.get("FASTRADIO_TOOLCHAINS_DIR", str(REPO / ".toolchains"))
@@ -244,6 +307,10 @@ class Job:
     output: str = ""
     functions: list[dict] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
+    rule: SassRule | None = None     # a tier with a SASS rule: the cubin is kept and read back
+    cubin: str = ""
+    cuobjdump: str = ""
+    sass: dict = dataclasses.field(default_factory=dict)  # function -> sorted opcodes of interest
 
 
 def _execute(job: Job, limits: dict[int, int]) -> Job:
@@ -256,6 +323,23 @@ def _execute(job: Job, limits: dict[int, int]) -> Job:
     job.functions = [dataclasses.asdict(f) for f in funcs.values()]
     if job.arch != "host":
         job.problems = findings(funcs, job.arch, limits)
+    if job.rule is not None and p.returncode == 0:
+        if job.rule.no_stack:
+            job.problems += [f"{f.name}: {f.stack} bytes of stack frame" for f in funcs.values() if f.entry and f.stack]
+        if not job.cuobjdump:
+            job.problems.append("SASS check: no cuobjdump (pip install nvidia-cuda-cuobjdump, or set "
+                                "FASTRADIO_CUOBJDUMP)")
+        else:
+            d = subprocess.run([job.cuobjdump, "-sass", job.cubin], capture_output=True, text=True)
+            if d.returncode != 0:
+                job.problems.append(f"SASS check: cuobjdump failed: {(d.stdout + d.stderr)[-400:]}")
+            else:
+                ops = sass_opcodes(d.stdout)
+                job.problems += sass_findings(ops, job.rule)
+                keep = set(job.rule.need) | set(job.rule.forbid)
+                job.sass = {n: sorted(o & keep) for n, o in ops.items()}
+    if job.cubin:
+        Path(job.cubin).unlink(missing_ok=True)
     if p.returncode != 0:
         errors = [ln.strip() for ln in job.output.splitlines() if "error" in ln.lower()]
         job.problems.append("compile failed: " + (" | ".join(errors[:5]) or job.output[-800:]))
@@ -289,7 +373,7 @@ def _short(name: str) -> str:
 
 
 def run_gate(sources: list[Path], toolchains: list[Toolchain], archs: set[str] | None, jobs: int,
-             host_pass: bool = True) -> list[Job]:
+             host_pass: bool = True, cuobjdump: str | None = None, scratch: Path | None = None) -> list[Job]:
     regs = registrations()
     defines = sorted({f"-DFASTRADIO_HAS_{r.op.upper()}_{r.tier.upper()}=1" for r in regs.values()})
     limits = smem_optin_limits()
@@ -297,10 +381,18 @@ def run_gate(sources: list[Path], toolchains: list[Toolchain], archs: set[str] |
     for src in sources:
         rel = str(src.relative_to(REPO)) if src.is_relative_to(REPO) else str(src)
         reg = regs.get(src.resolve())
+        rule = SASS_RULES.get(reg.tier) if reg else None
         for tc in toolchains:
             for arch in tc.archs:
                 if (archs is None or arch in archs) and needed(reg, arch):
-                    work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines)))
+                    if rule is not None and tc.name == "nvcc":
+                        scratch = scratch or Path(REPO / "build" / "compile_gate" / "cubins")
+                        scratch.mkdir(parents=True, exist_ok=True)
+                        cubin = str(scratch / f"{src.stem}.sm_{arch}.cubin")
+                        work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines, cubin), rule=rule,
+                                        cubin=cubin, cuobjdump=cuobjdump or ""))
+                    else:
+                        work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines)))
             if host_pass and tc.name == "clang":
                 work.append(Job(rel, tc.name, "host", tc.host_cmd(src, defines)))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -361,10 +453,15 @@ def report(done: list[Job], toolchains: list[Toolchain], out_dir: Path, seconds:
     tcs = ", ".join(f"{t.name} {t.version} ({' '.join(t.archs)})" for t in toolchains)
     verdict = (f"compile gate: {'PASS' if ok else 'FAIL'}: {len(done)} compiles of "
                f"{len({j.file for j in done})} files in {seconds:.0f} s; toolchains: {tcs}")
+    sass = [f"| {j.file} | sm_{j.arch} | `{_short(names.get(n, n))}` | {' '.join(ops) or '-'} |"
+            for j in sorted(done, key=lambda j: (j.file, _arch_key(j.arch))) for n, ops in sorted(j.sass.items())]
+    sass_md = ["\n## SASS rules (SASS_RULES: opcodes found of those needed / forbidden)\n",
+               "| file | arch | kernel | opcodes |", "|---|---|---|---|", *sass] if sass else []
     md = "\n".join([f"# Compile gate\n\n{verdict}\n", *(["## Failures\n", *problems, ""] if problems else []),
-                    "## Summary\n", *lines, "\n## Every kernel, every arch\n", *rows, ""])
+                    "## Summary\n", *lines, *sass_md, "\n## Every kernel, every arch\n", *rows, ""])
     (out_dir / "report.md").write_text(md)
-    text = "\n".join([*lines, "", *problems, verdict, f"report: {out_dir / 'report.md'}, {out_dir / 'report.json'}"])
+    text = "\n".join([*lines, *sass_md, "", *problems, verdict,
+                      f"report: {out_dir / 'report.md'}, {out_dir / 'report.json'}"])
     return text, ok
 
 
@@ -380,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clang-cuda-path", help="CUDA 12.9 folder for clang (default: $FASTRADIO_CLANG_CUDA_PATH)")
     ap.add_argument("--no-host-pass", action="store_true", help="skip clang's host-side compile of each file")
     ap.add_argument("--allow-missing", action="store_true", help="skip a missing toolchain instead of failing")
+    ap.add_argument("--cuobjdump", help="for the SASS rules (default: $FASTRADIO_CUOBJDUMP, beside nvcc, PATH, "
+                                        "nvidia-cuda-cuobjdump or Triton's copy in this Python)")
     args = ap.parse_args(argv)
 
     wanted = ("nvcc", "clang") if args.toolchain == "both" else (args.toolchain,)
@@ -403,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     t0 = time.monotonic()
-    done = run_gate(sources, toolchains, archs, args.jobs, host_pass=not args.no_host_pass)
+    nvcc = next((t for t in toolchains if t.name == "nvcc"), None)
+    done = run_gate(sources, toolchains, archs, args.jobs, host_pass=not args.no_host_pass,
+                    cuobjdump=find_cuobjdump(args.cuobjdump, nvcc), scratch=args.report_dir / "cubins")
     if not done:
         print("compile gate: nothing to compile for these toolchains/archs", file=sys.stderr)
         return 2
