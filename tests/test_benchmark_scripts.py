@@ -223,6 +223,26 @@ def test_flop_formula_matches_the_spec():
                         0.67, abs_tol=0.01)
 
 
+def test_hopper_prediction_is_current_and_counts_the_spec_flops():
+    """benchmarks/README.md's predicted Hopper table is predict_hopper.py's output, and the script's
+    per-image FLOPs at batch 1 are the spec's count (model_parity.flops_per_image)."""
+    out = subprocess.run([sys.executable, str(BENCH / "predict_hopper.py")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() and out in (BENCH / "README.md").read_text()
+    sys.path.insert(0, str(BENCH))
+    try:
+        import model_parity as mp
+        import predict_hopper as ph
+    finally:
+        sys.path.remove(str(BENCH))
+    from fastradio.synthetic import model_config
+
+    rows = ph.rows(1, "H200")
+    total = ph.DEPTH * sum(r["flops"] for r in rows[:-1]) + rows[-1]["flops"]
+    assert total == mp.flops_per_image(model_config("C-RADIOv2-L"), 32, 32)
+    assert all(r["predict_s"] >= r["floor_s"] > 0 for r in rows)
+
+
 def test_bf16_storage_checkpoints_are_cached_and_load(tmp_path, monkeypatch):
     """The L/H/g path (bf16 storage in its own cache folder) on a test architecture."""
     monkeypatch.setenv("FASTRADIO_CACHE", str(tmp_path))
