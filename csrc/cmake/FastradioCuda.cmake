@@ -58,9 +58,15 @@ function(_fastradio_supported_archs out)
       endif()
     endforeach()
   elseif(CMAKE_CUDA_COMPILER_ID STREQUAL "Clang")
-    set(clang_archs 60 61 62 70 72 75 80 86 87 89 90 90a)
+    # No arch-specific ("a") archs with clang: the tiers that need them (wgmma_sm90a) pass TMA
+    # tensor maps as `const __grid_constant__ CUtensorMap` kernel parameters, and clang 19 ignores
+    # __grid_constant__ ("unknown attribute"): it copies the map to a local stack slot and hands
+    # cp.async.bulk.tensor a local address, which TMA cannot read (the map must live in param,
+    # const or global memory). The clang-built cu12 wheel therefore has no sm_90a tier; on H100
+    # it runs mma_sm80 and Triton (DESIGN.md "Hopper").
+    set(clang_archs 60 61 62 70 72 75 80 86 87 89 90)
     if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 20)
-      list(APPEND clang_archs 100 100a 101 101a 120 120a)
+      list(APPEND clang_archs 100 101 120)
     endif()
     set(ptxas "${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}/bin/ptxas")
     execute_process(COMMAND "${ptxas}" --help OUTPUT_VARIABLE help RESULT_VARIABLE rc ERROR_QUIET)
