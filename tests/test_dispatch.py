@@ -66,3 +66,25 @@ def test_plan_falls_back_for_unimplemented_ops(monkeypatch):
     p = ops.plan("triton", "cpu", torch.float32, head_dim=64)
     assert p.names["pos_embed"] == "triton"
     assert p.names["attention"] == "reference"
+
+
+@pytest.mark.parametrize("cap,tier,forced,dtype,first", [
+    ((9, 0), "mma_sm80", None, torch.bfloat16, "triton"),       # Hopper without a wgmma tier for the op
+    ((9, 0), "mma_sm80", None, torch.float16, "triton"),
+    ((9, 0), "wgmma_sm90a", None, torch.bfloat16, "cuda"),      # the Hopper tier leads
+    ((9, 0), "cuda_core", None, torch.bfloat16, "cuda"),        # memory-bound ops: no tensor-core question
+    ((9, 0), "mma_sm80", "mma_sm80", torch.bfloat16, "cuda"),   # FASTRADIO_TIER forces a tier: run it
+    ((9, 0), "cuda_core", None, torch.float32, "cuda"),         # fp32: cuda_core (no TF32), as everywhere
+    ((8, 0), "mma_sm80", None, torch.bfloat16, "cuda"),         # Ampere: unchanged
+    ((10, 0), "mma_sm80", None, torch.bfloat16, "cuda"),
+])
+def test_auto_order_on_hopper(monkeypatch, cap, tier, forced, dtype, first):
+    """Issue 15: on sm_90 "auto" prefers the wgmma tier, then Triton (tl.dot lowers to wgmma there),
+    then the mma.sync tiers."""
+    cuda = pytest.importorskip("fastradio.backends.cuda")
+    monkeypatch.setattr(cuda._common, "_capability", lambda device: cap)
+    monkeypatch.setattr(cuda, "_forced_tier", lambda op: forced)
+    monkeypatch.setattr(cuda, "resolve_tier", lambda op, device, tier_=None, dtype=None: tier)
+    order = backends.auto_order("linear", torch.device("cuda"), dtype)
+    assert order[0] == first and sorted(order) == sorted(backends._DEFAULT_ORDER), order
+    assert backends.auto_order("linear", torch.device("cpu"), dtype) == ("reference",)

@@ -36,13 +36,35 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {}
 ENV_VAR = "FASTRADIO_BACKEND"
 
 
-def auto_order(op: str, device: torch.device) -> tuple[str, ...]:
-    """Backends "auto" tries for ``op`` on ``device``, best first. On CPU only the reference:
-    Triton on CPU is its interpreter, a testing tool orders of magnitude slower, which runs only
-    when asked for by name."""
-    if torch.device(device).type == "cpu":
+def auto_order(op: str, device: torch.device, dtype: torch.dtype | None = None) -> tuple[str, ...]:
+    """Backends "auto" tries for ``op`` on ``device`` (in ``dtype``), best first. On CPU only the
+    reference: Triton on CPU is its interpreter, a testing tool orders of magnitude slower, which
+    runs only when asked for by name.
+
+    Hopper (sm_90), fp16/bf16: where the CUDA backend would run a tensor-core op on a pre-Hopper
+    ``mma.sync`` tier (``mma_sm80``: no ``wgmma_sm90a`` tier for the op, or none compiled), Triton
+    goes first, since its ``tl.dot`` lowers to wgmma there (issue 15; a GPU measurement may reorder
+    this). ``wgmma_sm90a``, ``cuda_core`` (the memory-bound ops) and a tier forced through
+    FASTRADIO_TIER keep the CUDA backend first."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
         return ("reference",)
-    return AUTO_ORDER.get(op, _DEFAULT_ORDER)
+    order = AUTO_ORDER.get(op, _DEFAULT_ORDER)
+    if dtype in (torch.float16, torch.bfloat16) and "triton" in order and not _cuda_leads_on_hopper(op, dev, dtype):
+        order = ("triton", *(b for b in order if b != "triton"))
+    return order
+
+
+def _cuda_leads_on_hopper(op: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """False only on an sm_90 device where the CUDA backend would run ``op`` on an ``mma.sync``
+    tier (no tier forced through FASTRADIO_TIER: a forced tier is what the user wants run)."""
+    try:
+        cuda = get("cuda")
+        if cuda._common._capability(device)[0] != 9 or cuda._forced_tier(op):
+            return True
+        return cuda.resolve_tier(op, device, dtype=dtype) not in ("mma_sm80", "mma_sm75")
+    except Exception:  # no extension, no driver, no tier: keep the order (cuda then refuses by itself)
+        return True
 
 
 class BackendUnavailable(RuntimeError):
@@ -98,7 +120,7 @@ def select(op: str, choice: str, device: torch.device, dtype: torch.dtype, **fac
                 f"backend {choice!r} cannot run {op!r} on {device} with {dtype}: " + "; ".join(reasons))
         return choice
     collected = []
-    for name in auto_order(op, device):
+    for name in auto_order(op, device, dtype):
         reasons = refusals(name, op, device, dtype, **facts)
         if not reasons:
             return name
