@@ -9,10 +9,11 @@ arch, with CUDA 13 nvcc (sm_75..sm_120, incl. 90a/100a) and with clang-19 + CUDA
 - a compile error (message names file, toolchain, arch);
 - any register spill (spill stores or loads > 0) in any function;
 - static shared memory over 48 KiB, or over the arch's opt-in limit (csrc/common/arch.h);
+- a stack frame in a kernel of a registered source (local memory: none of ours has one);
 - a kernel of a tier with a SASS rule (SASS_RULES: wgmma_sm90a) whose machine code, read back from
   the cubin by cuobjdump, lacks an instruction the tier exists for (HGMMA, UTMALDG) or holds a local
-  memory access (LDL/STL), or that has a stack frame: a silent fallback to slower instructions, or a
-  kernel that went through local memory, fails here and not on the first GPU.
+  memory access (LDL/STL): a silent fallback to slower instructions, or a kernel that went through
+  local memory, fails here and not on the first GPU.
 
 A source registered in a ``fastradio_add_kernel(... MIN_ARCH n [ONLY_ARCHS ...])`` call is compiled
 only for the archs that tier needs; an unregistered one for every arch. Writes ``report.json`` and
@@ -56,11 +57,10 @@ STATIC_SMEM_LIMIT = 48 * 1024
 @dataclasses.dataclass(frozen=True)
 class SassRule:
     """What every kernel of a tier's cubins must (need) and must not (forbid) contain, by SASS opcode
-    (the mnemonic before its first '.'), and whether a stack frame is refused."""
+    (the mnemonic before its first '.')."""
 
     need: tuple[str, ...]
     forbid: tuple[str, ...]
-    no_stack: bool = True
 
 
 #: Per tier (fastradio_add_kernel's TIER), checked on the nvcc cubins of the archs the tier is built
@@ -307,6 +307,7 @@ class Job:
     output: str = ""
     functions: list[dict] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
+    registered: bool = False         # a fastradio_add_kernel source: no stack frame allowed
     rule: SassRule | None = None     # a tier with a SASS rule: the cubin is kept and read back
     cubin: str = ""
     cuobjdump: str = ""
@@ -323,9 +324,10 @@ def _execute(job: Job, limits: dict[int, int]) -> Job:
     job.functions = [dataclasses.asdict(f) for f in funcs.values()]
     if job.arch != "host":
         job.problems = findings(funcs, job.arch, limits)
+    if job.registered and job.arch != "host":
+        job.problems += [f"{f.name}: {f.stack} bytes of stack frame (local memory)" for f in funcs.values()
+                         if f.entry and f.stack]
     if job.rule is not None and p.returncode == 0:
-        if job.rule.no_stack:
-            job.problems += [f"{f.name}: {f.stack} bytes of stack frame" for f in funcs.values() if f.entry and f.stack]
         if not job.cuobjdump:
             job.problems.append("SASS check: no cuobjdump (pip install nvidia-cuda-cuobjdump, or set "
                                 "FASTRADIO_CUOBJDUMP)")
@@ -390,9 +392,10 @@ def run_gate(sources: list[Path], toolchains: list[Toolchain], archs: set[str] |
                         scratch.mkdir(parents=True, exist_ok=True)
                         cubin = str(scratch / f"{src.stem}.sm_{arch}.cubin")
                         work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines, cubin), rule=rule,
-                                        cubin=cubin, cuobjdump=cuobjdump or ""))
+                                        cubin=cubin, cuobjdump=cuobjdump or "", registered=True))
                     else:
-                        work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines)))
+                        work.append(Job(rel, tc.name, arch, tc.device_cmd(src, arch, defines),
+                                        registered=reg is not None))
             if host_pass and tc.name == "clang":
                 work.append(Job(rel, tc.name, "host", tc.host_cmd(src, defines)))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
