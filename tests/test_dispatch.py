@@ -81,7 +81,10 @@ def test_plan_falls_back_for_unimplemented_ops(monkeypatch):
 def test_auto_order_on_hopper(monkeypatch, cap, tier, forced, dtype, first):
     """Issue 15: on sm_90 "auto" prefers the wgmma tier, then Triton (tl.dot lowers to wgmma there),
     then the mma.sync tiers."""
-    cuda = pytest.importorskip("fastradio.backends.cuda")
+    try:
+        from fastradio.backends import cuda
+    except ImportError as e:  # no compiled extension here
+        pytest.skip(f"the cuda backend does not import: {e}")
     monkeypatch.setattr(cuda._common, "_capability", lambda device: cap)
     monkeypatch.setattr(cuda, "_forced_tier", lambda op: forced)
     monkeypatch.setattr(cuda, "resolve_tier", lambda op, device, tier_=None, dtype=None: tier)
