@@ -74,8 +74,8 @@ struct ThreadWgmma {
 //     (the mbarrier wait: the wgmma did not wait for its phase), stmatrix (shared_write_check);
 //   - ordinary stores (plain C++ assignments the emulator does not see) are caught when the
 //     instruction retires: the held ranges are compared with the copies taken at issue, in the
-//     generic view (the stores themselves, the TMA poison) and in the async proxy's (what
-//     fence.proxy.async published, TMA landings).
+//     generic view (the stores themselves) and in the async proxy's (what fence.proxy.async
+//     published).
 // Why this design: it costs one copy of the operand bytes at issue and one comparison at
 // retirement, of the same order as the wgmma's own operand reads and far below its 64 x N x 16
 // products; the write-time checks cost a scan of the held ranges per TMA load or stmatrix, and
@@ -84,7 +84,10 @@ struct ThreadWgmma {
 // It is sound: a write reported while no thread has retired the wgmma cannot be ordered after the
 // retirement on any schedule. A wgmma is one operation of its warpgroup: the first thread of the
 // warpgroup whose wait_group retires it ends its reads (kernels release a stage after one elected
-// thread's wait_group, as linear_sm90a does), so later threads' waits check nothing more.
+// thread's wait_group, as linear_sm90a does), so later threads' waits check nothing more. Hence
+// not caught: a store made after another thread of the warpgroup retired the wgmma but before the
+// storing thread's own wait_group (no happens-before relation is kept to tell whether the store
+// follows that retirement).
 // RS operands (A in registers) are not held: the registers are copied at issue, and the PTX rule
 // that they stay unchanged until retirement concerns PTX registers, which C++ source does not
 // name (a kernel that reuses its fragment array for the next k-step, as the self-test's RS kernel
