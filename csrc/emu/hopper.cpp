@@ -177,17 +177,23 @@ struct AsyncView {
   }
 };
 
-// The window bytes [lo, hi) as ordinary loads see them (generic) and as the async proxy does, appended
-// to the two vectors; every byte lies in a shared buffer (the ranges come from AsyncView::at).
-void read_window(AsyncView& view, uint32_t lo, uint32_t hi, std::vector<char>* generic, std::vector<char>* async) {
-  const size_t base = generic->size();
-  generic->resize(base + (hi - lo));
-  async->resize(base + (hi - lo));
-  for (const SharedSpan& s : view.spans) {
-    const uint64_t a = std::max<uint64_t>(lo, s.window), b = std::min<uint64_t>(hi, uint64_t(s.window) + s.bytes);
-    if (a >= b) continue;
-    std::memcpy(generic->data() + base + (a - lo), s.p + (a - s.window), size_t(b - a));
-    std::memcpy(async->data() + base + (a - lo), view.at(uint32_t(a), size_t(b - a)), size_t(b - a));
+// Visits the window bytes of `ranges` (every byte inside a shared buffer: they come from
+// AsyncView::at) piece by piece, one piece per range and buffer: fn(offset of the piece in the
+// ranges' concatenation, its window address, its bytes as ordinary loads see them, as the async
+// proxy sees them, its length).
+template <class F>
+void visit_ranges(AsyncView& view, const std::vector<HeldRange>& ranges, F fn) {
+  std::vector<char*> async(view.spans.size(), nullptr);  // each buffer's async view, looked up once
+  size_t pos = 0;
+  for (const HeldRange& x : ranges) {
+    for (size_t i = 0; i < view.spans.size(); ++i) {
+      const SharedSpan& s = view.spans[i];
+      const uint64_t a = std::max<uint64_t>(x.lo, s.window), b = std::min<uint64_t>(x.hi, uint64_t(s.window) + s.bytes);
+      if (a >= b) continue;
+      if (async[i] == nullptr) async[i] = view.at(s.window, s.bytes);
+      fn(pos + size_t(a - x.lo), uint32_t(a), s.p + (a - s.window), async[i] + (a - s.window), size_t(b - a));
+    }
+    pos += x.hi - x.lo;
   }
 }
 
@@ -430,7 +436,14 @@ uint64_t hold_operands(AsyncView& view, Held&& held, unsigned warpgroup, const c
     held.lo = r.front().lo;
     held.hi = r.back().hi;
   }
-  for (const HeldRange& x : r) read_window(view, x.lo, x.hi, &held.generic, &held.async);
+  size_t total = 0;
+  for (const HeldRange& x : r) total += x.hi - x.lo;
+  held.generic.resize(total);
+  held.async.resize(total);
+  visit_ranges(view, r, [&](size_t pos, uint32_t, const char* generic, const char* async, size_t n) {
+    std::memcpy(held.generic.data() + pos, generic, n);
+    std::memcpy(held.async.data() + pos, async, n);
+  });
   held.warpgroup = warpgroup;
   held.file = file;
   held.line = line;
@@ -441,39 +454,35 @@ uint64_t hold_operands(AsyncView& view, Held&& held, unsigned warpgroup, const c
 
 // Whether the held operand bytes still are what the wgmma read at issue; if not, the message in why[0..n).
 bool held_changed(const Held& h, char* why, size_t n) {
-  AsyncView view;
-  std::vector<char> generic, async;
-  generic.reserve(h.generic.size());
-  async.reserve(h.async.size());
-  for (const HeldRange& x : h.ranges) read_window(view, x.lo, x.hi, &generic, &async);
-  bool changed = false;
-  if (generic != h.generic || async != h.async) {
-    const bool in_async = async != h.async;
-    const std::vector<char>& was = in_async ? h.async : h.generic;
-    const std::vector<char>& now = in_async ? async : generic;
-    size_t i = 0;
-    while (was[i] == now[i]) ++i;
-    size_t off = i;
-    uint32_t addr = 0;
-    for (const HeldRange& x : h.ranges) {
-      if (off < x.hi - x.lo) {
-        addr = x.lo + uint32_t(off);
-        break;
+  bool changed = false, in_async = false;
+  uint32_t addr = 0;
+  unsigned char was = 0, now = 0;
+  {
+    AsyncView view;  // (its vector is gone before the caller faults: the fiber is abandoned, never unwound)
+    visit_ranges(view, h.ranges, [&](size_t pos, uint32_t window, const char* generic, const char* async, size_t len) {
+      for (int view_async = 1; view_async >= 0 && !changed; --view_async) {
+        const char* cur = view_async ? async : generic;
+        const char* old = (view_async ? h.async : h.generic).data() + pos;
+        if (std::memcmp(cur, old, len) == 0) continue;
+        size_t i = 0;
+        while (cur[i] == old[i]) ++i;
+        changed = true;
+        in_async = view_async != 0;
+        addr = window + uint32_t(i);
+        was = (unsigned char)old[i];
+        now = (unsigned char)cur[i];
       }
-      off -= x.hi - x.lo;
-    }
+    });
+  }
+  if (changed) {
     snprintf(why, n,
              "the shared-memory operand of a wgmma issued at %s:%d changed before wait_group retired it: the byte at "
              "shared address 0x%x was 0x%02x at issue and is 0x%02x %s at this wgmma.wait_group, the first of warpgroup "
              "%u to retire it (an ordinary store%s; the emulator sees plain stores only by their effect, so it cannot "
              "name the line)",
-             h.file, h.line, addr, unsigned((unsigned char)was[i]), unsigned((unsigned char)now[i]),
-             in_async ? "in the async proxy's view" : "to ordinary loads", h.warpgroup,
-             in_async ? ", published by fence.proxy.async" : "");
-    changed = true;
+             h.file, h.line, addr, unsigned(was), unsigned(now), in_async ? "in the async proxy's view" : "to ordinary loads",
+             h.warpgroup, in_async ? ", published by fence.proxy.async" : "");
   }
-  std::vector<char>().swap(generic);  // before the caller faults (the fiber is abandoned, never unwound)
-  std::vector<char>().swap(async);
   return changed;
 }
 
