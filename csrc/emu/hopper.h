@@ -17,8 +17,9 @@
 //                 accumulators see the pending value (as the hardware orders them). mma_async
 //                 without a wgmma.fence since the thread's last wait_group is an error. The
 //                 shared-memory operands stay held until the first wait_group of the warpgroup
-//                 that retires the instruction: a TMA load or stmatrix into them is an error where
-//                 it writes, any other change (ordinary stores) at that wait_group.
+//                 that retires the instruction: a TMA load into them (at its issue, or landing
+//                 there) or stmatrix is an error where it writes, any other change (ordinary
+//                 stores) at that wait_group.
 //   setmaxnreg    checks the count (24..256, multiple of 8) and that all four warps agree.
 //   async proxy   wgmma and TMA stores read a per-block copy of shared memory that ordinary stores
 //                 reach only through fence.proxy.async (TMA loads land in both): a missing fence
