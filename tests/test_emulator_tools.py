@@ -46,7 +46,8 @@ def test_each_mutant_applies_to_exactly_one_place(mutant):
     assert mutant.find != mutant.replace
     assert mutant.expect in ("caught", "passes")
     assert mutant.op in ("pos_embed", "patch_embed", "add_layer_norm", "linear", "attention")
-    assert mutant.tier in (None, "cuda_core", "mma_sm75", "mma_sm80")
+    assert mutant.tier in (None, "cuda_core", "mma_sm75", "mma_sm80", "wgmma_sm90a")
+    assert mutant.arch == (90 if mutant.tier == "wgmma_sm90a" else 80)
 
 
 def test_mutant_names_are_unique_and_the_quick_set_exists():
@@ -111,13 +112,13 @@ def test_selftest_rows_count_sanitizer_reports_but_not_the_errors_it_provokes():
 
 
 def test_hopper_self_test_runs_in_sm90_self_test_only_builds():
-    """sm_90 (the emulated Hopper instructions) is built and run under every sanitizer, self-test
-    only; sm_80 (first: the model step) and sm_75 keep their driver cases."""
+    """sm_90 (the emulated Hopper instructions) is built and run under every sanitizer: its self-test
+    and the sm_90a tiers' driver cases only (linear); sm_80 (first: the model step) and sm_75 keep
+    the other tiers' cases."""
     assert emulate.DEFAULT_ARCHS["none"][:2] == (80, 75)
     for archs in emulate.DEFAULT_ARCHS.values():
         assert archs[0] == 80 and 90 in archs
-    assert emulate.Build(CSRC, 90, "thread").selftest_only
-    assert not any(emulate.Build(CSRC, a, "none").selftest_only for a in (75, 80))
+    assert emulate.ARCH_TIERS == {90: ("wgmma_sm90a",)} and emulate.ARCH_OPS == {90: ("linear",)}
 
 
 def test_every_hopper_wrapper_has_an_emulated_twin():

@@ -6,6 +6,7 @@
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -36,6 +37,8 @@ struct Landing {
   char* dst;
   uint32_t window;  // dst's shared address
   std::vector<unsigned char> bytes;  // already swizzled / zero-filled: what the box's span holds
+  const char* file;  // the cp.async.bulk.tensor that issued it
+  int line;
 };
 
 struct Mbar {
@@ -51,6 +54,7 @@ struct Mbar {
 struct Result {
   float* d;
   std::vector<float> v;
+  uint64_t op;  // the wgmma instruction (Block::held) that computed it
 };
 struct ThreadWgmma {
   bool fenced = false;
@@ -58,8 +62,54 @@ struct ThreadWgmma {
   std::deque<std::vector<Result>> groups;   // committed, oldest first
 };
 
+// The shared-memory operands of one wgmma.mma_async between its issue and its retirement.
+//
+// On a GPU the tensor cores may read A and B from shared memory at any time until the
+// wgmma.wait_group that retires the instruction's group; the emulator reads them at issue. So
+// that a kernel which lets its operands change in that window (a stage released to the producer
+// one wait_group too early) is still caught, each wgmma keeps, until its retirement, the bytes
+// it read (window ranges) and their contents as both proxies saw them at issue:
+//   - writes the emulator performs itself are checked as they happen, naming the writer: a TMA
+//     load issued into a held range (tma_load), a TMA load issued earlier whose bytes land there
+//     (the mbarrier wait: the wgmma did not wait for its phase), stmatrix (shared_write_check);
+//   - ordinary stores (plain C++ assignments the emulator does not see) are caught when the
+//     instruction retires: the held ranges are compared with the copies taken at issue, in the
+//     generic view (the stores themselves) and in the async proxy's (what fence.proxy.async
+//     published).
+// Why this design: it costs one copy of the operand bytes at issue and one comparison at
+// retirement, of the same order as the wgmma's own operand reads and far below its 64 x N x 16
+// products; the write-time checks cost a scan of the held ranges per TMA load or stmatrix, and
+// nothing when no wgmma is in flight. Comparing contents (rather than trapping every store) misses
+// only a store that writes back the value it found (A -> B -> A), which cannot change the result.
+// It is sound: a write reported while no thread has retired the wgmma cannot be ordered after the
+// retirement on any schedule. A wgmma is one operation of its warpgroup: the first thread of the
+// warpgroup whose wait_group retires it ends its reads (kernels release a stage after one elected
+// thread's wait_group, as linear_sm90a does), so later threads' waits check nothing more. Hence
+// not caught: a store made after another thread of the warpgroup retired the wgmma but before the
+// storing thread's own wait_group (no happens-before relation is kept to tell whether the store
+// follows that retirement).
+// RS operands (A in registers) are not held: the registers are copied at issue, and the PTX rule
+// that they stay unchanged until retirement concerns PTX registers, which C++ source does not
+// name (a kernel that reuses its fragment array for the next k-step, as the self-test's RS kernel
+// does, gets separate registers or a serialised pipeline from ptxas), so a check through the
+// array's address would reject correct kernels.
+struct HeldRange {
+  uint32_t lo, hi;  // window addresses [lo, hi)
+};
+struct Held {
+  std::vector<HeldRange> ranges;  // sorted, disjoint
+  uint32_t lo = 0, hi = 0;        // their hull (a quick rejection)
+  std::vector<char> generic;      // the ranges' bytes at issue, concatenated: ordinary loads' view
+  std::vector<char> async;        // the async proxy's view (what the wgmma read)
+  unsigned warpgroup = 0;
+  const char* file = "";  // the wgmma.mma_async
+  int line = 0;
+};
+
 struct Block {
   std::map<uint32_t, Mbar> bars;  // by shared address
+  std::map<uint64_t, Held> held;  // wgmma instructions in flight (no thread retired them yet), by issue order
+  uint64_t next_op = 0;
   // The async proxy's view of each shared buffer (by window start): what TMA stores and wgmma read.
   // Ordinary stores reach it only through fence.proxy.async; TMA loads land in both.
   std::map<uint32_t, std::vector<char>> async_view;
@@ -104,10 +154,19 @@ void complete_phase(Mbar* m) {
 }
 
 // The async proxy's bytes at [addr, addr + bytes), or nullptr outside shared memory. A buffer's view
-// starts as the block's initial 0xFF.
+// starts as the block's initial 0xFF. With `record` set, the ranges asked for are appended to it
+// (adjacent ones merged): what a wgmma's operands read.
 struct AsyncView {
   std::vector<SharedSpan> spans = shared_spans();
+  std::vector<HeldRange>* record = nullptr;
   char* at(uint32_t addr, size_t bytes) {
+    if (record != nullptr) {
+      if (!record->empty() && record->back().hi == addr) {
+        record->back().hi = uint32_t(addr + bytes);
+      } else {
+        record->push_back({addr, uint32_t(addr + bytes)});
+      }
+    }
     for (const SharedSpan& s : spans)
       if (addr >= s.window && uint64_t(addr) + bytes <= uint64_t(s.window) + s.bytes) {
         std::vector<char>& v = g_block.async_view[s.window];
@@ -117,6 +176,53 @@ struct AsyncView {
     return nullptr;
   }
 };
+
+// Visits the window bytes of `ranges` (every byte inside a shared buffer: they come from
+// AsyncView::at) piece by piece, one piece per range and buffer: fn(offset of the piece in the
+// ranges' concatenation, its window address, its bytes as ordinary loads see them, as the async
+// proxy sees them, its length).
+template <class F>
+void visit_ranges(AsyncView& view, const std::vector<HeldRange>& ranges, F fn) {
+  std::vector<char*> async(view.spans.size(), nullptr);  // each buffer's async view, looked up once
+  size_t pos = 0;
+  for (const HeldRange& x : ranges) {
+    for (size_t i = 0; i < view.spans.size(); ++i) {
+      const SharedSpan& s = view.spans[i];
+      const uint64_t a = std::max<uint64_t>(x.lo, s.window), b = std::min<uint64_t>(x.hi, uint64_t(s.window) + s.bytes);
+      if (a >= b) continue;
+      if (async[i] == nullptr) async[i] = view.at(s.window, s.bytes);
+      fn(pos + size_t(a - x.lo), uint32_t(a), s.p + (a - s.window), async[i] + (a - s.window), size_t(b - a));
+    }
+    pos += x.hi - x.lo;
+  }
+}
+
+// The first held wgmma (oldest first) whose operands overlap the window bytes [lo, hi), with the first
+// overlapping address in *at; nullptr if none.
+const Held* held_overlap(uint32_t lo, uint32_t hi, uint32_t* at) {
+  for (const auto& [op, h] : g_block.held) {
+    if (hi <= h.lo || lo >= h.hi) continue;
+    auto r = std::upper_bound(h.ranges.begin(), h.ranges.end(), lo,
+                              [](uint32_t a, const HeldRange& x) { return a < x.hi; });  // first range ending past lo
+    if (r != h.ranges.end() && r->lo < hi) {
+      *at = std::max(lo, r->lo);
+      return &h;
+    }
+  }
+  return nullptr;
+}
+
+// The message of a write into a held operand (why[0..n)), or false. what: the writer, in words.
+bool held_write(uint32_t lo, uint32_t hi, const char* what, char* why, size_t n) {
+  uint32_t at = 0;
+  const Held* h = held_overlap(lo, hi, &at);
+  if (h == nullptr) return false;
+  snprintf(why, n,
+           "the shared-memory operand of a wgmma issued at %s:%d changed before wait_group retired it: %s shared "
+           "address 0x%x, which that wgmma (warpgroup %u) may still read",
+           h->file, h->line, what, at, h->warpgroup);
+  return true;
+}
 
 // --- tensor maps: what the emulator's encoder keeps in the 128 opaque bytes ----------------------------
 constexpr uint64_t kMapMagic = 0x31304d54554d4546ull;  // "FEMUTM01"
@@ -230,6 +336,26 @@ CUresult encode_tiled(CUtensorMap* map, CUtensorMapDataType type, cuuint32_t ran
   return CUDA_SUCCESS;
 }
 
+// What a cp.async.bulk.tensor of `rank` dimensions checks before copying, loads and stores alike:
+// the tensor map (the emulator's encoder made it) and its rank, the 128-byte aligned shared box
+// (`role`: destination or source), its size in bytes and its window address (the whole box in one
+// shared buffer).
+struct TmaBox {
+  MapView map;
+  uint64_t bytes;
+  uint32_t window;
+};
+TmaBox tma_box(const CUtensorMap* map, int rank, const void* smem, const char* role, const char* file, int line) {
+  TmaBox b{unpack(map, file, line), 0, 0};
+  if (b.map.rank != rank) fault(file, line, "cp.async.bulk.tensor.%dd with a rank-%d tensor map", rank, b.map.rank);
+  if (reinterpret_cast<uintptr_t>(smem) % 128 != 0)
+    fault(file, line, "cp.async.bulk.tensor %s %p is not 128-byte aligned", role, smem);
+  b.bytes = uint64_t(b.map.esize);
+  for (int d = 0; d < rank; ++d) b.bytes *= b.map.box[d];
+  b.window = shared_window_address(smem, b.bytes, file, line);
+  return b;
+}
+
 // Visits every element of the box at `coords`: fn(dst_offset, src or nullptr when out of bounds).
 template <class F>
 void for_box(const MapView& v, const int* coords, F fn) {
@@ -293,6 +419,73 @@ float operand(AsyncView& view, uint64_t desc, int row, int k, bool bf16, const c
   return half_value(h, bf16);
 }
 
+// Keeps the operand ranges a wgmma read (merged) with their contents in both views; returns its id.
+uint64_t hold_operands(AsyncView& view, Held&& held, unsigned warpgroup, const char* file, int line) {
+  std::vector<HeldRange>& r = held.ranges;
+  std::sort(r.begin(), r.end(), [](const HeldRange& a, const HeldRange& b) { return a.lo < b.lo; });
+  size_t k = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (k > 0 && r[i].lo <= r[k - 1].hi) {
+      r[k - 1].hi = std::max(r[k - 1].hi, r[i].hi);
+    } else {
+      r[k++] = r[i];
+    }
+  }
+  r.resize(k);
+  if (k > 0) {
+    held.lo = r.front().lo;
+    held.hi = r.back().hi;
+  }
+  size_t total = 0;
+  for (const HeldRange& x : r) total += x.hi - x.lo;
+  held.generic.resize(total);
+  held.async.resize(total);
+  visit_ranges(view, r, [&](size_t pos, uint32_t, const char* generic, const char* async, size_t n) {
+    std::memcpy(held.generic.data() + pos, generic, n);
+    std::memcpy(held.async.data() + pos, async, n);
+  });
+  held.warpgroup = warpgroup;
+  held.file = file;
+  held.line = line;
+  const uint64_t op = g_block.next_op++;
+  g_block.held.emplace(op, std::move(held));
+  return op;
+}
+
+// Whether the held operand bytes still are what the wgmma read at issue; if not, the message in why[0..n).
+bool held_changed(const Held& h, char* why, size_t n) {
+  bool changed = false, in_async = false;
+  uint32_t addr = 0;
+  unsigned char was = 0, now = 0;
+  {
+    AsyncView view;  // (its vector is gone before the caller faults: the fiber is abandoned, never unwound)
+    visit_ranges(view, h.ranges, [&](size_t pos, uint32_t window, const char* generic, const char* async, size_t len) {
+      for (int view_async = 1; view_async >= 0 && !changed; --view_async) {
+        const char* cur = view_async ? async : generic;
+        const char* old = (view_async ? h.async : h.generic).data() + pos;
+        if (std::memcmp(cur, old, len) == 0) continue;
+        size_t i = 0;
+        while (cur[i] == old[i]) ++i;
+        changed = true;
+        in_async = view_async != 0;
+        addr = window + uint32_t(i);
+        was = (unsigned char)old[i];
+        now = (unsigned char)cur[i];
+      }
+    });
+  }
+  if (changed) {
+    snprintf(why, n,
+             "the shared-memory operand of a wgmma issued at %s:%d changed before wait_group retired it: the byte at "
+             "shared address 0x%x was 0x%02x at issue and is 0x%02x %s at this wgmma.wait_group, the first of warpgroup "
+             "%u to retire it (an ordinary store%s; the emulator sees plain stores only by their effect, so it cannot "
+             "name the line)",
+             h.file, h.line, addr, unsigned(was), unsigned(now), in_async ? "in the async proxy's view" : "to ordinary loads",
+             h.warpgroup, in_async ? ", published by fence.proxy.async" : "");
+  }
+  return changed;
+}
+
 thread_local const char* g_wg_file = "";  // the call site, for faults inside the rendezvous
 thread_local int g_wg_line = 0;
 
@@ -315,6 +508,8 @@ void wgmma_compute(void* const* records) {
   float A[64][16];
   std::vector<float> B(size_t(n) * 16);
   AsyncView view;
+  Held held;  // the shared-memory bytes this instruction reads, kept until it retires (see Held)
+  view.record = &held.ranges;
   for (int r = 0; r < 64; ++r)
     for (int k = 0; k < 16; ++k) {
       if (c0.a_in_regs) {
@@ -327,6 +522,8 @@ void wgmma_compute(void* const* records) {
     }
   for (int r = 0; r < n; ++r)
     for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(view, c0.desc_b, r, k, c0.bf16, "B", file, line);
+  view.record = nullptr;
+  const uint64_t op = hold_operands(view, std::move(held), base / 128, file, line);
   for (int t = 0; t < 128; ++t) {
     const WgmmaCall& c = *static_cast<const WgmmaCall*>(records[t]);
     ThreadWgmma& tw = wgmma_state(base + t);
@@ -339,7 +536,7 @@ void wgmma_compute(void* const* records) {
         for (const Result& r : g)
           if (r.d == c.d) prior = &r.v;
     const int w = t / 32, g = t % 32 / 4, q = t % 4;
-    Result res{c.d, std::vector<float>(size_t(c.regs))};
+    Result res{c.d, std::vector<float>(size_t(c.regs)), op};
     for (int e = 0; e < c.regs; ++e) {
       const int row = 16 * w + g + 8 * (e % 4 / 2), col = 8 * (e / 4) + 2 * q + e % 2;
       double s = c.accumulate ? double(prior ? (*prior)[size_t(e)] : c.d[e]) : 0.0;
@@ -367,6 +564,8 @@ void hopper_block_begin(unsigned nthreads) {
   g_block.bars.clear();
   g_block.async_view.clear();
   g_block.wgmma.clear();
+  g_block.held.clear();
+  g_block.next_op = 0;
   g_block.nthreads = nthreads;
 }
 
@@ -441,6 +640,20 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
     // proxy's, not this thread's: TSan does not see it (a thread that reads the box without waiting gets the
     // poison instead; the happens-before edges through the barrier order the readers after the phase).
     Quiet q;
+    {
+      char why[1024];
+      for (const Landing& l : land) {
+        char what[256];
+        snprintf(what, sizeof(what),
+                 "the cp.async.bulk.tensor issued at %s:%d before that wgmma (whose issuer did not wait for its "
+                 "mbarrier phase) lands at this mbarrier wait on",
+                 l.file, l.line);
+        if (held_write(l.window, uint32_t(l.window + l.bytes.size()), what, why, sizeof(why))) {
+          std::vector<Landing>().swap(land);  // before the fault abandons this frame
+          fault(file, line, "%s", why);
+        }
+      }
+    }
     int64_t bytes = 0;
     AsyncView view;
     for (Landing& l : land) {
@@ -459,15 +672,19 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
 }
 
 void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, void* bar, const char* file, int line) {
-  const MapView v = unpack(map, file, line);
-  if (v.rank != rank) fault(file, line, "cp.async.bulk.tensor.%dd with a rank-%d tensor map", rank, v.rank);
-  if (reinterpret_cast<uintptr_t>(smem) % 128 != 0)
-    fault(file, line, "cp.async.bulk.tensor destination %p is not 128-byte aligned", smem);
-  uint64_t bytes = uint64_t(v.esize);
-  for (int d = 0; d < rank; ++d) bytes *= v.box[d];
-  const uint32_t dst = shared_window_address(smem, bytes, file, line);
+  const TmaBox box = tma_box(map, rank, smem, "destination", file, line);
+  const MapView& v = box.map;
+  const uint64_t bytes = box.bytes;
+  const uint32_t dst = box.window;
   Mbar* m = find_bar(bar, "cp.async.bulk.tensor (its mbarrier)", file, line);
-  Landing l{static_cast<char*>(smem), dst, std::vector<unsigned char>(bytes, 0)};
+  {
+    // The copy may write any byte of its box from now on: an operand of a wgmma in flight must not be one.
+    Quiet q;
+    char why[1024];
+    if (held_write(dst, uint32_t(dst + bytes), "this cp.async.bulk.tensor writes", why, sizeof(why)))
+      fault(file, line, "%s", why);
+  }
+  Landing l{static_cast<char*>(smem), dst, std::vector<unsigned char>(bytes, 0), file, line};
   const bool nan = v.nan_fill;
   for_box(v, coords, [&](uint64_t off, const char* src) {
     const uint32_t to = swizzle(dst + uint32_t(off), v.swizzle) - dst;
@@ -488,13 +705,10 @@ void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, v
 }
 
 void tma_store(const CUtensorMap* map, int rank, const int* coords, const void* smem, const char* file, int line) {
-  const MapView v = unpack(map, file, line);
-  if (v.rank != rank) fault(file, line, "cp.async.bulk.tensor.%dd with a rank-%d tensor map", rank, v.rank);
-  if (reinterpret_cast<uintptr_t>(smem) % 128 != 0)
-    fault(file, line, "cp.async.bulk.tensor source %p is not 128-byte aligned", smem);
-  uint64_t bytes = uint64_t(v.esize);
-  for (int d = 0; d < rank; ++d) bytes *= v.box[d];
-  const uint32_t from = shared_window_address(smem, bytes, file, line);
+  const TmaBox box = tma_box(map, rank, smem, "source", file, line);
+  const MapView& v = box.map;
+  const uint64_t bytes = box.bytes;
+  const uint32_t from = box.window;
   const char* src;
   {
     Quiet q;
@@ -549,7 +763,7 @@ void wgmma_commit(const char*, int) {
   t.open.clear();
 }
 
-void wgmma_wait(int pending, const char*, int) {
+void wgmma_wait(int pending, const char* file, int line) {
   std::vector<Result> land;
   {
     Quiet q;
@@ -562,7 +776,27 @@ void wgmma_wait(int pending, const char*, int) {
   }
   for (const Result& r : land) std::memcpy(r.d, r.v.data(), r.v.size() * sizeof(float));  // the thread's own registers
   Quiet q;
+  // The first thread of the warpgroup to retire an instruction ends its hold on shared memory (see Held):
+  // its operands must still be what it read at issue.
+  char why[1024];
+  bool changed = false;
+  for (const Result& r : land) {
+    auto it = g_block.held.find(r.op);
+    if (it == g_block.held.end()) continue;
+    changed = changed || held_changed(it->second, why, sizeof(why));
+    g_block.held.erase(it);
+  }
   std::vector<Result>().swap(land);
+  if (changed) fault(file, line, "%s", why);
+}
+
+void shared_write_check(const void* p, size_t bytes, const char* what, const char* file, int line) {
+  Quiet q;
+  if (g_block.held.empty()) return;
+  const uint32_t lo = shared_window_address(p, bytes, file, line);
+  char why[1024], writes[128];
+  snprintf(writes, sizeof(writes), "this %s writes", what);
+  if (held_write(lo, uint32_t(lo + bytes), writes, why, sizeof(why))) fault(file, line, "%s", why);
 }
 
 std::string tensor_map_error() { return g_map_error; }

@@ -15,7 +15,11 @@
 //                 each thread's accumulators are overwritten with NaN until the wgmma.wait_group
 //                 that retires their group writes the result. Chained wgmmas on the same
 //                 accumulators see the pending value (as the hardware orders them). mma_async
-//                 without a wgmma.fence since the thread's last wait_group is an error.
+//                 without a wgmma.fence since the thread's last wait_group is an error. The
+//                 shared-memory operands stay held until the first wait_group of the warpgroup
+//                 that retires the instruction: a TMA load into them (at its issue, or landing
+//                 there) or stmatrix is an error where it writes, any other change (ordinary
+//                 stores) at that wait_group.
 //   setmaxnreg    checks the count (24..256, multiple of 8) and that all four warps agree.
 //   async proxy   wgmma and TMA stores read a per-block copy of shared memory that ordinary stores
 //                 reach only through fence.proxy.async (TMA loads land in both): a missing fence
@@ -42,6 +46,8 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line);
 void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, void* bar, const char* file, int line);
 void tma_store(const CUtensorMap* map, int rank, const int* coords, const void* smem, const char* file, int line);
 void setmaxnreg(int count, bool inc, const char* file, int line);
+// A write of [p, p + bytes) into shared memory by `what` (stmatrix): an error if a wgmma in flight reads it.
+void shared_write_check(const void* p, size_t bytes, const char* what, const char* file, int line);
 void proxy_fence();
 uint32_t shared_address_of(const void* p, const char* file, int line);
 
@@ -211,6 +217,7 @@ inline void stmatrix(void* row, const uint32_t* r, const char* file, int line) {
   if (emu::g_current->lane < 8u * kNum) {
     if (reinterpret_cast<uintptr_t>(row) % 16 != 0 || !emu::is_shared(row, 16))
       emu::fault(file, line, "stmatrix row address %p is not a 16-byte aligned row of shared memory", row);
+    emu::shared_write_check(row, 16, "stmatrix", file, line);
     for (int k = 0; k < 4; ++k) std::memcpy(static_cast<char*>(row) + 4 * k, &mine[k], 4);
   }
 }

@@ -66,6 +66,9 @@ MUTANTS: list[Mutant] = [
     Mutant("linear_sm90a.final_wait_group", "linear/linear_sm90a.cu", "    ptx::wgmma_wait_group<0>();\n",
            "    ptx::wgmma_wait_group<1>();\n", "linear", "wgmma_sm90a",
            why="off by one: the epilogue reads the last k-step's accumulators before they retire", arch=90),
+    Mutant("linear_sm90a.loop_wait_group", "linear/linear_sm90a.cu", "      ptx::wgmma_wait_group<1>();\n",
+           "      ptx::wgmma_wait_group<2>();\n", "linear", "wgmma_sm90a",
+           why="off by one: a stage is released (and refilled by TMA) while a wgmma in flight still reads it", arch=90),
     # --- linear, mma_sm75 (register-staged double buffer) --------------------------------------------
     Mutant("linear_sm75.prologue_barrier", "linear/linear_sm75.cu", "  regs.store(smem);\n  __syncthreads();\n",
            "  regs.store(smem);\n", "linear", "mma_sm75", why="the first stage read before it is stored"),

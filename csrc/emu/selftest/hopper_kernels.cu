@@ -240,6 +240,93 @@ __global__ void hopper_bug_kernel(int bug, float* out) {
   }
 }
 
+// --- wgmma operands held until retirement (OperandHold) ---------------------------------------------------
+// The wgmma on tile 0 and the one on tile 1, each on its own line (the messages' "issued at" names it).
+constexpr int kHoldLine0 = __LINE__ + 1;
+__device__ __forceinline__ void hold_wgmma0(float (&acc)[4], uint64_t desc) { ptx::wgmma_ss_f16(acc, desc, desc, false); }
+constexpr int kHoldLine1 = __LINE__ + 1;
+__device__ __forceinline__ void hold_wgmma1(float (&acc)[4], uint64_t desc) { ptx::wgmma_ss_f16(acc, desc, desc, false); }
+
+__global__ void operand_hold_kernel(const __grid_constant__ CUtensorMap map, int how, float* out) {
+  FASTRADIO_SHARED(1024, uint16_t, tiles, [2 * 64 * 16]);  // two 2 KiB tiles: rows of 32 bytes, 32-byte swizzle
+  FASTRADIO_SHARED(8, uint64_t, bar, [2]);
+  const OperandHold h = OperandHold(how);
+  const int t = threadIdx.x;
+  uint16_t* tile0 = tiles;
+  uint16_t* tile1 = tiles + 64 * 16;
+  if (t == 0) {
+    ptx::mbarrier_init(&bar[0], 1);
+    ptx::mbarrier_init(&bar[1], 1);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+  if (t == 0)
+    for (int i = 0; i < 2; ++i) {
+      ptx::mbarrier_arrive_expect_tx(&bar[i], 64 * 16 * 2);
+      ptx::tma_load_2d(tiles + i * 64 * 16, &map, 0, 0, &bar[i]);  // rows 0..63 of the tensor: ones
+    }
+  ptx::mbarrier_wait(&bar[0], 0);
+  ptx::mbarrier_wait(&bar[1], 0);
+  if (h == OperandHold::kLandBeforeWait && t == 0) {  // tile 1 refilled before the wgmma on it, nobody waits
+    ptx::mbarrier_arrive_expect_tx(&bar[1], 64 * 16 * 2);
+    ptx::tma_load_2d(tile1, &map, 0, 64, &bar[1]);
+  }
+  const uint64_t d0 = ptx::smem_desc(tile0, 128, 256, 32), d1 = ptx::smem_desc(tile1, 128, 256, 32);
+  float acc0[4], acc1[4];
+  ptx::wgmma_fence();
+  // A = the tile (64 x 16), B = its first 8 rows.
+  hold_wgmma0(acc0, d0);
+  ptx::wgmma_commit_group();
+  hold_wgmma1(acc1, d1);
+  ptx::wgmma_commit_group();
+  switch (h) {
+    case OperandHold::kReloadAfterWait:
+      ptx::wgmma_wait_group<0>();
+      __syncthreads();  // every thread has retired both groups
+      if (t == 0) {
+        ptx::mbarrier_arrive_expect_tx(&bar[0], 64 * 16 * 2);
+        ptx::tma_load_2d(tile0, &map, 0, 64, &bar[0]);  // rows 64..127: twos
+      }
+      ptx::mbarrier_wait(&bar[0], 1);
+      ptx::wgmma_fence();
+      ptx::wgmma_ss_f16(acc1, d0, d0, false);
+      ptx::wgmma_commit_group();
+      break;
+    // Every thread writes before its own wait_group: the first thread's retirement ends a wgmma's hold.
+    case OperandHold::kOlderAfterWaitOne:
+      ptx::wgmma_wait_group<1>();
+      tile0[t] = 0x4000;  // group 0 has retired: its tile is free
+      break;
+    case OperandHold::kStoreBeforeWait:
+      tile0[t] = 0x4000;
+      break;
+    case OperandHold::kNewerAfterWaitOne:
+      ptx::wgmma_wait_group<1>();
+      tile1[t] = 0x4000;  // group 1 may still read its tile
+      break;
+    case OperandHold::kTmaBeforeWait:
+      if (t == 0) {
+        ptx::mbarrier_arrive_expect_tx(&bar[1], 64 * 16 * 2);
+        ptx::tma_load_2d(tile1, &map, 0, 64, &bar[1]);
+      }
+      ptx::mbarrier_wait(&bar[1], 1);
+      break;
+    case OperandHold::kLandBeforeWait:
+      ptx::mbarrier_wait(&bar[1], 1);  // the copy issued before the wgmma on tile 1 lands here
+      break;
+    case OperandHold::kStmatrixBeforeWait: {
+      const uint32_t r[4] = {0x40004000u, 0x40004000u, 0x40004000u, 0x40004000u};
+      ptx::stmatrix_x4(tile0 + 8 * t, r);  // every lane stores a 16-byte row: the threads cover tile 0
+      break;
+    }
+  }
+  ptx::wgmma_wait_group<0>();
+  for (int e = 0; e < 4; ++e) {
+    out[t * 8 + e] = acc0[e];
+    out[t * 8 + 4 + e] = acc1[e];
+  }
+}
+
 CUtensorMap encode(const void* base, int rank, const uint64_t* dims, const uint64_t* strides, const uint32_t* box,
                    int swizzle, bool* ok) {
   CUtensorMap map;
@@ -336,6 +423,21 @@ void launch_hopper_bug(HopperBug bug, std::vector<float>* out) {
   out->assign(128 * 8, -1.0f);
   const unsigned threads = bug == HopperBug::kWgmmaPartialGroup ? 96 : 128;
   FASTRADIO_LAUNCH(1, threads, 0, nullptr, hopper_bug_kernel)(int(bug), out->data());
+}
+
+void launch_operand_hold(OperandHold how, std::vector<float>* out, int issue_lines[2]) {
+  out->assign(128 * 8, -1.0f);
+  static std::vector<uint16_t> data;  // 128 x 16: ones, then twos (fp16)
+  data.assign(64 * 16, 0x3c00);
+  data.resize(128 * 16, 0x4000);
+  bool ok = false;
+  const uint64_t dims[2] = {16, 128}, strides[2] = {1, 16};
+  const uint32_t box[2] = {16, 64};
+  const CUtensorMap map = encode(data.data(), 2, dims, strides, box, 32, &ok);
+  if (!ok) return;
+  FASTRADIO_LAUNCH(1, 128, 0, nullptr, operand_hold_kernel)(map, int(how), out->data());
+  issue_lines[0] = kHoldLine0;
+  issue_lines[1] = kHoldLine1;
 }
 
 }  // namespace selftest

@@ -66,6 +66,22 @@ enum class HopperBug {
 // Runs the kernel (1 block); the caller reads take_errors(). out: 128 * 8 floats some kernels write.
 void launch_hopper_bug(HopperBug bug, std::vector<float>* out);
 
+// A wgmma's shared-memory operands are held until the wait_group that retires it. One warpgroup; two
+// 64 x 16 f16 tiles of ones loaded by TMA (32-byte swizzle); group 0 is a wgmma on tile 0, group 1
+// one on tile 1 (A = the tile, B = its first 8 rows: N = 8, D = 16), then:
+enum class OperandHold {
+  kReloadAfterWait,     // wait_group<0>, then a TMA load of twos into tile 0 and a wgmma on it (D = 64): correct
+  kOlderAfterWaitOne,   // wait_group<1> retires group 0, then stores into tile 0: correct
+  kStoreBeforeWait,     // stores into tile 0 before the wait_group<0>: caught at the wait_group
+  kNewerAfterWaitOne,   // wait_group<1>, then stores into tile 1 (group 1 in flight): caught at wait_group<0>
+  kTmaBeforeWait,       // a TMA load into tile 1 before the wait_group: caught where it is issued
+  kLandBeforeWait,      // a TMA load into tile 1 issued before its wgmma lands (mbarrier wait) before the wait_group
+  kStmatrixBeforeWait,  // stmatrix into tile 0 before the wait_group: caught at the stmatrix
+};
+// Runs it (1 block of 128 threads). out: per thread group 0's 4 accumulators, then the second wgmma's
+// (group 1's, or the reload's). issue_lines: the source lines of the wgmma on tile 0 and on tile 1.
+void launch_operand_hold(OperandHold how, std::vector<float>* out, int issue_lines[2]);
+
 // The Hopper tests, registered through selftest.cpp's run().
 using HopperRun = std::function<void(const std::string&, const std::function<std::pair<bool, std::string>()>&)>;
 void hopper_tests(const HopperRun& run);

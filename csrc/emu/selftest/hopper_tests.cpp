@@ -390,6 +390,48 @@ void hopper_tests(const HopperRun& run) {
     set_schedule(Schedule{});
     return Outcome{why.empty(), why.empty() ? "7 tiles through 2 stages (full/empty parities) under 5 schedules" : why};
   });
+
+  // --- a wgmma's shared-memory operands are held until the wait_group that retires it ----------------------
+  // Correct orderings pass with the right values; each write into an operand in flight is caught,
+  // naming the wgmma's line and the write (or the wait_group where an ordinary store shows).
+  auto hold_passes = [](OperandHold how, float second, const char* what) {
+    std::vector<float> out;
+    int lines[2];
+    launch_operand_hold(how, &out, lines);
+    std::string why = pending_errors();
+    for (int t = 0; t < 128 && why.empty(); ++t)
+      for (int e = 0; e < 4; ++e)
+        if (out[size_t(8 * t + e)] != 16.0f || out[size_t(8 * t + 4 + e)] != second) {
+          why += fmt("thread %d: D = %g and %g, want 16 and %g; ", t, double(out[size_t(8 * t + e)]),
+                     double(out[size_t(8 * t + 4 + e)]), double(second));
+          break;
+        }
+    return Outcome{why.empty(), why.empty() ? std::string(what) : why};
+  };
+  auto hold_caught = [](OperandHold how, int group, const char* writer) {
+    std::vector<float> out;
+    int lines[2];
+    launch_operand_hold(how, &out, lines);
+    const std::string why =
+        one_error({"changed before wait_group retired it", fmt("hopper_kernels.cu:%d changed", lines[group]), writer});
+    return Outcome{why.empty(), why.empty() ? fmt("caught: %s", writer) : why};
+  };
+  run("wgmma_operand_reloaded_after_wait", [=] {
+    return hold_passes(OperandHold::kReloadAfterWait, 64.0f, "wait_group<0>, then a TMA reload and a wgmma on it");
+  });
+  run("wgmma_operand_of_retired_group_stored", [=] {
+    return hold_passes(OperandHold::kOlderAfterWaitOne, 16.0f, "wait_group<1>, then stores into the older group's tile");
+  });
+  run("err_wgmma_operand_stored_before_wait",
+      [=] { return hold_caught(OperandHold::kStoreBeforeWait, 0, "at this wgmma.wait_group"); });
+  run("err_wgmma_operand_of_newer_group_stored",
+      [=] { return hold_caught(OperandHold::kNewerAfterWaitOne, 1, "at this wgmma.wait_group"); });
+  run("err_wgmma_operand_tma_load_before_wait",
+      [=] { return hold_caught(OperandHold::kTmaBeforeWait, 1, "this cp.async.bulk.tensor writes"); });
+  run("err_wgmma_operand_tma_landed_before_wait",
+      [=] { return hold_caught(OperandHold::kLandBeforeWait, 1, "lands at this mbarrier wait"); });
+  run("err_wgmma_operand_stmatrix_before_wait",
+      [=] { return hold_caught(OperandHold::kStmatrixBeforeWait, 0, "this stmatrix writes"); });
 }
 
 }  // namespace selftest
