@@ -439,15 +439,18 @@ def main(argv: list[str] | None = None) -> int:
             print(python_include(args.version, Path(args.dest or ".").resolve()))
             return 0
         t = time.time()
+        fetching = args.version in SYSROOT_PYTHONS and not (sysroot_dir(args.version) / SYSROOT_STAMP).exists()
         exe = python(args.version)
         run = runner(exe)
-        out = subprocess.run([*run, str(exe), "-c", "import sys, ssl, ctypes, venv; print(sys.version)"],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise CrossError(f"{exe} does not start under {' '.join(run)}: {out.stderr.strip()[-800:]}")
+        code = "import sys, ssl, ctypes, venv; print('%d.%d' % sys.version_info[:2]); print(sys.version)"
+        # a sysroot fetched just now was started by debian_sysroot() already (with this probe)
+        out = subprocess.run([*run, str(exe), "-c", code], capture_output=True, text=True) if not fetching else None
+        if out and (out.returncode != 0 or out.stdout.split()[:1] != [args.version]):
+            raise CrossError(f"{exe} does not start under {' '.join(run)}: {out.stdout[-300:]}{out.stderr[-800:]}")
         root = sysroot_of(exe)
         stamp = json.loads((root / SYSROOT_STAMP).read_text()) if root else {}
-        print(f"{' '.join(run)} {exe}: Python {out.stdout.strip().splitlines()[0]}")
+        print(f"{' '.join(run)} {exe}: starts, Python {args.version}"
+              + (f" ({out.stdout.splitlines()[1]})" if out else " (probed while fetching)"))
         if stamp:
             print(f"sysroot {root}: Debian {stamp['suite']}, {len(stamp['debs'])} packages, "
                   f"{stamp['download_bytes'] / 2**20:.1f} MiB downloaded in {stamp['seconds']:.0f}s")
