@@ -196,7 +196,8 @@ def test_aarch64_matrix_is_what_pypi_and_debian_supply(no_aarch64_settings, monk
     for v in ("3.10", "3.12"):
         k = v.replace(".", "_")
         assert f"CPython {v} for aarch64: neither PyPI nor Debian" in left_out[v]
-        assert f"$FASTRADIO_AARCH64_PYTHON_INCLUDE_{k}" in left_out[v] and f"$FASTRADIO_AARCH64_PYTHON_{k} " in left_out[v]
+        assert f"$FASTRADIO_AARCH64_PYTHON_INCLUDE_{k}" in left_out[v]
+        assert f"$FASTRADIO_AARCH64_PYTHON_{k} " in left_out[v]
     monkeypatch.setenv("FASTRADIO_AARCH64_PYTHON_INCLUDE_3_12", "/opt/py312/include/python3.12")
     assert build.aarch64_matrix(["3.12"], check=False) == (["3.12"], {})  # headers suffice for --no-check
     assert list(build.aarch64_matrix(["3.12"])[1]) == ["3.12"]            # the check needs the interpreter too

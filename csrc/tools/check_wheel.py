@@ -16,8 +16,8 @@
 5. a size report: wheel, _C, SASS and PTX bytes per arch.
 
 An aarch64 wheel (cross-built: build_wheels.py --platform aarch64) is installed into an aarch64
-CPython run under qemu-user (cross_aarch64.py: Debian's 3.11 or 3.13, or $FASTRADIO_AARCH64_PYTHON_3_X), next to an aarch64 CPU torch from PyPI
-(AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
+CPython run under qemu-user (cross_aarch64.py: Debian's 3.11 or 3.13, or $FASTRADIO_AARCH64_PYTHON_3_X),
+next to an aarch64 CPU torch from PyPI (AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
 chosen subset of the CPU tests (AARCH64_TESTS, AARCH64_SELECT: under emulation the whole suite
 would take hours).
 
