@@ -169,8 +169,167 @@ def test_cross_binding_settings_name_the_aarch64_extension(tmp_path):
 
 def test_missing_aarch64_python_headers_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTRADIO_AARCH64_PYTHON_INCLUDE_3_99", raising=False)
+    # a Debian-supplied version whose multiarch package is not installed
+    monkeypatch.setitem(cross.DEBIAN_PYTHONS, "3.99", "bookworm")
     with pytest.raises(cross.CrossError, match=r"libpython3\.99-dev:arm64.*FASTRADIO_AARCH64_PYTHON_INCLUDE_3_99"):
         cross.python_include("3.99", tmp_path)
+
+
+@pytest.fixture
+def no_aarch64_settings(monkeypatch, tmp_path):
+    """No $FASTRADIO_AARCH64_PYTHON[_INCLUDE]_3_X, and an empty toolchains folder."""
+    for k in list(os.environ):
+        if k.startswith("FASTRADIO_AARCH64_PYTHON"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("FASTRADIO_TOOLCHAINS_DIR", str(tmp_path / "toolchains"))
+    monkeypatch.setattr(cross, "_apt", lambda *a, **k: pytest.fail(f"apt-get called: {a}"))
+    return tmp_path
+
+
+def test_aarch64_matrix_is_what_pypi_and_debian_supply(no_aarch64_settings, monkeypatch):
+    """DESIGN.md decision 29: 3.11 (bookworm) and 3.13 (trixie); 3.10 and 3.12 only with the user's
+    headers (build) and interpreter (check), each left-out version saying which variables to set."""
+    assert cross.DEBIAN_PYTHONS == {"3.11": "bookworm", "3.13": "trixie"}
+    assert cross.SYSROOT_PYTHONS == {"3.13": "trixie"}
+    versions, left_out = build.aarch64_matrix(None)
+    assert versions == ["3.11", "3.13"] and list(left_out) == ["3.10", "3.12"]
+    for v in ("3.10", "3.12"):
+        k = v.replace(".", "_")
+        assert f"CPython {v} for aarch64: neither PyPI nor Debian" in left_out[v]
+        assert f"$FASTRADIO_AARCH64_PYTHON_INCLUDE_{k}" in left_out[v]
+        assert f"$FASTRADIO_AARCH64_PYTHON_{k} " in left_out[v]
+    monkeypatch.setenv("FASTRADIO_AARCH64_PYTHON_INCLUDE_3_12", "/opt/py312/include/python3.12")
+    assert build.aarch64_matrix(["3.12"], check=False) == (["3.12"], {})  # headers suffice for --no-check
+    assert list(build.aarch64_matrix(["3.12"])[1]) == ["3.12"]            # the check needs the interpreter too
+    monkeypatch.setenv("FASTRADIO_AARCH64_PYTHON_3_12", "/opt/py312/bin/python3.12")
+    assert build.aarch64_matrix(None)[0] == ["3.11", "3.12", "3.13"]
+
+
+def test_aarch64_python_neither_pypi_nor_debian_supply_stops_before_building(no_aarch64_settings, capsys):
+    tmp_path = no_aarch64_settings
+    rc = build.main(["--platform", "aarch64", "--python", "3.10,3.11,3.12", "--work", str(tmp_path / "w"),
+                     "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp_path / "o").exists() and not (tmp_path / "toolchains").exists()  # nothing done
+    lines = [ln for ln in err.splitlines() if ln.startswith("[build_wheels] error: CPython")]
+    assert len(lines) == 2 and "CPython 3.10" in lines[0] and "CPython 3.12" in lines[1], err
+    assert "FASTRADIO_AARCH64_PYTHON_INCLUDE_3_12" in lines[1] and "FASTRADIO_AARCH64_PYTHON_3_12" in lines[1]
+    # the pieces themselves say the same, without asking apt for a package no Debian has
+    for piece in (lambda: cross.python_include("3.12", tmp_path), lambda: cross.python("3.12")):
+        with pytest.raises(cross.CrossError, match=r"neither PyPI nor Debian.*FASTRADIO_AARCH64_PYTHON_INCLUDE_3_12"):
+            piece()
+
+
+def _fake_sysroot(root: Path, version: str) -> Path:
+    (root / "usr" / "include" / f"python{version}").mkdir(parents=True)
+    (root / "usr" / "include" / f"python{version}" / "Python.h").write_text("/* generic */\n")
+    (root / "usr" / "include" / f"python{version}" / "pyconfig.h").write_text("#include <aarch64-linux-gnu/...>\n")
+    (root / "usr" / "include" / "aarch64-linux-gnu" / f"python{version}").mkdir(parents=True)
+    (root / "usr" / "include" / "aarch64-linux-gnu" / f"python{version}" / "pyconfig.h").write_text("/* arm64 */\n")
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / f"python{version}").write_text("")
+    (root / cross.SYSROOT_STAMP).write_text(json.dumps({"suite": "trixie", "debs": []}))
+    return root
+
+
+def test_aarch64_313_comes_from_its_fetched_trixie_sysroot(no_aarch64_settings, monkeypatch):
+    tmp_path = no_aarch64_settings
+    root = cross.sysroot_dir("3.13")
+    assert root == tmp_path / "toolchains" / "python3.13-aarch64-trixie"
+    _fake_sysroot(root, "3.13")  # fetched before: no apt-get (the fixture fails any call)
+    inc = cross.python_include("3.13", tmp_path / "inc")
+    assert inc == tmp_path / "inc" / "python3.13" and (inc / "Python.h").exists()
+    assert (inc / "pyconfig.h").read_text() == "/* arm64 */\n"  # the aarch64 one, not Debian's dispatcher
+    exe = cross.python("3.13")
+    assert exe == root / "usr" / "bin" / "python3.13"
+    monkeypatch.setattr(cross, "qemu", lambda: "qemu-aarch64-static")
+    assert cross.runner(exe) == ["qemu-aarch64-static", "-L", str(root)]  # trixie's glibc, not the machine's
+    # the user's own interpreter and headers win, and run without the sysroot
+    mine = tmp_path / "mine"
+    (mine / "include").mkdir(parents=True)
+    (mine / "include" / "Python.h").write_text("")
+    monkeypatch.setenv("FASTRADIO_AARCH64_PYTHON_3_13", str(mine / "python3.13"))
+    monkeypatch.setenv("FASTRADIO_AARCH64_PYTHON_INCLUDE_3_13", str(mine / "include"))
+    assert cross.python("3.13") == mine / "python3.13" and cross.runner(mine / "python3.13") == ["qemu-aarch64-static"]
+    assert cross.python_include("3.13", tmp_path / "inc2") == mine / "include"
+
+
+def test_trixie_sysroot_fetch_uses_only_a_private_apt_setup(no_aarch64_settings, monkeypatch):
+    """debian_sysroot() end to end against a stand-in apt-get (no network): every apt-get call carries
+    the private configuration; runtime packages are resolved with dependencies, headers downloaded
+    alone; the .debs are unpacked, merged-/usr links made, the interpreter probed under qemu -L, the
+    stamp written and the apt state removed. No version is pinned (apt resolves the current ones)."""
+    tmp_path = no_aarch64_settings
+    if not shutil.which("dpkg-deb"):
+        pytest.skip("needs dpkg-deb (Debian)")
+    calls = []
+    files = {"libc6": {"usr/lib/ld-linux-aarch64.so.1": ""},
+             "python3.13-minimal": {"usr/bin/python3.13": ""},
+             "libpython3.13-dev": {"usr/include/python3.13/Python.h": "", "usr/share/doc/x/copyright": "",
+                                   "usr/include/aarch64-linux-gnu/python3.13/pyconfig.h": "/* arm64 */",
+                                   "usr/lib/python3.13/config-3.13-aarch64-linux-gnu/libpython3.13.a": "big"}}
+
+    def deb(name: str, dest: Path) -> None:
+        pkg = tmp_path / "pkg" / name
+        for rel, text in files.get(name, {f"usr/share/{name}/x": ""}).items():
+            (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pkg / rel).write_text(text)
+        (pkg / "DEBIAN").mkdir(parents=True)
+        (pkg / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1.0\nArchitecture: arm64\n"
+                                                 "Maintainer: t <t@t>\nDescription: t\n")
+        subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(pkg), str(dest / f"{name}_1.0_arm64.deb")],
+                       check=True, capture_output=True)
+
+    def fake_apt(state, *args, cwd=None):
+        opts = dict(o.split("=", 1) for o in cross.apt_options(state)[1::2])
+        calls.append(args)
+        for key in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::Etc::Preferences",
+                    "Dir::Etc::PreferencesParts", "Dir::State::Lists", "Dir::State::status", "Dir::Cache"):
+            assert Path(opts[key]).is_relative_to(state), key
+        assert opts["APT::Architecture"] == "arm64" and Path(opts["Dir::State::status"]).read_text() == ""
+        assert (state / "sources.list").read_text() == (
+            f"deb [arch=arm64 signed-by={cross.DEBIAN_KEYRING}] http://deb.debian.org/debian trixie main\n")
+        if args[0] == "install":
+            assert args[1:3] == ("--download-only", "-y")
+            for name in ("libc6", *args[3:]):  # apt adds the dependencies
+                deb(name, Path(opts["Dir::Cache"]) / "archives")
+        elif args[0] == "download":
+            for name in args[1:]:
+                deb(name, cwd)
+        return ""
+
+    probe = tmp_path / "fake-qemu"
+    probe.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/qemu-args\"; echo 3.13\n")
+    probe.chmod(0o755)
+    monkeypatch.setenv("FASTRADIO_DEBIAN_MIRROR", "")
+    monkeypatch.setattr(cross, "_apt", fake_apt)
+    monkeypatch.setattr(cross, "qemu", lambda: str(probe))
+    root = cross.debian_sysroot("3.13")
+    assert [c[0] for c in calls] == ["update", "install", "download"]
+    assert calls[1][3:] == ("python3.13-minimal", "libpython3.13-minimal", "libpython3.13-stdlib", "libstdc++6")
+    assert calls[2][1:] == ("libpython3.13-dev",)
+    assert not any("=" in a for c in calls for a in c[1:] if not a.startswith("-"))  # no pinned versions
+    assert os.readlink(root / "lib") == "usr/lib" and (root / "lib" / "ld-linux-aarch64.so.1").exists()
+    assert not (root / "usr" / "share" / "doc").exists()
+    assert not list(root.glob("usr/lib/python3.13/config-*/*.a"))
+    assert (tmp_path / "qemu-args").read_text().split()[:3] == ["-L", str(root), str(root / "usr/bin/python3.13")]
+    stamp = json.loads((root / cross.SYSROOT_STAMP).read_text())
+    assert stamp["suite"] == "trixie" and len(stamp["debs"]) == 6
+    assert not root.with_name(root.name + ".apt").exists() and not root.with_name(root.name + ".new").exists()
+    assert cross.debian_sysroot("3.13") == root and len(calls) == 3  # once
+
+
+def test_real_trixie_python_starts_under_qemu():
+    """The fetched Debian 13 interpreter itself (where a build, a check or CI fetched it: nothing is
+    fetched here), under qemu with its sysroot."""
+    root = cross.sysroot_dir("3.13")
+    if not (root / cross.SYSROOT_STAMP).exists() or not shutil.which(cross.QEMU):
+        pytest.skip(f"needs {cross.QEMU} and the trixie sysroot (python3 csrc/tools/cross_aarch64.py python 3.13)")
+    exe = cross.python("3.13")
+    out = subprocess.run([*cross.runner(exe), str(exe), "-c", "import sys; print(sys.version_info[:2], sys.prefix)"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(")")[0] == "(3, 13" and out.stdout.split()[-1] == str(root / "usr")
 
 
 # --- check_wheel: build_info() against the binary and the promises -----------------------------------

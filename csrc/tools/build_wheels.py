@@ -4,7 +4,7 @@ each wheel with check_wheel.py (README "Install", csrc/README.md "Wheels").
 
     python3 csrc/tools/build_wheels.py                  # the full matrix: cu12 + cu13 x CPython 3.10-3.13
     python3 csrc/tools/build_wheels.py --cuda 13 --python 3.11 --archs 80   # what CI builds
-    python3 csrc/tools/build_wheels.py --platform aarch64   # fastradio-cu13 for Jetson/Grace, CPython 3.10-3.13
+    python3 csrc/tools/build_wheels.py --platform aarch64   # fastradio-cu13 for Jetson/Grace, CPython 3.11 + 3.13
 
 Per CUDA version the kernels are compiled once, into a Python-independent static library
 (CMake FASTRADIO_KERNELS_ONLY), and each Python version then compiles and links only the small
@@ -21,9 +21,14 @@ versions, /usr/bin, /usr/local/bin. A missing one fails the run before anything 
 
 --platform aarch64 cross-builds fastradio-cu13 for aarch64 (Jetson Orin/Thor, Grace) on this x86_64
 machine: the same nvcc for device code, Debian's aarch64-linux-gnu-g++ for host code, the aarch64
-CUDA runtime from PyPI, aarch64 CPython headers from Debian multiarch; its check runs the wheel in
-an aarch64 CPython under qemu-user (csrc/tools/cross_aarch64.py says where each piece comes from
-and how to install them).
+CUDA runtime from PyPI, aarch64 CPython headers from Debian (3.11: bookworm multiarch; 3.13: a
+trixie sysroot fetched on first use); its check runs the wheel in an aarch64 CPython under
+qemu-user (csrc/tools/cross_aarch64.py says where each piece comes from and how to install them).
+Its default CPython matrix is what PyPI and Debian supply for aarch64: 3.11 and 3.13; 3.10 and
+3.12 join it only when $FASTRADIO_AARCH64_PYTHON_INCLUDE_3_X and $FASTRADIO_AARCH64_PYTHON_3_X name
+your own aarch64 headers and interpreter (each missing one is named in the log and report.json);
+asked for by --python without them, the run stops before building, saying what to set. A cross
+build also needs the x86_64 CPython of each version (the build interpreter: the wheel's tag is its).
 
 Outputs: <out>/*.whl, <out>/fastradio-<v>.tar.gz, <out>/report.json (per wheel: size, archs,
 check result); the check's own reports beside the wheels (<wheel>.check.json).
@@ -119,6 +124,15 @@ def missing_python_help(versions: list[str]) -> str:
             "python3.X on PATH, $PYENV_ROOT/versions/3.X.*, /usr/bin, /usr/local/bin. Install it, e.g. with "
             "Debian's python3.X-dev python3.X-venv where the release has it (bookworm: 3.11 only; trixie: 3.13), "
             "or `pyenv install 3.X`, or point the variable at one; or drop the version with --python.")
+
+
+def aarch64_matrix(requested: list[str] | None, check: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(CPython versions to build for aarch64, {version left out: why}): of `requested` (None: all of
+    PYTHONS) those whose aarch64 headers (and, with `check`, interpreter) PyPI/Debian supply or the
+    user's $FASTRADIO_AARCH64_PYTHON[_INCLUDE]_3_X name (cross_aarch64.available; DESIGN.md decision 29)."""
+    candidates = requested or list(PYTHONS)
+    left_out = {v: why for v in candidates if (why := cross_aarch64.available(v, check))}
+    return [v for v in candidates if v not in left_out], left_out
 
 
 # --- toolchains and tools ---------------------------------------------------------------------------
@@ -366,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="machine the wheels run on (default x86_64; aarch64: cross-built, CUDA 13 only)")
     ap.add_argument("--cuda", default="", help="CUDA majors to build (default: all of the platform's: "
                     "x86_64 12,13; aarch64 13)")
-    ap.add_argument("--python", default=",".join(PYTHONS), help=f"CPython versions (default: {','.join(PYTHONS)})")
+    ap.add_argument("--python", default="", help=f"CPython versions (default: {','.join(PYTHONS)}; for aarch64 those "
+                    "of them PyPI/Debian supply (3.11, 3.13) or $FASTRADIO_AARCH64_PYTHON[_INCLUDE]_3_X name)")
     ap.add_argument("--archs", default="", help="build and promise only these SASS archs (a reduced build, e.g. "
                     "'80'); default: each variant's full list")
     ap.add_argument("--out", default=str(REPO / "wheelhouse"), help="where wheels, sdist and report go")
@@ -388,8 +403,20 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--cuda for {args.platform}: expected one of {sorted(platform_variants)}, got {m!r}")
         variants.append(platform_variants[m])
     cross = args.platform != "x86_64"
-    versions = parse_list(args.python)
+    versions = parse_list(args.python) or list(PYTHONS)
     reduced = parse_list(args.archs)
+    skipped: dict[str, str] = {}
+    if cross:
+        versions, skipped = aarch64_matrix(parse_list(args.python) or None, check=not args.no_check)
+        if skipped and parse_list(args.python):  # asked for by name: stop before building anything
+            for v, why in skipped.items():
+                log(f"error: {why}")
+            return 2
+        for v, why in skipped.items():
+            log(f"skipping CPython {v}: {why}")
+        if not versions:
+            log("error: no CPython version to build for aarch64")
+            return 2
 
     pythons = {v: find_python(v) for v in versions}
     missing = [v for v, p in pythons.items() if p is None]
@@ -408,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         tools_py = venv(work / "tools", sys.executable, TOOL_REQUIREMENTS, work / "logs" / "tools.log")
         build_pys = {v: venv(work / "py" / f"cp{v.replace('.', '')}", p, BUILD_REQUIREMENTS,
                              work / "logs" / f"venv-{v}.log") for v, p in pythons.items()}
+        if cross:  # the aarch64 headers and interpreters first (3.13: fetched once), so that none is missing late
+            for v in versions:
+                cross_aarch64.python_include(v, work / "aarch64-python-include")
+                log(f"CPython {v} aarch64: headers ok" + ("" if args.no_check else
+                                                         f", interpreter {cross_aarch64.python(v)}"))
         timings["tools"] = time.time() - t
 
         if not args.no_sdist:
@@ -486,11 +518,13 @@ def main(argv: list[str] | None = None) -> int:
 
     total = time.time() - start
     (out / "report.json").write_text(json.dumps({"seconds": timings, "total_seconds": total, "wheels": results,
-                                                 "sdist": sdist_result}, indent=2) + "\n")
+                                                 "sdist": sdist_result, "skipped": skipped}, indent=2) + "\n")
     log("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {total:.0f}s")
     for r in results:
         state = {True: "PASS", False: "FAIL", None: "built"}[r["ok"]]
         log(f"{state}  {r['wheel']}  {r.get('bytes', 0) / 2**20:.1f} MiB")
+    for v in skipped:
+        log(f"SKIP  CPython {v} (aarch64): no headers/interpreter from PyPI or Debian; see above")
     return 0 if all(r["ok"] is not False for r in results) else 1
 
 

@@ -16,8 +16,8 @@
 5. a size report: wheel, _C, SASS and PTX bytes per arch.
 
 An aarch64 wheel (cross-built: build_wheels.py --platform aarch64) is installed into an aarch64
-CPython run under qemu-user (cross_aarch64.py), next to an aarch64 CPU torch from PyPI
-(AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
+CPython run under qemu-user (cross_aarch64.py: Debian's 3.11 or 3.13, or $FASTRADIO_AARCH64_PYTHON_3_X),
+next to an aarch64 CPU torch from PyPI (AARCH64_TORCH_SPEC); there the same build_info() comparison runs, then `fastradio info`, then a
 chosen subset of the CPU tests (AARCH64_TESTS, AARCH64_SELECT: under emulation the whole suite
 would take hours).
 
@@ -491,9 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     runner: list[str] = []
     try:
         if machine == "aarch64":
-            runner = [cross_aarch64.qemu()]
             m = re.fullmatch(r"cp(\d)(\d+)", tags["py"])
             python = args.python or str(cross_aarch64.python(f"{m.group(1)}.{m.group(2)}"))
+            runner = cross_aarch64.runner(python)  # qemu, with -L <sysroot> for a Debian trixie python3.13
         else:
             python = args.python or find_python_for(tags["py"])
     except cross_aarch64.CrossError as e:
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         report["tests"] = "skipped (--no-tests)"
     else:
         log(f"running CPU tests against the installed wheel ({' '.join(t.name for t in tests)})"
-            + (f" under {runner[0]}" if runner else ""))
+            + (f" under {' '.join(runner)}" if runner else ""))
         rc, summary, secs = run_tests(py, venv_dir.parent, tests, shlex.split(args.pytest_args), args.test_timeout,
                                       runner)
         report["tests"] = {"exit": rc, "summary": summary, "seconds": round(secs, 1),

@@ -61,7 +61,9 @@ fi
 
 # --- aarch64 cross pieces (FASTRADIO_AARCH64=1; csrc/tools/cross_aarch64.py) --------------------
 # The cross g++, qemu-user and the aarch64 CPython 3.11 headers/stdlib (Debian multiarch); the CUDA
-# pieces (toolkit overlay with PyPI's aarch64 cudart) are made by build_wheels.py --platform aarch64.
+# pieces (toolkit overlay with PyPI's aarch64 cudart) are made by build_wheels.py --platform aarch64,
+# and CPython 3.13 (Debian 13's packages, in a private sysroot: nothing installed, the machine's apt
+# set-up untouched) is fetched by cross_aarch64.py when a build or check first needs it.
 if [[ "${FASTRADIO_AARCH64:-0}" == 1 ]] && ! { command -v aarch64-linux-gnu-g++ >/dev/null \
      && command -v qemu-aarch64-static >/dev/null && [[ -f /usr/include/aarch64-linux-gnu/python3.11/pyconfig.h ]]; }; then
   [[ "${FASTRADIO_SKIP_APT:-0}" == 1 ]] && die "aarch64 cross pieces missing and FASTRADIO_SKIP_APT=1"
