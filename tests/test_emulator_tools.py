@@ -46,7 +46,8 @@ def test_each_mutant_applies_to_exactly_one_place(mutant):
     assert mutant.find != mutant.replace
     assert mutant.expect in ("caught", "passes")
     assert mutant.op in ("pos_embed", "patch_embed", "add_layer_norm", "linear", "attention")
-    assert mutant.tier in (None, "cuda_core", "mma_sm75", "mma_sm80")
+    assert mutant.tier in (None, "cuda_core", "mma_sm75", "mma_sm80", "wgmma_sm90a")
+    assert mutant.arch == (90 if mutant.tier == "wgmma_sm90a" else 80)
 
 
 def test_mutant_names_are_unique_and_the_quick_set_exists():
