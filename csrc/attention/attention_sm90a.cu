@@ -19,7 +19,8 @@
 //   S = Q·Kᵀ      wgmma SS m64n128k16, Q and K K-major (4 steps over the 128-byte region, 1 over
 //                 the 32-byte one for Dh > 64), fp32, then wait_group 0
 //   mask          keys past the image in its last tile: s = -inf (their K rows are the next
-//                 image's tokens or TMA's zeros, never weighted)
+//                 image's tokens or TMA's zeros, never weighted); their V rows are zeroed by the
+//                 producer warp before P·V (0 * a non-finite token would still be NaN)
 //   softmax       attention.h's steps on the accumulator fragment; row max over the 4 lanes of a row
 //   P             rounded to fp16/bf16 in registers: S's fragment of keys 16kk..16kk+15 IS the
 //                 register A fragment of P·V's k16 step kk (common/hopper.h's fragment layouts)
@@ -81,6 +82,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   FASTRADIO_SHARED(8, uint64_t, full, [kStages]);
   FASTRADIO_SHARED(8, uint64_t, empty, [kStages]);
   FASTRADIO_SHARED(8, uint64_t, q_full, [1]);
+  FASTRADIO_SHARED(8, uint64_t, v_clean, [1]);  // the last tile's V rows past the image are zero
 
   const auto cu = [&](int64_t i) -> int64_t { return __ldg(p.cu_seqlens + i); };
   const AttentionTile tile = attention_tile(cu, p.rows, p.num_seqs, tiles_per_seq, kBlockM, blockIdx.x);
@@ -90,6 +92,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int head = int(blockIdx.y);
   const int heads = int(p.num_heads);
   const int64_t n_tiles = (tile.len + kBlockN - 1) / kBlockN;
+  const int last_keys = int(tile.len - (n_tiles - 1) * kBlockN);  // keys of the image in its last tile
   const int wg = int(threadIdx.x) / 128;
   // Stage s: K main, K tail, V main, V tail (each region's rows x span bytes, contiguous).
   auto k_tile = [&](int s) { return smem + P::kStage0 + s * 2 * P::kTileBytes; };
@@ -102,6 +105,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       ptx::mbarrier_init(&empty[s], kConsumers);
     }
     ptx::mbarrier_init(&q_full[0], 1);
+    ptx::mbarrier_init(&v_clean[0], 1);
     ptx::fence_mbarrier_init();
   }
   __syncthreads();  // the last block-wide barrier: the producer's idle warps exit below
@@ -125,6 +129,26 @@ __global__ void __launch_bounds__(kThreads, 1)
         load(k_tile(s), 1, tile.start + j * kBlockN, &full[s]);
         load(v_tile(s), 2, tile.start + j * kBlockN, &full[s]);
       }
+    }
+    // The last tile's V rows past the image are the next image's tokens: their P is exactly 0, but
+    // 0 * NaN (or Inf) is NaN, so one non-finite token would leak into the previous image. Warp 0
+    // waits for the tile, zeroes those rows (whole rows: the swizzle permutes chunks only within a
+    // row), publishes them to the async proxy, and releases v_clean, which the consumers wait on
+    // before that tile's P·V. K's extra rows need nothing: their scores are replaced by -inf.
+    if (threadIdx.x < 32 && last_keys < kBlockN) {
+      __syncwarp();  // the elected lane has issued the last tile: its phase is the one waited for below
+      const int64_t j = n_tiles - 1;
+      const int s = int(j % kStages);
+      ptx::mbarrier_wait(&full[s], uint32_t(j / kStages) & 1u);
+      uint8_t* vt = v_tile(s);
+      for (int i = int(threadIdx.x); i < (kBlockN - last_keys) * 8; i += 32)  // 16-byte chunks, dims 0..63
+        *reinterpret_cast<uint4*>(vt + last_keys * 128 + 16 * i) = make_uint4(0, 0, 0, 0);
+      if constexpr (P::kTail)
+        for (int i = int(threadIdx.x); i < (kBlockN - last_keys) * 2; i += 32)  // dims 64..79
+          *reinterpret_cast<uint4*>(vt + P::kMainBytes + last_keys * 32 + 16 * i) = make_uint4(0, 0, 0, 0);
+      ptx::fence_proxy_async();  // the zeros (generic stores) -> P·V's wgmma (async proxy)
+      __syncwarp();
+      if (threadIdx.x == 0) ptx::mbarrier_arrive(&v_clean[0]);
     }
     return;
   }
@@ -204,6 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
       for (int jj = 0; jj < 4; ++jj) pa[kk][jj] = pack2<kD>(sc[8 * kk + 2 * jj], sc[8 * kk + 2 * jj + 1]);
+    if (j == n_tiles - 1 && last_keys < kBlockN) ptx::mbarrier_wait(&v_clean[0], 0);  // V past the image zeroed
     ptx::wgmma_fence();  // o, ot and pa were written by the threads
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
