@@ -5,6 +5,7 @@
 // wgmma_sm90a (sm_90 build only) its own list below.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "attention/attention.h"
@@ -24,6 +25,7 @@ struct Spec {
   int64_t heads, head_dim;
   int device = 0;
   bool outlier_channels = false;  // two head dims of q and k 8x larger in every token (a ViT's massive activations)
+  int64_t nan_row = -1;           // >= 0: this token's q, k and v are NaN (its image's outputs are NaN, no other's)
 };
 
 class AttentionInstance : public Instance {
@@ -44,6 +46,9 @@ class AttentionInstance : public Instance {
             qkv.set(i, 8.0 * qkv.get(i));
           }
     }
+    if (s.nan_row >= 0)
+      for (int64_t c = 0; c < 3 * s.heads * s.head_dim; ++c)
+        qkv.set(s.nan_row * 3 * s.heads * s.head_dim + c, std::numeric_limits<double>::quiet_NaN());
     inputs = {&qkv};
     Buffer& out = make(dtype, rows * s.heads * s.head_dim);
     Expected e = attention_expected(qkv.values(), cu_, s.heads, s.head_dim, dtype);
@@ -96,6 +101,7 @@ void add(std::vector<Case>& cases, Tier tier, DType dtype, const Spec& s) {
                       std::to_string(s.head_dim);
   if (tier == Tier::kMmaSm80) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
   if (s.outlier_channels) shape += "_outch";
+  if (s.nan_row >= 0) shape += "_nanrow" + std::to_string(s.nan_row);
   Case c;
   c.name = case_name("attention", tier, short_name(dtype), dense ? "uniform" : "packed", shape);
   c.op = "attention";
@@ -134,6 +140,9 @@ void add_wgmma_sm90a(std::vector<Case>& cases) {
   add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{{3, 600, 1, 129, 128, 17}, 600, 2, 80, 0, true});
   add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{600, 2, 129}, 600, 1, 72});
   add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{256, 256, 256}, 256, 2, 64, 0, true});  // uniform, exact tiles
+  // A NaN token in the middle image: the first image's last tile reads its rows (TMA boxes do not
+  // stop at an image) and must stay finite (the V rows past an image are zeroed before P·V).
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{{100, 50, 70}, 100, 2, 80, 0, false, 110});
   // Many short images (1..24 tokens): many blocks per head find their image by the binary search.
   std::vector<int32_t> many;
   for (int32_t i = 1; i <= 24; ++i) many.push_back(i);
