@@ -86,6 +86,9 @@ CASES: list[Case] = [
     _attention("mma_sm80", BF16, 80, MANY_IMAGES, heads=1, why="8-warp blocks"),
     _attention("mma_sm75", F16, 64, [1, 7, 70], why="packed schedule, register-staged copies, 8 warps"),
     _attention("mma_sm75", F16, 80, [130], why="2 query tiles, 3 key tiles"),
+    _attention("wgmma_sm90a", BF16, 80, [1, 7, 300], why="TMA + mbarrier K/V pipeline (3 tiles, 2 stages), wgmma "
+               "SS/RS with MN-major V, 32-byte tail region, packed schedule, masked last tile"),
+    _attention("wgmma_sm90a", F16, 72, [130, 130], why="dense schedule, Dh 72 (zero-filled K tail)"),
     _linear("wgmma_sm90a", BF16, 67, 136, 320, "bias_gelu_residual",
             why="TMA + mbarrier pipeline over 5 k-steps, wgmma, TMA-stored epilogue (M % 8 == 0)"),
     _linear("wgmma_sm90a", F16, 37, 100, 64, "bias_residual", why="M % 8 != 0: masked epilogue stores"),

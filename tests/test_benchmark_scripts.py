@@ -308,7 +308,8 @@ def test_sanitize_cases_cover_every_tier_and_dtype_of_every_op():
     tensor_core = ("linear", "attention", "patch_embed")
     assert {(c.op, c.tier) for c in sc.CASES} == {
         (op, t) for op in tensor_core for t in ("cuda_core", "mma_sm75", "mma_sm80")} | {
-        ("add_layer_norm", "cuda_core"), ("pos_embed", "cuda_core"), ("linear", "wgmma_sm90a")}
+        ("add_layer_norm", "cuda_core"), ("pos_embed", "cuda_core"), ("linear", "wgmma_sm90a"),
+        ("attention", "wgmma_sm90a")}
     for c in sc.CASES:  # every case's dtype is one its tier takes ...
         takes = cuda.TIER_DTYPES.get(c.op, {}).get(c.tier)
         assert takes is None or c.dtype in takes, c.id

@@ -48,7 +48,7 @@ SLACK = 1e-5  # absolute slack of the precision-floor rule (relative-L2 units)
 
 #: (tier, dtype) pairs the kernels are instantiated for.
 TIER_DTYPES = [("cuda_core", F32), ("cuda_core", F16), ("cuda_core", BF16), ("mma_sm75", F16),
-               ("mma_sm80", F16), ("mma_sm80", BF16)]
+               ("mma_sm80", F16), ("mma_sm80", BF16), ("wgmma_sm90a", F16), ("wgmma_sm90a", BF16)]
 #: Host-twin configurations: the tensor-core tiers with both block sizes (the sm_75 kernels use 8 warps).
 HOST_CONFIGS = [(t, d, 4) for t, d in TIER_DTYPES if t == "cuda_core"] + [
     ("mma_sm75", F16, 8), ("mma_sm80", F16, 4), ("mma_sm80", F16, 8), ("mma_sm80", BF16, 4), ("mma_sm80", BF16, 8)]
@@ -260,7 +260,8 @@ def test_supports_explains_refusals():
         assert not any("head_dim" in r for r in cuda.supports("attention", cpu, BF16, head_dim=hd))
     assert any("float64" in r for r in cuda.supports("attention", torch.device("cuda"), torch.float64, head_dim=64))
     # Every tier's dtypes are declared (the dispatcher resolves float32 to cuda_core).
-    assert cuda.TIER_DTYPES["attention"] == {"mma_sm75": (F16,), "mma_sm80": (F16, BF16)}
+    assert cuda.TIER_DTYPES["attention"] == {"mma_sm75": (F16,), "mma_sm80": (F16, BF16),
+                                             "wgmma_sm90a": (F16, BF16)}
 
 
 def test_wrapper_rejects_cpu_tensors():
@@ -596,7 +597,12 @@ def test_gpu_binding_refuses_host_pointers():
 def test_gpu_automatic_tier_per_dtype():
     cap = torch.cuda.get_device_capability()
     assert cuda.resolve_tier("attention", torch.device("cuda"), dtype=F32) == "cuda_core"
-    if cap >= (8, 0) and "mma_sm80" in INFO["tiers"]["attention"]:
+    hopper = cap == (9, 0) and "wgmma_sm90a" in INFO["tiers"]["attention"] and \
+        not _C.check_arch("attention", "wgmma_sm90a", *cap)
+    if hopper:  # a build with sm_90a SASS prefers the Hopper tier there
+        assert cuda.resolve_tier("attention", torch.device("cuda"), dtype=BF16) == "wgmma_sm90a"
+        assert cuda.resolve_tier("attention", torch.device("cuda"), dtype=F16) == "wgmma_sm90a"
+    elif cap >= (8, 0) and "mma_sm80" in INFO["tiers"]["attention"]:
         assert cuda.resolve_tier("attention", torch.device("cuda"), dtype=BF16) == "mma_sm80"
         assert cuda.resolve_tier("attention", torch.device("cuda"), dtype=F16) == "mma_sm80"
     with pytest.raises(ValueError, match="takes torch.float16, not torch.bfloat16"):

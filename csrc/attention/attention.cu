@@ -15,6 +15,7 @@
 // no rounding of P. Registers (~130-155) and 128 threads: __launch_bounds__(.., 1) keeps ptxas
 // from trading spills for occupancy; shared memory allows 3 blocks per SM on an A100 anyway.
 #include "attention/attention.h"
+#include "attention/attention_sm90a.h"
 #include "common/kernel.h"
 
 #include <algorithm>
@@ -274,6 +275,16 @@ Status attention_fwd(const AttentionParams& p, cudaStream_t stream) {
 #endif
 #if FASTRADIO_HAS_ATTENTION_MMA_SM80
     case Tier::kMmaSm80: return attention_mma_sm80(p, stream);
+#endif
+#if FASTRADIO_HAS_ATTENTION_WGMMA_SM90A
+    case Tier::kWgmmaSm90a:
+      if (attention_sm90a_takes(p)) return attention_wgmma_sm90a(p, stream);
+      // Row coordinates past int32 (no TMA): the sm_80 kernel, which runs on sm_90a too.
+#if FASTRADIO_HAS_ATTENTION_MMA_SM80
+      return attention_mma_sm80(p, stream);
+#else
+      return attention_cuda_core(p, stream);
+#endif
 #endif
     default: return Status::kTierNotCompiled;
   }

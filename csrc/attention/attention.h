@@ -53,12 +53,14 @@ inline bool attention_head_dim_supported(int64_t head_dim) {
 }
 
 // The dtypes each tier's kernels are instantiated for: cuda_core computes in fp32 whatever it
-// reads; the tensor-core tiers take 16-bit inputs (mma_sm75: fp16 only, Turing has no bf16 MMA).
+// reads; the tensor-core tiers take 16-bit inputs (mma_sm75: fp16 only, Turing has no bf16 MMA;
+// wgmma_sm90a: fp16 and bf16).
 inline bool attention_tier_takes(Tier tier, DType dtype) {
   switch (tier) {
     case Tier::kCudaCore: return true;
     case Tier::kMmaSm75: return dtype == DType::kFloat16;
     case Tier::kMmaSm80: return dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+    case Tier::kWgmmaSm90a: return dtype == DType::kFloat16 || dtype == DType::kBFloat16;
     default: return false;
   }
 }

@@ -1,7 +1,8 @@
 // Thin wrappers over the sm_90 / sm_90a instructions of the Hopper tier (PTX ISA 9.7): mbarrier
 // (init, arrive, arrive.expect_tx, try_wait.parity), fence.proxy.async, elect.sync, setmaxnreg,
 // cp.async.bulk.tensor (TMA, 2D/3D loads into shared memory, 2D stores), wgmma.mma_async (m64nNk16,
-// fp16/bf16 in, fp32 accumulators, A from shared memory or registers, B from shared memory, K-major)
+// fp16/bf16 in, fp32 accumulators, A from shared memory or registers, B from shared memory, K-major
+// or, with kTransB, MN-major: the transpose-B immediate of the 16-bit types)
 // with its fence / commit_group / wait_group, and stmatrix. One place for the asm strings; on the
 // emulated device emu/hopper.h provides the same names, written from the PTX ISA independently.
 //
@@ -16,6 +17,9 @@
 // smem_desc(): unswizzled, 8x16-byte core matrices (lbo: between core matrices along K, sbo:
 // between 8-row groups); swizzled (32/64/128 B), row r at r * span within each 8-row group (sbo
 // between groups), the span's 16-byte chunks XOR-permuted by the row, as TMA writes them.
+// MN-major B (kTransB; swizzled layouts only here): k-row k holds span / 2 consecutive n values at
+// (k % 8) * span inside an 8-k-row atom, atoms sbo apart along K and lbo apart along N, the same
+// XOR permutation (what TMA writes for a box whose inner dimension is N).
 #pragma once
 
 #include <cstdint>
@@ -236,62 +240,83 @@ __device__ __forceinline__ void wgmma_wait_group() {
 }
 
 // d (R = N / 2 registers) = A * B (+ d if accumulate); A, B from descriptors (SS) or A from registers (RS).
-#define FASTRADIO_WGMMA_SS_CASE(R, TYPES)                                                                       \
+// kTransB: B is MN-major in shared memory (imm-trans-b = 1; legal for the 16-bit types only).
+#define FASTRADIO_WGMMA_SS_CASE(R, TYPES, TB)                                                                       \
   if constexpr (kR == R) {                                                                                      \
     asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, " FASTRADIO_WGMMA_ARG_##R##_2                              \
                  ", 0;\n wgmma.mma_async.sync.aligned.m64n" FASTRADIO_WGMMA_N_##R "k16.f32." TYPES " "          \
                  FASTRADIO_WGMMA_D_##R ", " FASTRADIO_WGMMA_ARG_##R##_0 ", " FASTRADIO_WGMMA_ARG_##R##_1        \
-                 ", p, 1, 1, 0, 0;\n}\n"                                                                        \
+                 ", p, 1, 1, 0, " TB ";\n}\n"                                                                        \
                  : FASTRADIO_WGMMA_OUT_##R(d)                                                                   \
                  : "l"(desc_a), "l"(desc_b), "r"(int(accumulate)));                                             \
   }
-#define FASTRADIO_WGMMA_RS_CASE(R, TYPES)                                                                       \
+#define FASTRADIO_WGMMA_RS_CASE(R, TYPES, TB)                                                                       \
   if constexpr (kR == R) {                                                                                      \
     asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, " FASTRADIO_WGMMA_ARG_##R##_5                              \
                  ", 0;\n wgmma.mma_async.sync.aligned.m64n" FASTRADIO_WGMMA_N_##R "k16.f32." TYPES " "          \
                  FASTRADIO_WGMMA_D_##R ", {" FASTRADIO_WGMMA_ARG_##R##_0 ", " FASTRADIO_WGMMA_ARG_##R##_1 ", "  \
                  FASTRADIO_WGMMA_ARG_##R##_2 ", " FASTRADIO_WGMMA_ARG_##R##_3 "}, " FASTRADIO_WGMMA_ARG_##R##_4 \
-                 ", p, 1, 1, 0;\n}\n"                                                                           \
+                 ", p, 1, 1, " TB ";\n}\n"                                                                           \
                  : FASTRADIO_WGMMA_OUT_##R(d)                                                                   \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(int(accumulate)));            \
   }
-#define FASTRADIO_WGMMA_SS_F16(R) FASTRADIO_WGMMA_SS_CASE(R, "f16.f16")
-#define FASTRADIO_WGMMA_SS_BF16(R) FASTRADIO_WGMMA_SS_CASE(R, "bf16.bf16")
-#define FASTRADIO_WGMMA_RS_F16(R) FASTRADIO_WGMMA_RS_CASE(R, "f16.f16")
-#define FASTRADIO_WGMMA_RS_BF16(R) FASTRADIO_WGMMA_RS_CASE(R, "bf16.bf16")
+#define FASTRADIO_WGMMA_SS_F16(R) FASTRADIO_WGMMA_SS_CASE(R, "f16.f16", "0")
+#define FASTRADIO_WGMMA_SS_BF16(R) FASTRADIO_WGMMA_SS_CASE(R, "bf16.bf16", "0")
+#define FASTRADIO_WGMMA_RS_F16(R) FASTRADIO_WGMMA_RS_CASE(R, "f16.f16", "0")
+#define FASTRADIO_WGMMA_RS_BF16(R) FASTRADIO_WGMMA_RS_CASE(R, "bf16.bf16", "0")
+#define FASTRADIO_WGMMA_SS_F16_TB(R) FASTRADIO_WGMMA_SS_CASE(R, "f16.f16", "1")
+#define FASTRADIO_WGMMA_SS_BF16_TB(R) FASTRADIO_WGMMA_SS_CASE(R, "bf16.bf16", "1")
+#define FASTRADIO_WGMMA_RS_F16_TB(R) FASTRADIO_WGMMA_RS_CASE(R, "f16.f16", "1")
+#define FASTRADIO_WGMMA_RS_BF16_TB(R) FASTRADIO_WGMMA_RS_CASE(R, "bf16.bf16", "1")
 
-template <int kR>
+template <int kR, bool kTransB = false>
 __device__ __forceinline__ void wgmma_ss_f16(float (&d)[kR], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
   static_assert(kR >= 4 && kR <= 128 && kR % 4 == 0, "wgmma m64nNk16: N = 2 * registers, a multiple of 8 in 8..256");
 #if FASTRADIO_HOPPER_WGMMA
-  FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_F16)
+  if constexpr (kTransB) {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_F16_TB)
+  } else {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_F16)
+  }
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
 }
-template <int kR>
+template <int kR, bool kTransB = false>
 __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[kR], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
   static_assert(kR >= 4 && kR <= 128 && kR % 4 == 0, "wgmma m64nNk16: N = 2 * registers, a multiple of 8 in 8..256");
 #if FASTRADIO_HOPPER_WGMMA
-  FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_BF16)
+  if constexpr (kTransB) {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_BF16_TB)
+  } else {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_SS_BF16)
+  }
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
 }
-template <int kR>
+template <int kR, bool kTransB = false>
 __device__ __forceinline__ void wgmma_rs_f16(float (&d)[kR], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
   static_assert(kR >= 4 && kR <= 128 && kR % 4 == 0, "wgmma m64nNk16: N = 2 * registers, a multiple of 8 in 8..256");
 #if FASTRADIO_HOPPER_WGMMA
-  FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_F16)
+  if constexpr (kTransB) {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_F16_TB)
+  } else {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_F16)
+  }
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif
 }
-template <int kR>
+template <int kR, bool kTransB = false>
 __device__ __forceinline__ void wgmma_rs_bf16(float (&d)[kR], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
   static_assert(kR >= 4 && kR <= 128 && kR % 4 == 0, "wgmma m64nNk16: N = 2 * registers, a multiple of 8 in 8..256");
 #if FASTRADIO_HOPPER_WGMMA
-  FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_BF16)
+  if constexpr (kTransB) {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_BF16_TB)
+  } else {
+    FASTRADIO_WGMMA_FOR_EACH_R(FASTRADIO_WGMMA_RS_BF16)
+  }
 #else
   FASTRADIO_UNREACHABLE_ARCH();
 #endif

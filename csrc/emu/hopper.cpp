@@ -396,8 +396,14 @@ float half_value(uint16_t h, bool bf16) {
 // >> 4 (between 8-row groups), 49-51 base offset, 62-63 swizzle (0 none, 1 128 B, 2 64 B, 3 32 B).
 // Unswizzled, a core matrix is 8 rows x 16 bytes, contiguous; swizzled, row r of an 8-row group
 // is `span` bytes at r * span, and the swizzle permutes its 16-byte chunks.
-float operand(AsyncView& view, uint64_t desc, int row, int k, bool bf16, const char* which, const char* file,
-              int line) {
+//
+// MN-major (B with the transpose flag; PTX ISA "Shared Memory Matrix Layout", the MN-major
+// swizzled canonical layouts): the roles of the two dimensions swap. A k-row holds span / 2
+// consecutive N values (span bytes); the 8 k-rows of an atom are `span` bytes apart; atoms are
+// sbo apart along K (the next 8 k-rows) and lbo apart along N (the next span / 2 values); the
+// same address swizzle. The unswizzled MN-major layout is not emulated (a fault says so).
+float operand(AsyncView& view, uint64_t desc, int row, int k, bool bf16, bool mn_major, const char* which,
+              const char* file, int line) {
   const uint32_t start = uint32_t(desc & 0x3fff) << 4;
   const uint32_t lbo = uint32_t(desc >> 16 & 0x3fff) << 4;
   const uint32_t sbo = uint32_t(desc >> 32 & 0x3fff) << 4;
@@ -405,7 +411,13 @@ float operand(AsyncView& view, uint64_t desc, int row, int k, bool bf16, const c
   const int span = kSpan[desc >> 62];
   if ((desc >> 49 & 7) != 0) fault(file, line, "wgmma %s descriptor has a base offset (not emulated)", which);
   uint32_t addr;
-  if (span == 0) {
+  if (mn_major) {
+    if (span == 0) fault(file, line, "wgmma %s: an unswizzled MN-major operand (not emulated)", which);
+    const int per_row = span / 2;  // 16-bit values along N in one swizzle span
+    addr = swizzle(start + uint32_t(row / per_row) * lbo + uint32_t(k / 8) * sbo + uint32_t(k % 8) * span +
+                       uint32_t(row % per_row) * 2,
+                   span);
+  } else if (span == 0) {
     addr = start + uint32_t(row / 8) * sbo + uint32_t(k / 8) * lbo + uint32_t(row % 8) * 16 + uint32_t(k % 8) * 2;
   } else {
     addr = swizzle(start + uint32_t(row / 8) * sbo + uint32_t(row % 8) * span + uint32_t(k) * 2, span);
@@ -500,7 +512,7 @@ void wgmma_compute(void* const* records) {
   for (int t = 1; t < 128; ++t) {
     const WgmmaCall& c = *static_cast<const WgmmaCall*>(records[t]);
     if (c.regs != c0.regs || c.bf16 != c0.bf16 || c.a_in_regs != c0.a_in_regs || c.desc_b != c0.desc_b ||
-        (!c.a_in_regs && c.desc_a != c0.desc_a) || c.accumulate != c0.accumulate)
+        (!c.a_in_regs && c.desc_a != c0.desc_a) || c.accumulate != c0.accumulate || c.trans_b != c0.trans_b)
       fault(file, line, "wgmma.mma_async: thread %d of the warpgroup passes other operands than thread 0", t);
   }
   const int n = 2 * c0.regs;
@@ -517,11 +529,11 @@ void wgmma_compute(void* const* records) {
         const uint32_t reg = static_cast<const WgmmaCall*>(records[32 * w + 4 * g + q])->a[j];
         A[r][k] = half_value(uint16_t(k % 2 ? reg >> 16 : reg & 0xffff), c0.bf16);
       } else {
-        A[r][k] = operand(view, c0.desc_a, r, k, c0.bf16, "A", file, line);
+        A[r][k] = operand(view, c0.desc_a, r, k, c0.bf16, false, "A", file, line);
       }
     }
   for (int r = 0; r < n; ++r)
-    for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(view, c0.desc_b, r, k, c0.bf16, "B", file, line);
+    for (int k = 0; k < 16; ++k) B[size_t(r) * 16 + k] = operand(view, c0.desc_b, r, k, c0.bf16, c0.trans_b, "B", file, line);
   view.record = nullptr;
   const uint64_t op = hold_operands(view, std::move(held), base / 128, file, line);
   for (int t = 0; t < 128; ++t) {

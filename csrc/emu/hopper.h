@@ -11,7 +11,8 @@
 //                 the mbarrier; they land (and complete_tx) only when a thread waits on the phase
 //                 after every arrival. A read before the wait sees NaN; a block that ends with
 //                 copies nobody waited for is an error.
-//   wgmma         a warpgroup rendezvous (all 128 threads, same line). Operands are read at issue;
+//   wgmma         a warpgroup rendezvous (all 128 threads, same line). Operands are read at issue
+//                 (B K-major, or MN-major with the transpose-B flag, swizzled layouts);
 //                 each thread's accumulators are overwritten with NaN until the wgmma.wait_group
 //                 that retires their group writes the result. Chained wgmmas on the same
 //                 accumulators see the pending value (as the hardware orders them). mma_async
@@ -59,6 +60,7 @@ struct WgmmaCall {
   uint32_t a[4];     // RS: this thread's A fragment
   bool accumulate;   // scale-d: D = A*B + D (else D = A*B)
   float* d;          // this thread's accumulators
+  bool trans_b = false;  // imm-trans-b: B is MN-major in shared memory
 };
 void wgmma_fence(const char* file, int line);
 void wgmma_issue(WgmmaCall* call, const char* file, int line);
@@ -172,10 +174,10 @@ inline void wgmma_wait_group(const char* file = __builtin_FILE(), int line = __b
 namespace detail {
 template <int R>
 inline void wgmma(float (&d)[R], bool bf16, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool accumulate,
-                  const char* file, int line) {
+                  bool trans_b, const char* file, int line) {
   static_assert(R >= 4 && R <= 128 && R % 4 == 0, "wgmma m64nNk16: N = 2 * registers must be a multiple of 8 in 8..256");
   emu::require_arch<900>("wgmma.mma_async", file, line);
-  emu::WgmmaCall call{R, bf16, a != nullptr, desc_a, desc_b, {0, 0, 0, 0}, accumulate, d};
+  emu::WgmmaCall call{R, bf16, a != nullptr, desc_a, desc_b, {0, 0, 0, 0}, accumulate, d, trans_b};
   if (a != nullptr)
     for (int i = 0; i < 4; ++i) call.a[i] = a[i];
   emu::wgmma_issue(&call, file, line);
@@ -183,25 +185,25 @@ inline void wgmma(float (&d)[R], bool bf16, const uint32_t* a, uint64_t desc_a, 
 }
 }  // namespace detail
 
-template <int R>
+template <int R, bool kTransB = false>
 inline void wgmma_ss_f16(float (&d)[R], uint64_t desc_a, uint64_t desc_b, bool accumulate,
                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  detail::wgmma(d, false, nullptr, desc_a, desc_b, accumulate, file, line);
+  detail::wgmma(d, false, nullptr, desc_a, desc_b, accumulate, kTransB, file, line);
 }
-template <int R>
+template <int R, bool kTransB = false>
 inline void wgmma_ss_bf16(float (&d)[R], uint64_t desc_a, uint64_t desc_b, bool accumulate,
                           const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  detail::wgmma(d, true, nullptr, desc_a, desc_b, accumulate, file, line);
+  detail::wgmma(d, true, nullptr, desc_a, desc_b, accumulate, kTransB, file, line);
 }
-template <int R>
+template <int R, bool kTransB = false>
 inline void wgmma_rs_f16(float (&d)[R], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate,
                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  detail::wgmma(d, false, a, 0, desc_b, accumulate, file, line);
+  detail::wgmma(d, false, a, 0, desc_b, accumulate, kTransB, file, line);
 }
-template <int R>
+template <int R, bool kTransB = false>
 inline void wgmma_rs_bf16(float (&d)[R], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate,
                           const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  detail::wgmma(d, true, a, 0, desc_b, accumulate, file, line);
+  detail::wgmma(d, true, a, 0, desc_b, accumulate, kTransB, file, line);
 }
 
 // --- stmatrix ------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ DEFAULT_ARCHS = {"none": (80, 75, 90), "thread": (80, 90), "address": (80, 90)}
 # also runs the emulated Hopper instructions' self-test (csrc/emu/hopper.cpp) first, as every
 # build does.
 ARCH_TIERS = {90: ("wgmma_sm90a",)}
-ARCH_OPS = {90: ("linear",)}
+ARCH_OPS = {90: ("linear", "attention")}
 # The lowest emulated arch that runs each tier, and the archs an arch-specific tier needs.
 TIER_MIN_ARCH = {"cuda_core": 0, "mma_sm75": 75, "mma_sm80": 80, "wgmma_sm90a": 90}
 TIER_ONLY_ARCHS = {"wgmma_sm90a": (90,)}

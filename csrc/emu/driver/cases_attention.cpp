@@ -1,9 +1,11 @@
 // attention cases: head dims 64, 72 and 80; packed schedules (mixed lengths with an image of 150
 // tokens = 3 key tiles of 64, a 1-token image and one shorter than a tile; equal lengths below
 // max_seqlen) and the dense one (every image max_seqlen long); two heads; for mma_sm80 both block
-// sizes, 4 warps on device 0 (132 SMs) and 8 on device 1 (2 SMs); mma_sm75 always has 8.
+// sizes, 4 warps on device 0 (132 SMs) and 8 on device 1 (2 SMs); mma_sm75 always has 8;
+// wgmma_sm90a (sm_90 build only) its own list below.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "attention/attention.h"
@@ -22,6 +24,8 @@ struct Spec {
   int64_t max_seqlen;         // == every length: the dense schedule; else packed
   int64_t heads, head_dim;
   int device = 0;
+  bool outlier_channels = false;  // two head dims of q and k 8x larger in every token (a ViT's massive activations)
+  int64_t nan_row = -1;           // >= 0: this token's q, k and v are NaN (its image's outputs are NaN, no other's)
 };
 
 class AttentionInstance : public Instance {
@@ -33,6 +37,18 @@ class AttentionInstance : public Instance {
     Rng rng(seed);
     Buffer& qkv = make(dtype, rows * 3 * s.heads * s.head_dim);
     fill_activations(qkv, rng);
+    if (s.outlier_channels) {
+      const int64_t width = 3 * s.heads * s.head_dim;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t part = 0; part < 2 * s.heads; ++part)  // the q and k thirds
+          for (int64_t d : {int64_t(3), s.head_dim - 5}) {
+            const int64_t i = r * width + part * s.head_dim + d;
+            qkv.set(i, 8.0 * qkv.get(i));
+          }
+    }
+    if (s.nan_row >= 0)
+      for (int64_t c = 0; c < 3 * s.heads * s.head_dim; ++c)
+        qkv.set(s.nan_row * 3 * s.heads * s.head_dim + c, std::numeric_limits<double>::quiet_NaN());
     inputs = {&qkv};
     Buffer& out = make(dtype, rows * s.heads * s.head_dim);
     Expected e = attention_expected(qkv.values(), cu_, s.heads, s.head_dim, dtype);
@@ -84,6 +100,8 @@ void add(std::vector<Case>& cases, Tier tier, DType dtype, const Spec& s) {
   std::string shape = lens + "_max" + std::to_string(s.max_seqlen) + "_h" + std::to_string(s.heads) + "_dh" +
                       std::to_string(s.head_dim);
   if (tier == Tier::kMmaSm80) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
+  if (s.outlier_channels) shape += "_outch";
+  if (s.nan_row >= 0) shape += "_nanrow" + std::to_string(s.nan_row);
   Case c;
   c.name = case_name("attention", tier, short_name(dtype), dense ? "uniform" : "packed", shape);
   c.op = "attention";
@@ -107,6 +125,31 @@ Spec on(const Spec& s, int device) {
   r.device = device;
   return r;
 }
+
+#if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_ATTENTION_WGMMA_SM90A
+// wgmma_sm90a (no host twin: emulated device only). 128 query rows per block, K/V tiles of 128 keys
+// through 2 stages: 150 tokens = a full and a 22-key tile; 600 = 5 tiles (the stage phases wrap
+// twice); 129 = one key in its last tile; 128 = exactly one tile; 1-token images; many short ones.
+void add_wgmma_sm90a(std::vector<Case>& cases) {
+  for (DType t : {DType::kFloat16, DType::kBFloat16})
+    for (int64_t dh : {64, 72, 80}) {
+      add(cases, Tier::kWgmmaSm90a, t, Spec{{150, 1, 40}, 150, 2, dh});        // packed
+      add(cases, Tier::kWgmmaSm90a, t, Spec{{70, 70}, 70, 2, dh});             // uniform, one partial tile
+      add(cases, Tier::kWgmmaSm90a, t, Spec{{200, 200}, 200, 1, dh, 0, true});  // uniform, 2 x 2 tiles, outlier channels
+    }
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{{3, 600, 1, 129, 128, 17}, 600, 2, 80, 0, true});
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{600, 2, 129}, 600, 1, 72});
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{256, 256, 256}, 256, 2, 64, 0, true});  // uniform, exact tiles
+  // A NaN token in the middle image: the first image's last tile reads its rows (TMA boxes do not
+  // stop at an image) and must stay finite (the V rows past an image are zeroed before P·V).
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{{100, 50, 70}, 100, 2, 80, 0, false, 110});
+  // Many short images (1..24 tokens): many blocks per head find their image by the binary search.
+  std::vector<int32_t> many;
+  for (int32_t i = 1; i <= 24; ++i) many.push_back(i);
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{many, 24, 2, 64});
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{many, 40, 1, 80});
+}
+#endif
 
 }  // namespace
 
@@ -132,6 +175,9 @@ void add_attention_cases(std::vector<Case>& cases) {
   add(cases, Tier::kMmaSm75, DType::kFloat16, kUniform80);
   add(cases, Tier::kMmaSm75, DType::kFloat16, kPacked64);
   add(cases, Tier::kMmaSm75, DType::kFloat16, kPacked72);
+#endif
+#if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_ATTENTION_WGMMA_SM90A
+  add_wgmma_sm90a(cases);
 #endif
 }
 

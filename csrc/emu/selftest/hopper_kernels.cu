@@ -56,10 +56,13 @@ __global__ void tma_store_kernel(const __grid_constant__ CUtensorMap map, int c0
 
 // --- wgmma ----------------------------------------------------------------------------------------------
 // One warpgroup. a: 64 x K, b: N x K (row-major bits). K = swizzle / 2, or 16 when swizzle is 0.
+// mn_b: map_b is over Bᵀ (K x N, N contiguous) and B is read MN-major (the transpose-B flag): one
+// TMA box of swizzle / 2 columns x K rows per N atom, atoms K * swizzle bytes apart (lbo), 8-k-row
+// groups 8 * swizzle bytes apart (sbo).
 template <int R>
 __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                              const uint16_t* a, const uint16_t* b, int swizzle, int desc_swizzle_b, int bf16, int rs,
-                             int fence, float* out) {
+                             int fence, int mn_b, float* out) {
   constexpr int N = 2 * R;
   FASTRADIO_DYNAMIC_SHARED(128, uint16_t, smem);
   FASTRADIO_SHARED(8, uint64_t, bar, [1]);
@@ -67,7 +70,8 @@ __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __
   const int row_bytes = swizzle ? swizzle : 32;
   uint16_t* sa = smem;
   uint16_t* sb = smem + (64 * row_bytes + 1023) / 1024 * 1024 / 2;
-  const uint32_t lbo = 128, sbo = swizzle ? 8 * swizzle : 256;
+  const int atoms = mn_b ? (N + swizzle / 2 - 1) / (swizzle / 2) : 1;  // MN-major: N atoms of swizzle / 2
+  const uint32_t lbo = mn_b ? uint32_t(k_total * swizzle) : 128, sbo = swizzle ? 8 * swizzle : 256;
   if (swizzle) {
     if (threadIdx.x == 0) {
       ptx::mbarrier_init(&bar[0], 1);
@@ -75,9 +79,15 @@ __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __
     }
     __syncthreads();
     if (threadIdx.x < 32 && ptx::elect_one_sync()) {
-      ptx::mbarrier_arrive_expect_tx(&bar[0], uint32_t((64 + N) * k_total * 2));
+      const uint32_t b_bytes = mn_b ? uint32_t(atoms * k_total * swizzle) : uint32_t(N * k_total * 2);
+      ptx::mbarrier_arrive_expect_tx(&bar[0], uint32_t(64 * k_total * 2) + b_bytes);
       ptx::tma_load_2d(sa, &map_a, 0, 0, &bar[0]);
-      ptx::tma_load_2d(sb, &map_b, 0, 0, &bar[0]);
+      if (mn_b) {
+        for (int i = 0; i < atoms; ++i)
+          ptx::tma_load_2d(reinterpret_cast<char*>(sb) + i * lbo, &map_b, i * swizzle / 2, 0, &bar[0]);
+      } else {
+        ptx::tma_load_2d(sb, &map_b, 0, 0, &bar[0]);
+      }
     }
     ptx::mbarrier_wait(&bar[0], 0);
   } else {
@@ -94,8 +104,27 @@ __global__ void wgmma_kernel(const __grid_constant__ CUtensorMap map_a, const __
   ptx::wgmma_fence();
   for (int ks = 0; ks < k_total / 16; ++ks) {
     // Within a swizzled row the k-slice starts 32 bytes further; the swizzle applies to the address.
-    const uint64_t db = ptx::smem_desc(sb + 16 * ks, lbo, sbo, desc_swizzle_b);
-    if (rs) {
+    // MN-major: the k-slice is 16 k-rows (two 8-row groups) further.
+    const uint64_t db = ptx::smem_desc(mn_b ? sb + 16 * ks * swizzle / 2 : sb + 16 * ks, lbo, sbo, desc_swizzle_b);
+    if (rs && mn_b) {
+      uint32_t af[4];
+      for (int j = 0; j < 4; ++j) {
+        const int row = 16 * w + g + 8 * (j % 2), col = 16 * ks + 2 * q + 8 * (j / 2);
+        af[j] = uint32_t(a[row * k_total + col]) | uint32_t(a[row * k_total + col + 1]) << 16;
+      }
+      if (bf16) {
+        ptx::wgmma_rs_bf16<R, true>(d, af, db, ks > 0);
+      } else {
+        ptx::wgmma_rs_f16<R, true>(d, af, db, ks > 0);
+      }
+    } else if (mn_b) {
+      const uint64_t da = ptx::smem_desc(sa + 16 * ks, lbo, sbo, swizzle);
+      if (bf16) {
+        ptx::wgmma_ss_bf16<R, true>(d, da, db, ks > 0);
+      } else {
+        ptx::wgmma_ss_f16<R, true>(d, da, db, ks > 0);
+      }
+    } else if (rs) {
       uint32_t af[4];
       for (int j = 0; j < 4; ++j) {
         const int row = 16 * w + g + 8 * (j % 2), col = 16 * ks + 2 * q + 8 * (j / 2);
@@ -366,20 +395,35 @@ template <int R>
 std::vector<float> wgmma_launch(const WgmmaSpec& s, const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
   const int k = s.swizzle ? s.swizzle / 2 : 16;
   CUtensorMap ma{}, mb{};
+  std::vector<uint16_t> bt;  // mn_b: Bᵀ (K x N), what the MN-major B is loaded from
+  if (s.mn_b) {
+    bt.resize(b.size());
+    for (int n = 0; n < s.n; ++n)
+      for (int kk = 0; kk < k; ++kk) bt[size_t(kk * s.n + n)] = b[size_t(n * k + kk)];
+  }
   if (s.swizzle) {
     bool ok_a = false, ok_b = false;
     const uint64_t dims_a[2] = {uint64_t(k), 64}, dims_b[2] = {uint64_t(k), uint64_t(s.n)};
     const uint64_t strides[2] = {1, uint64_t(k)};
     const uint32_t box_a[2] = {uint32_t(k), 64}, box_b[2] = {uint32_t(k), uint32_t(s.n)};
     ma = encode(a.data(), 2, dims_a, strides, box_a, s.swizzle, &ok_a);
-    mb = encode(b.data(), 2, dims_b, strides, box_b, s.swizzle, &ok_b);
+    if (s.mn_b) {
+      const uint64_t dims_t[2] = {uint64_t(s.n), uint64_t(k)}, strides_t[2] = {1, uint64_t(s.n)};
+      const uint32_t box_t[2] = {uint32_t(s.swizzle / 2), uint32_t(k)};
+      mb = encode(bt.data(), 2, dims_t, strides_t, box_t, s.swizzle, &ok_b);
+    } else {
+      mb = encode(b.data(), 2, dims_b, strides, box_b, s.swizzle, &ok_b);
+    }
     if (!ok_a || !ok_b) return {};
   }
   const int row_bytes = s.swizzle ? s.swizzle : 32;
-  const size_t smem = size_t((64 * row_bytes + 1023) / 1024 * 1024 + s.n * row_bytes);
+  const int atoms = s.mn_b ? (s.n + s.swizzle / 2 - 1) / (s.swizzle / 2) : 0;
+  const size_t b_bytes = s.mn_b ? size_t(atoms * k * s.swizzle) : size_t(s.n * row_bytes);
+  const size_t smem = size_t((64 * row_bytes + 1023) / 1024 * 1024) + b_bytes;
   std::vector<float> out(size_t(128 * R), -12345.0f);
-  FASTRADIO_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<R>)(ma, mb, a.data(), b.data(), s.swizzle, s.desc_swizzle_b,
-                                                           int(s.bf16), int(s.rs), int(s.fence), out.data());
+  FASTRADIO_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<R>)(ma, mb, a.data(), s.mn_b ? bt.data() : b.data(), s.swizzle,
+                                                           s.desc_swizzle_b, int(s.bf16), int(s.rs), int(s.fence),
+                                                           int(s.mn_b), out.data());
   return out;
 }
 
@@ -389,6 +433,7 @@ std::vector<float> run_wgmma(const WgmmaSpec& s, const std::vector<uint16_t>& a,
     case 16: return wgmma_launch<8>(s, a, b);
     case 24: return wgmma_launch<12>(s, a, b);
     case 40: return wgmma_launch<20>(s, a, b);
+    case 64: return wgmma_launch<32>(s, a, b);
     case 72: return wgmma_launch<36>(s, a, b);
     case 80: return wgmma_launch<40>(s, a, b);
     case 256: return wgmma_launch<128>(s, a, b);

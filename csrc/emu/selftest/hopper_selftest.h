@@ -39,6 +39,7 @@ struct WgmmaSpec {
   bool bf16 = false;
   bool rs = false;
   bool fence = true;  // swizzle 0: fence.proxy.async between the threads' stores and the wgmma
+  bool mn_b = false;  // B MN-major (transpose-B flag), loaded by TMA from Bᵀ; swizzle 32/64/128 only
 };
 std::vector<float> run_wgmma(const WgmmaSpec& spec, const std::vector<uint16_t>& a, const std::vector<uint16_t>& b);
 

@@ -302,6 +302,30 @@ void hopper_tests(const HopperRun& run) {
         [s, sd = seed] { return wgmma_case(s, sd); });
     seed += 7;
   }
+  // MN-major B (the transpose-B flag; what attention's P·V reads V as): several N, both dtypes, SS
+  // and RS, each swizzle; N past one atom (N > swizzle / 2) uses lbo, every case two 8-k-row groups.
+  const W mn_cases[] = {{64, 128, false, true}, {80, 128, true, true},  {16, 32, false, true}, {8, 32, true, true},
+                        {80, 32, false, true},  {72, 32, true, false},  {40, 64, false, true}, {256, 128, false, false},
+                        {24, 64, true, false},  {72, 128, false, true}};
+  for (const W& c : mn_cases) {
+    WgmmaSpec s;
+    s.n = c.n;
+    s.swizzle = s.desc_swizzle_b = c.swizzle;
+    s.bf16 = c.bf16;
+    s.rs = c.rs;
+    s.mn_b = true;
+    run(fmt("wgmma_mn_b_%s_%s_n%d_swizzle_%d", c.rs ? "rs" : "ss", c.bf16 ? "bf16" : "f16", c.n, c.swizzle),
+        [s, sd = seed] { return wgmma_case(s, sd); });
+    seed += 7;
+  }
+  run("wgmma_mn_b_wrong_swizzle_detected", [] {
+    WgmmaSpec s;
+    s.n = 24;  // inside one 64-byte atom, so the wrong reading stays inside shared memory
+    s.swizzle = s.desc_swizzle_b = 128;
+    s.mn_b = true;
+    s.desc_swizzle_b = 64;  // TMA wrote 128-byte swizzle; the descriptor claims 64
+    return wgmma_case(s, 9, true);
+  });
   run("wgmma_wrong_swizzle_on_b_detected", [] {
     WgmmaSpec s;
     s.n = 72;

@@ -1,8 +1,9 @@
 """attention in the CUDA backend: tensor checks, the custom op and its fake (package docstring).
 
 Tiers (csrc/attention/): ``cuda_core`` takes float32, float16 and bfloat16 (fp32 math),
-``mma_sm75`` float16, ``mma_sm80`` float16 and bfloat16; the automatic choice is the most
-specialised compiled tier that runs on the device and takes the dtype, so float32 always runs on
+``mma_sm75`` float16, ``mma_sm80`` float16 and bfloat16, ``wgmma_sm90a`` (sm_90a only: H100/H200)
+float16 and bfloat16; the automatic choice is the most specialised compiled tier that runs on the
+device and takes the dtype (wgmma_sm90a on sm_90 when compiled for 90a), so float32 always runs on
 cuda_core (the exactness mode).
 """
 
@@ -24,6 +25,7 @@ ATTENTION_HEAD_DIMS: tuple[int, ...] = _checks.HEAD_DIMS
 ATTENTION_TIER_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
     "mma_sm75": (torch.float16,),
     "mma_sm80": (torch.float16, torch.bfloat16),
+    "wgmma_sm90a": (torch.float16, torch.bfloat16),
 }
 
 
