@@ -622,15 +622,29 @@ void mbar_init(void* bar, unsigned count, const char* file, int line) {
 
 uint64_t mbar_arrive(void* bar, uint32_t tx_bytes, const char* file, int line) {
   Mbar* m = find_bar(bar, tx_bytes ? "mbarrier.arrive.expect_tx" : "mbarrier.arrive", file, line);
-  Quiet q;
-  const uint64_t state = m->phase;
-  if (m->pending == 0) fault(file, line, "mbarrier.arrive on a phase that already has all its arrivals");
-  hb_release(m);
-  m->tx += tx_bytes;
-  if (--m->pending == 0) {
-    if (m->tx == 0 && m->copies.empty()) complete_phase(m);
-    else block_wake(m);  // a waiter lands the copies
+  uint64_t state;
+  bool released = false;
+  {
+    Quiet q;
+    state = m->phase;
+    if (m->pending == 0) fault(file, line, "mbarrier.arrive on a phase that already has all its arrivals");
+    hb_release(m);
+    m->tx += tx_bytes;
+    if (--m->pending == 0) {
+      if (m->tx == 0 && m->copies.empty()) {
+        complete_phase(m);
+        released = true;
+      } else {
+        block_wake(m);  // a waiter lands the copies
+        released = !m->copies.empty();  // (an expect_tx ahead of its copies releases no one yet)
+      }
+    }
   }
+  // The last arrival of a phase releases its waiters: one of them runs before this thread (and the rest
+  // of its warpgroup) goes on, as a GPU may order them. So a kernel that arrives too early (frees a
+  // pipeline stage before the wgmma reading it retired) meets the waiter's next step (the producer's TMA
+  // refill of that stage) while its own work is still in flight.
+  if (released) block_yield_to(m);
   return state;
 }
 

@@ -17,6 +17,11 @@ namespace emu {
 // threads all sleep or wait is a deadlock, reported with `what` and the call site.
 void block_wait(const void* key, const char* what, const char* file, int line);
 void block_wake(const void* key);
+// The running thread stays runnable and hands the CPU to a thread that block_wake(key) released, if
+// any (the first in the schedule's order): on a GPU the threads an mbarrier arrival releases may run
+// before the arriving thread's (and its warpgroup's) next instruction. The others resume in the
+// schedule's order afterwards.
+void block_yield_to(const void* key);
 
 // Linear index of the running thread in its block, and the block's thread count.
 unsigned thread_linear();

@@ -912,6 +912,28 @@ void block_wake(const void* key) {
     if (o->state == State::kBlocked && o->wait_key == key) o->state = State::kRunnable;
 }
 
+void block_yield_to(const void* key) {
+  Thread* t = cur();
+  Thread* next = nullptr;
+  {
+    Bookkeeping guard;
+    if (g_launch->aborted) return;
+    for (unsigned i : g_launch->perm) {  // the schedule's order among the released threads
+      Thread* o = g_launch->threads[i];
+      if (o != t && o->state == State::kRunnable && o->wait_key == key) {
+        next = o;
+        break;
+      }
+    }
+    if (next == nullptr) return;
+    hb_release(&g_launch->end_token);  // as a waiting thread: the launch may be aborted meanwhile
+    ++rt().stats.switches;
+    g_thread = next;
+    g_current = &next->ctx;
+  }
+  fiber_switch(&t->fiber, &next->fiber);
+}
+
 unsigned thread_linear() { return cur()->linear; }
 unsigned block_threads() { return g_launch->nthreads; }
 
