@@ -113,12 +113,12 @@ def test_selftest_rows_count_sanitizer_reports_but_not_the_errors_it_provokes():
 
 def test_hopper_self_test_runs_in_sm90_self_test_only_builds():
     """sm_90 (the emulated Hopper instructions) is built and run under every sanitizer: its self-test
-    and the sm_90a tiers' driver cases only (linear); sm_80 (first: the model step) and sm_75 keep
+    and the sm_90a tiers' driver cases only (linear, attention); sm_80 (first: the model step) and sm_75 keep
     the other tiers' cases."""
     assert emulate.DEFAULT_ARCHS["none"][:2] == (80, 75)
     for archs in emulate.DEFAULT_ARCHS.values():
         assert archs[0] == 80 and 90 in archs
-    assert emulate.ARCH_TIERS == {90: ("wgmma_sm90a",)} and emulate.ARCH_OPS == {90: ("linear",)}
+    assert emulate.ARCH_TIERS == {90: ("wgmma_sm90a",)} and emulate.ARCH_OPS == {90: ("linear", "attention")}
 
 
 def test_every_hopper_wrapper_has_an_emulated_twin():
