@@ -5,9 +5,10 @@
 //
 // A block = 128 query rows of one (image, head), 384 threads: warpgroup 0 is the producer (one
 // elected lane issues every TMA load), warpgroups 1 and 2 the consumers (rows 64c..64c+63 each).
-// Q arrives once; K/V tiles of 128 keys stream through 2 stages, each with a full barrier (count 1:
+// Q arrives once; K/V tiles of 128 keys stream through 3 stages, each with a full barrier (count 1:
 // the producer's arrive.expect_tx, completed by the TMA bytes) and an empty barrier (count 2: one
-// arrival per consumer warpgroup once its wgmmas on the stage retired).
+// arrival per consumer warpgroup once its wgmmas on the stage retired). Three, because a consumer
+// reads two at once (tile j's K, tile j-1's V) while the third loads.
 //
 // TMA reads qkv through a 3D view (Dh, 3H, N): element (d, third * H + head, token). A box never
 // crosses into the next head, and dims past Dh read as zero. A row's dims 0..63 go to a 128-byte-
@@ -15,9 +16,9 @@
 // 16 x 1 x 128; for Dh 72 dims 72..79 are the zero fill). So nothing is padded in memory and
 // Q·Kᵀ's last k16 step (dims 64..79) sees zeros past Dh in both operands.
 //
-// Per consumer warpgroup and key tile j:
+// The consumer's steps, per key tile j:
 //   S = Q·Kᵀ      wgmma SS m64n128k16, Q and K K-major (4 steps over the 128-byte region, 1 over
-//                 the 32-byte one for Dh > 64), fp32, then wait_group 0
+//                 the 32-byte one for Dh > 64), fp32
 //   mask          keys past the image in its last tile: s = -inf (their K rows are the next
 //                 image's tokens or TMA's zeros, never weighted); their V rows are zeroed by the
 //                 producer warp before P·V (0 * a non-finite token would still be NaN)
@@ -26,12 +27,16 @@
 //                 register A fragment of P·V's k16 step kk (common/hopper.h's fragment layouts)
 //   O = O·alpha + P·V   wgmma RS with B = V MN-major (transpose-B: V is keys x Dh, Dh contiguous):
 //                 N = 64 over the 128-byte region, N = Dh - 64 over the 32-byte one
-//   release       wait_group 0, then one thread arrives on the stage's empty barrier
+// FlashAttention-3's two overlaps, from its paper's algorithm:
+//   - within a warpgroup: S_j and P_{j-1}·V_{j-1} are issued together (two commit groups);
+//     wait_group 1 retires S_j, whose softmax then runs while P·V is in flight; wait_group 0, the
+//     stage's release, O *= alpha_j, and P_j is packed for the next turn.
+//   - between the two consumers (ping-pong): named barriers hand the "issue" turn back and forth, so
+//     one warpgroup's GEMMs run while the other does its softmax.
 // At the end O / l, rounded once, stored by the threads (query rows past the image skipped).
 //
-// Not yet: ping-pong between the two consumer warpgroups and overlapping the softmax with the next
-// tile's Q·Kᵀ (FA3's intra-warpgroup pipelining); the consumers here wait for each GEMM. That is
-// the next step once a GPU can measure it. Expected speed: not measured (no GPU has run this).
+// Not yet: a persistent grid, TMA stores of O, 64-row blocks when the grid is under two waves.
+// Expected speed: not measured (no GPU has run this); benchmarks/README.md "Predicted".
 #include "attention/attention_sm90a.h"
 
 #include "common/hopper.h"
@@ -168,20 +173,27 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int e = 0; e < kTailR; ++e) ot[e] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY};
-  float l[2] = {0.0f, 0.0f};  // this thread's part of the row sums (the 4 lanes of a row add up at the end)
+  float l[2] = {0.0f, 0.0f};   // this thread's part of the row sums (the 4 lanes of a row add up at the end)
+  float sc[2 * kBlockN / 4];   // S, then P in fp32: sc[4i + 2h + e] = S[16w + g + 8h][8i + 2q + e], i < 16
+  uint32_t pa[kBlockN / 16][4];  // the previous tile's P: A fragment of P·V's k16 step kk
 
-  ptx::mbarrier_wait(&q_full[0], 0);
-  for (int64_t j = 0; j < n_tiles; ++j) {
-    const int s = int(j % kStages);
-    ptx::mbarrier_wait(&full[s], uint32_t(j / kStages) & 1u);  // the stage's K and V landed
+  // Ping-pong: the consumers take turns issuing their wgmmas, so that one's GEMMs keep the tensor
+  // cores busy while the other runs its softmax. Consumer cw's turn starts at bar.sync on barrier
+  // kTurnBarrier + cw (256 threads: its own 128 + the other's 128 bar.arrive) and ends, right after
+  // the issue, with bar.arrive on the other's. Consumer 1 gives consumer 0 the first turn and does
+  // not pass its last one, so that every round completes. Turns: Q·K₀ᵀ; (Q·Kⱼᵀ, P·Vⱼ₋₁) for j >= 1;
+  // the last P·V: n_tiles + 1 of them.
+  const int turns = int(n_tiles) + 1;
+  auto take_turn = [&] { ptx::named_barrier_sync(kTurnBarrier + cw, 2 * 128); };
+  auto pass_turn = [&](int turn) {
+    if (cw == 0 || turn + 1 < turns) ptx::named_barrier_arrive(kTurnBarrier + (cw ^ 1), 2 * 128);
+  };
+  if (cw == 1) ptx::named_barrier_arrive(kTurnBarrier, 2 * 128);
+
+  // S = Q·Kᵀ of the K tile in stage s (one commit group). k16 step ks starts 32 bytes into each
+  // 128-byte row. sc was zeroed before the wgmma.fence (defined inputs; scale-d = 0 ignores them).
+  auto issue_s = [&](int s) {
     const uint8_t* kt = k_tile(s);
-    const uint8_t* vt = v_tile(s);
-
-    // S = Q·Kᵀ: k16 step ks starts 32 bytes into each 128-byte row.
-    float sc[2 * kBlockN / 4];  // sc[4i + 2h + e] = S[16w + g + 8h][8i + 2q + e], i < 16
-#pragma unroll
-    for (int e = 0; e < 2 * kBlockN / 4; ++e) sc[e] = 0.0f;  // defined inputs for the asm (scale-d = 0 ignores them)
-    ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kMain / 16; ++ks)
       mma_ss<kD>(sc, ptx::smem_desc(q_main + 32 * ks, 16, 1024, 128), ptx::smem_desc(kt + 32 * ks, 16, 1024, 128),
@@ -189,19 +201,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (P::kTail)
       mma_ss<kD>(sc, ptx::smem_desc(q_tail, 16, 256, 32), ptx::smem_desc(kt + P::kMainBytes, 16, 256, 32), true);
     ptx::wgmma_commit_group();
-    ptx::wgmma_wait_group<0>();
-
+  };
+  // O += P·V of the V tile in stage s (one commit group); V's k16 step kk starts 16 key rows further.
+  auto issue_pv = [&](int s) {
+    const uint8_t* vt = v_tile(s);
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      mma_rs_tb<kD>(o, pa[kk], ptx::smem_desc(vt + kk * 16 * 128, P::kMainBytes, 1024, 128));
+      if constexpr (P::kTail)
+        mma_rs_tb<kD>(ot, pa[kk], ptx::smem_desc(vt + P::kMainBytes + kk * 16 * 32, P::kTailBytes, 256, 32));
+    }
+    ptx::wgmma_commit_group();
+  };
+  auto zero_s = [&] {
+#pragma unroll
+    for (int e = 0; e < 2 * kBlockN / 4; ++e) sc[e] = 0.0f;
+  };
+  // The softmax of key tile j's S (attention.h's steps): keys past the image masked, the tile folded
+  // into m and l, P (fp32) left in sc; alpha = the factor O must be rescaled by.
+  auto softmax = [&](int64_t j, float (&alpha)[2]) {
     const int64_t left = tile.len - j * kBlockN;
     if (left < kBlockN) {  // the image's last, partial tile
 #pragma unroll
       for (int e = 0; e < 2 * kBlockN / 4; ++e)
         if (8 * (e / 4) + 2 * q + e % 2 >= int(left)) sc[e] = attention_masked_score();
     }
-
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int e = 0; e < 2 * kBlockN / 4; ++e) mx[e / 2 % 2] = fmaxf(mx[e / 2 % 2], sc[e]);
-    float alpha[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {  // the 4 lanes of a row are lanes 4g..4g+3
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
@@ -216,30 +243,60 @@ __global__ void __launch_bounds__(kThreads, 1)
       sc[e] = attention_prob(sc[e], c, m[e / 2 % 2]);
       l[e / 2 % 2] += sc[e];
     }
-#pragma unroll
-    for (int e = 0; e < 32; ++e) o[e] *= alpha[e / 2 % 2];
-#pragma unroll
-    for (int e = 0; e < kTailR; ++e) ot[e] *= alpha[e / 2 % 2];
-
-    // P·V: A fragment of k16 step kk = S's n8 tiles 2kk, 2kk + 1: a[jj] = pack(sc[8kk + 2jj], +1).
-    // V's k16 step kk starts 16 key rows further (16 * span bytes).
-    uint32_t pa[kBlockN / 16][4];
+  };
+  // P rounded to fp16/bf16 in registers: S's n8 tiles 2kk, 2kk + 1 are the A fragment of P·V's k16 step kk.
+  auto pack_p = [&] {
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
       for (int jj = 0; jj < 4; ++jj) pa[kk][jj] = pack2<kD>(sc[8 * kk + 2 * jj], sc[8 * kk + 2 * jj + 1]);
-    if (j == n_tiles - 1 && last_keys < kBlockN) ptx::mbarrier_wait(&v_clean[0], 0);  // V past the image zeroed
-    ptx::wgmma_fence();  // o, ot and pa were written by the threads
+  };
+  auto wait_kv = [&](int64_t j) {  // the stage's K and V landed
+    ptx::mbarrier_wait(&full[j % kStages], uint32_t(j / kStages) & 1u);
+  };
+
+  ptx::mbarrier_wait(&q_full[0], 0);
+  float alpha[2];
+  // Tile 0: S alone (O is zero: its alpha has nothing to rescale).
+  wait_kv(0);
+  zero_s();
+  take_turn();
+  ptx::wgmma_fence();  // sc was written by the threads
+  issue_s(0);
+  pass_turn(0);
+  ptx::wgmma_wait_group<0>();
+  softmax(0, alpha);
+  pack_p();
+  // Tile j >= 1 (FA3's intra-warpgroup overlap): S of tile j and P·V of tile j - 1 go out together;
+  // the softmax of S_j runs while P·V_{j-1} is in flight. O stays in the scale of m_{j-1} until
+  // P·V_{j-1} retires, then takes alpha_j.
+  for (int64_t j = 1; j < n_tiles; ++j) {
+    const int sp = int((j - 1) % kStages);
+    wait_kv(j);
+    zero_s();
+    take_turn();
+    ptx::wgmma_fence();  // sc, o, ot and pa were written by the threads
+    issue_s(int(j % kStages));  // group: S_j
+    issue_pv(sp);               // group: O += P_{j-1}·V_{j-1}
+    pass_turn(int(j));
+    ptx::wgmma_wait_group<1>();  // S_j retired; P·V_{j-1} may still run
+    softmax(j, alpha);
+    ptx::wgmma_wait_group<0>();  // P·V_{j-1} retired: its stage and pa are free, O is final in scale m_{j-1}
+    if (t == 0) ptx::mbarrier_arrive(&empty[sp]);  // this warpgroup's reads of the stage retired
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      mma_rs_tb<kD>(o, pa[kk], ptx::smem_desc(vt + kk * 16 * 128, P::kMainBytes, 1024, 128));
-      if constexpr (P::kTail)
-        mma_rs_tb<kD>(ot, pa[kk], ptx::smem_desc(vt + P::kMainBytes + kk * 16 * 32, P::kTailBytes, 256, 32));
-    }
-    ptx::wgmma_commit_group();
-    ptx::wgmma_wait_group<0>();
-    if (t == 0) ptx::mbarrier_arrive(&empty[s]);  // this warpgroup's reads of the stage retired
+    for (int e = 0; e < 32; ++e) o[e] *= alpha[e / 2 % 2];
+#pragma unroll
+    for (int e = 0; e < kTailR; ++e) ot[e] *= alpha[e / 2 % 2];
+    pack_p();
   }
+  // The last tile's P·V.
+  const int sl = int((n_tiles - 1) % kStages);
+  if (last_keys < kBlockN) ptx::mbarrier_wait(&v_clean[0], 0);  // V past the image zeroed
+  take_turn();
+  ptx::wgmma_fence();  // o, ot and pa were written by the threads
+  issue_pv(sl);
+  pass_turn(turns - 1);
+  ptx::wgmma_wait_group<0>();  // (no release: the producer has issued its last load)
 
   // out = O / l, rounded once.
   uint16_t* out = static_cast<uint16_t*>(p.out);

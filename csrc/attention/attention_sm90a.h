@@ -11,7 +11,8 @@ namespace attention_sm90a {
 
 inline constexpr int kBlockM = 128;    // query rows per block: two consumer warpgroups of 64
 inline constexpr int kBlockN = 128;    // keys per K/V stage (wgmma N of Q·Kᵀ, 8 k16 steps of P·V)
-inline constexpr int kStages = 2;      // K/V stages
+inline constexpr int kStages = 3;      // K/V stages: tile j's S and tile j-1's P·V read two, the third loads
+inline constexpr int kTurnBarrier = 1; // named barriers 1, 2: the consumers' ping-pong turns
 inline constexpr int kConsumers = 2;   // consumer warpgroups
 inline constexpr int kThreads = 128 * (1 + kConsumers);
 inline constexpr int kMain = 64;       // head dims in the 128-byte-swizzled part of a row

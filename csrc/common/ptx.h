@@ -63,6 +63,18 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
+// --- named barriers (every arch) ---------------------------------------------------------------
+// bar.sync id, count: wait until `count` threads (a multiple of 32; whole warps) have arrived at
+// barrier `id` (1..15; 0 is __syncthreads'). bar.arrive: arrive without waiting (a producer's
+// hand-off, e.g. the turn of attention_sm90a's ping-pong). Arrivals order prior memory accesses
+// before the waiters' later ones.
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 // --- ldmatrix (sm_75) -------------------------------------------------------------------------
 // Each of the 32 lanes gives the shared address of one 16-byte row (lanes 8i..8i+7 address matrix
 // i); each lane receives one 32-bit register per 8x8 b16 matrix. .trans transposes each matrix.

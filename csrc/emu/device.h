@@ -58,13 +58,16 @@ extern ThreadCtx* g_current;  // the running emulated thread (set by the schedul
 
 void syncthreads(const char* file, int line);
 void syncwarp(unsigned mask, const char* file, int line);
+// bar.sync id, count (wait = true) / bar.arrive id, count: named barrier `id` (1..15; 0 is
+// __syncthreads') of `count` threads, a multiple of 32 (emu/ptx.h; runtime.cpp has the model).
+void named_barrier(unsigned id, unsigned count, bool wait, const char* file, int line);
 
 // A warp collective: every active lane of the warp must call it with the same kind, mask and
 // source line, in the same order. `in` is this lane's contribution; once the last lane has
 // arrived the runtime computes every lane's result, and `out` receives this lane's.
 enum class Collective : int {
   kShflSync, kShflUpSync, kShflDownSync, kShflXorSync, kBallotSync, kSyncwarp, kLdmatrix, kMmaF16K16, kMmaBf16K16,
-  kMmaF16K8, kStmatrix,
+  kMmaF16K8, kStmatrix, kBarSync, kBarArrive,
 };
 struct CollectiveArgs {
   Collective kind;

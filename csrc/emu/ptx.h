@@ -13,6 +13,7 @@
 //   mma.sync      a warp rendezvous: fragments in, fp32 accumulators out (the products are exact,
 //                 the sum is taken in double and rounded once: not the tensor cores' bit pattern).
 //   cvt packs     round to nearest even, written independently of common/convert.h.
+//   bar.sync / bar.arrive with an id and a count (named barriers): runtime.cpp's NamedBarrier.
 // Each wrapper checks that the emulated arch has the instruction, as the real ones' arch guards do.
 #pragma once
 
@@ -59,6 +60,16 @@ inline void mma(float (&c)[4], const uint32_t* a, const uint32_t* b, const char*
 }  // namespace emu
 
 namespace ptx {
+
+// --- named barriers (every arch) ----------------------------------------------------------------------
+inline void named_barrier_sync(uint32_t id, uint32_t count, const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+  emu::named_barrier(id, count, true, file, line);
+}
+inline void named_barrier_arrive(uint32_t id, uint32_t count, const char* file = __builtin_FILE(),
+                                 int line = __builtin_LINE()) {
+  emu::named_barrier(id, count, false, file, line);
+}
 
 // --- cp.async (sm_80) -------------------------------------------------------------------------------
 inline void cp_async_16(void* smem, const void* gmem, bool pred, const char* file = __builtin_FILE(),

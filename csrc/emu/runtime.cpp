@@ -95,6 +95,23 @@ struct Warp {
   alignas(16) unsigned char out[32][kMaxOut];
 };
 
+// Named barrier (bar.sync / bar.arrive with an id and a thread count). On a GPU a warp executes
+// the instruction as a whole: it waits for the warp's lanes, then adds them to the barrier's count
+// at once. Here the lanes first meet in a warp rendezvous (a warp collective: all 32 lanes, the
+// same line), whose last lane adds the warp to the round; so a lane can neither run ahead into the
+// next round nor split its warp between two. A round's first warp fixes its count; the round
+// completes at `count` threads and wakes its bar.sync waiters. A block that ends with a round open
+// (more arrivals than syncs, as an unbalanced hand-off leaves) is an error: on a GPU the next
+// block on the SM, or the next tile of a persistent loop, would inherit it.
+struct NamedBarrier {
+  unsigned count = 0;     // this round's thread count (0: no arrival yet)
+  unsigned arrived = 0;
+  uint64_t rounds = 0;    // rounds completed in this block
+  const char* file = "";  // the round's first arrival
+  int line = 0;
+};
+constexpr unsigned kNamedBarriers = 16;
+
 struct SharedBuffer {
   const void* tag;  // FASTRADIO_SHARED declaration (null: the dynamic buffer)
   char* p;
@@ -136,6 +153,8 @@ const char* collective_name(Collective k) {
     case Collective::kMmaBf16K16: return "mma.sync.m16n8k16.bf16";
     case Collective::kMmaF16K8: return "mma.sync.m16n8k8.f16";
     case Collective::kStmatrix: return "stmatrix";
+    case Collective::kBarSync: return "bar.sync";
+    case Collective::kBarArrive: return "bar.arrive";
   }
   return "collective";
 }
@@ -177,10 +196,11 @@ struct LaunchState {
   std::vector<Warpgroup> warpgroups;
   uint32_t window_next = 0;  // the next free shared address
   unsigned barrier_arrived = 0;
+  NamedBarrier named[kNamedBarriers];  // [0] unused: __syncthreads is barrier_arrived
   unsigned exited = 0;
   std::vector<SharedBuffer> statics;
   size_t static_bytes = 0;
-  std::vector<char> tokens;  // per block: [barrier, syncwarp of each warp] (unique TSan addresses)
+  std::vector<char> tokens;  // per block: [barrier, syncwarp of each warp, named barriers] (unique TSan addresses)
   size_t token_base = 0;
   bool aborted = false;
   // The resume order of the running block (control.h Schedule): a permutation of its threads,
@@ -417,7 +437,7 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
                      linear_block / (c.grid.x * c.grid.y));
   L.barrier_arrived = 0;
   L.exited = 0;
-  L.token_base = size_t(linear_block) * (1 + L.warps.size());
+  L.token_base = size_t(linear_block) * (1 + L.warps.size() + kNamedBarriers);
   for (unsigned w = 0; w < L.warps.size(); ++w) {
     Warp& warp = L.warps[w];
     warp.lanes = std::min(32u, n - 32 * w);
@@ -426,6 +446,7 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
     warp.exited = 0;
   }
   for (Warpgroup& g : L.warpgroups) g.arrived = 0;
+  for (NamedBarrier& b : L.named) b = NamedBarrier{};
   L.window_next = kWindowAlign;  // shared address 0 stays unused: a null descriptor is an error
   hopper_block_begin(n);
   if (c.dynamic_smem > 0) {  // a fresh buffer per block: blocks never share shared memory
@@ -484,6 +505,16 @@ bool run_block(unsigned linear_block, unsigned exec_index, std::mt19937_64& rng)
     fiber_switch(main_fiber(), &t->fiber);
     g_thread = nullptr;
     g_current = nullptr;
+  }
+  for (unsigned id = 1; id < kNamedBarriers && !L.aborted; ++id) {
+    const NamedBarrier& b = L.named[id];
+    if (b.arrived > 0) {
+      record_error(format("named barrier %u: the block (%u,%u,%u) ends with %u of %u threads arrived (first at %s:%d), "
+                          "a round nobody completes, in %s",
+                          id, L.block_idx.x, L.block_idx.y, L.block_idx.z, b.arrived, b.count, b.file, b.line,
+                          where_launch().c_str()));
+      L.aborted = true;
+    }
   }
   if (!L.aborted) {
     const std::string undone = hopper_block_end();
@@ -670,6 +701,45 @@ int shfl_source(Collective kind, int lane, int param, int width) {
 }
 
 // Completes the collective every lane of `w` has arrived at (in the last lane's fiber).
+const char* named_barrier_what(unsigned id) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (unsigned i = 0; i < kNamedBarriers; ++i) v.push_back(format("bar.sync of named barrier %u", i));
+    return v;
+  }();
+  return names[id].c_str();
+}
+
+// A warp's arrival at a named barrier (the last lane of its rendezvous): the warp's lanes join the
+// round at once; each lane learns the round it joined (out), and a completed round wakes its waiters.
+void named_barrier_warp(Warp& w) {
+  LaunchState& L = *g_launch;
+  const unsigned id = unsigned(w.args.param0), count = unsigned(w.args.param1);
+  NamedBarrier& b = L.named[id];
+  if (b.arrived == 0) {
+    b.count = count;
+    b.file = w.file;
+    b.line = w.line;
+  } else if (b.count != count) {
+    fail(w.file, w.line, format("%s %u, %u: this round of the barrier counts %u threads (first arrival at %s:%d)",
+                                collective_name(w.args.kind), id, count, b.count, b.file, b.line));
+  }
+  const uint64_t joined = b.rounds;
+  b.arrived += w.lanes;
+  if (b.arrived > b.count)
+    fail(w.file, w.line, format("%s %u, %u: a warp of %u lanes brings the round to %u threads, past its count",
+                                collective_name(w.args.kind), id, count, w.lanes, b.arrived));
+  if (b.arrived == b.count) {
+    b.arrived = 0;
+    b.count = 0;
+    ++b.rounds;
+    ++rt().stats.barriers;
+    for (Thread* o : L.threads)
+      if (o->state == State::kBlocked && o->wait_key == &b) o->state = State::kRunnable;
+  }
+  for (unsigned lane = 0; lane < w.lanes; ++lane) std::memcpy(w.out[lane], &joined, sizeof(joined));
+}
+
 void complete(Warp& w) {
   const Collective k = w.args.kind;
   switch (k) {
@@ -704,6 +774,8 @@ void complete(Warp& w) {
     case Collective::kMmaBf16K16: compute_mma(w, 16, true); break;
     case Collective::kMmaF16K8: compute_mma(w, 8, false); break;
     case Collective::kStmatrix: compute_stmatrix(w, w.args.param0, w.args.param1 != 0); break;
+    case Collective::kBarSync:
+    case Collective::kBarArrive: named_barrier_warp(w); break;
   }
 }
 
@@ -773,6 +845,38 @@ void syncthreads(const char* file, int line) {
       if (o != t) o->state = State::kRunnable;
   }
   hb_acquire(token(0));
+}
+
+// bar.sync / bar.arrive: the warp rendezvous, whose last lane adds the warp (named_barrier_warp), then
+// a bar.sync lane waits unless its warp's arrival completed the round.
+void named_barrier(unsigned id, unsigned count, bool wait, const char* file, int line) {
+  LaunchState& L = *g_launch;
+  Thread* t = cur();
+  unsigned mask;
+  {
+    Bookkeeping guard;
+    const char* op = wait ? "bar.sync" : "bar.arrive";
+    if (id == 0 || id >= kNamedBarriers)
+      fail(file, line, format("%s %u: named barriers are 1..15 here (0 is __syncthreads')", op, id));
+    if (count == 0 || count % 32 != 0 || count > L.nthreads)
+      fail(file, line, format("%s %u, %u: the thread count must be a multiple of 32 in 32..%u (the block's threads)",
+                              op, id, count, L.nthreads));
+    mask = L.warps[t->warp].full_mask;
+    hb_release(token(1 + L.warps.size() + id));  // what this thread did precedes the waiters' next steps
+  }
+  uint64_t joined = 0;  // the barrier's completed rounds when the warp arrived
+  warp_collective(CollectiveArgs{wait ? Collective::kBarSync : Collective::kBarArrive, mask, int(id), int(count)},
+                  nullptr, 0, &joined, sizeof(joined), file, line);
+  if (!wait) return;
+  Bookkeeping guard;
+  NamedBarrier& b = L.named[id];
+  if (b.rounds == joined) {
+    t->wait_key = &b;
+    t->wait_what = named_barrier_what(id);
+    wait_for_wakeup(t, State::kBlocked, file, line);
+    t->wait_key = nullptr;
+  }
+  hb_acquire(token(1 + L.warps.size() + id));
 }
 
 void warp_collective(const CollectiveArgs& a, const void* in, size_t in_bytes, void* out, size_t out_bytes,
@@ -1049,7 +1153,7 @@ void launch(const LaunchConfig& cfg, void (*body)(void*), void* closure) {
   L.warps.resize((L.nthreads + 31) / 32);
   L.warpgroups.resize(L.nthreads / 128);
   const uint64_t nblocks = uint64_t(cfg.grid.x) * cfg.grid.y * cfg.grid.z;
-  L.tokens.assign(size_t(nblocks) * (1 + L.warps.size()), 0);
+  L.tokens.assign(size_t(nblocks) * (1 + L.warps.size() + kNamedBarriers), 0);
   L.dynamic.bytes = cfg.dynamic_smem;
   g_launch = &L;
   ++R.stats.launches;

@@ -66,6 +66,46 @@ __global__ void deadlock(int* run, uint32_t* sink) {
   sink[threadIdx.x] = v;
 }
 
+// Named barriers, 64 threads = warps 0 and 1.
+template <Bug kBug>
+__global__ void named_barrier_bug(int* run) {
+  mark(run);
+  const unsigned warp = threadIdx.x / 32;
+  if constexpr (kBug == Bug::kNamedBarrierUnbalanced) {
+    if (warp == 0) {
+      ptx::named_barrier_sync(1, 64);
+    } else {
+      ptx::named_barrier_arrive(1, 64);
+      ptx::named_barrier_arrive(1, 64);  // a turn nobody takes
+    }
+  } else if constexpr (kBug == Bug::kNamedBarrierCount) {
+    if (warp == 0) {
+      ptx::named_barrier_sync(1, 64);
+    } else {
+      ptx::named_barrier_arrive(1, 32);
+    }
+  } else if constexpr (kBug == Bug::kNamedBarrierDeadlock) {
+    ptx::named_barrier_sync(1 + warp, 64);
+  } else if constexpr (kBug == Bug::kNamedBarrierBadCount) {
+    ptx::named_barrier_sync(1, 48);
+  } else {
+    ptx::named_barrier_sync(0, 64);
+  }
+}
+
+// Two groups of 128 threads take turns (the ping-pong of attention_sm90a): group c waits for its
+// turn on barrier 1 + c and passes it with bar.arrive on the other group's barrier; group 1 gives
+// group 0 the first turn and does not pass after its last one (every round completes).
+__global__ void named_barrier_turns(int* count, int* log, int steps) {
+  const int c = int(threadIdx.x) / 128;
+  if (c == 1) ptx::named_barrier_arrive(1, 256);
+  for (int k = 0; k < steps; ++k) {
+    ptx::named_barrier_sync(1 + c, 256);
+    log[fetch_add(count, 1)] = 2 * k + c;
+    if (c == 0 || k + 1 < steps) ptx::named_barrier_arrive(2 - c, 256);
+  }
+}
+
 // --- warp collectives -------------------------------------------------------------------------------
 
 __global__ void shfl_partial_mask(int* run, uint32_t* sink) {
@@ -377,6 +417,17 @@ void launch_bug(Bug bug, int* run) {
     case Bug::kDynamicAlignOver128: FASTRADIO_LAUNCH(2, 32, 1024, s, dynamic_align_256)(run, fsink); break;
     case Bug::kTrap: FASTRADIO_LAUNCH(2, 32, 0, s, trap_in_thread_5)(run); break;
     case Bug::kLdgMisaligned: FASTRADIO_LAUNCH(2, 32, 0, s, ldg_misaligned)(run, ga, sink); break;
+    case Bug::kNamedBarrierUnbalanced:
+      FASTRADIO_LAUNCH(2, 64, 0, s, named_barrier_bug<Bug::kNamedBarrierUnbalanced>)(run);
+      break;
+    case Bug::kNamedBarrierCount: FASTRADIO_LAUNCH(2, 64, 0, s, named_barrier_bug<Bug::kNamedBarrierCount>)(run); break;
+    case Bug::kNamedBarrierDeadlock:
+      FASTRADIO_LAUNCH(2, 64, 0, s, named_barrier_bug<Bug::kNamedBarrierDeadlock>)(run);
+      break;
+    case Bug::kNamedBarrierBadCount:
+      FASTRADIO_LAUNCH(2, 64, 0, s, named_barrier_bug<Bug::kNamedBarrierBadCount>)(run);
+      break;
+    case Bug::kNamedBarrierZero: FASTRADIO_LAUNCH(2, 64, 0, s, named_barrier_bug<Bug::kNamedBarrierZero>)(run); break;
     case Bug::kCpAsyncOnOldArch:
       FASTRADIO_LAUNCH(2, 32, 0, s, sm80_instruction<Bug::kCpAsyncOnOldArch>)(run, global_a, fsink);
       break;
@@ -520,6 +571,13 @@ std::vector<int> run_event_log() {
   int count = 0;
   std::vector<int> log(128, -1);
   FASTRADIO_LAUNCH(1, 64, 0, nullptr, event_log)(&count, log.data());
+  return log;
+}
+
+std::vector<int> run_named_barrier_turns(int steps) {
+  int count = 0;
+  std::vector<int> log(size_t(256 * steps), -1);
+  FASTRADIO_LAUNCH(1, 256, 0, nullptr, named_barrier_turns)(&count, log.data(), steps);
   return log;
 }
 

@@ -135,6 +135,14 @@ void error_tests(int arch) {
       [] { return bug(Bug::kSyncthreadsAfterExit, {"__syncthreads reached after 1 threads", "exited"}); });
   run("err_deadlock", [] { return bug(Bug::kDeadlock, {"deadlock", "__shfl_sync", "at __syncthreads"}); });
   run("err_shfl_partial_mask", [] { return bug(Bug::kShflPartialMask, {"__shfl_xor_sync with mask 0x0000ffff"}); });
+  run("err_named_barrier_unbalanced",
+      [] { return bug(Bug::kNamedBarrierUnbalanced, {"named barrier 1", "ends with 32 of 64 threads arrived"}); });
+  run("err_named_barrier_count", [] { return bug(Bug::kNamedBarrierCount, {"this round of the barrier counts"}); });
+  run("err_named_barrier_deadlock", [] {
+    return bug(Bug::kNamedBarrierDeadlock, {"deadlock", "bar.sync of named barrier 1", "bar.sync of named barrier 2"});
+  });
+  run("err_named_barrier_bad_count", [] { return bug(Bug::kNamedBarrierBadCount, {"bar.sync 1, 48", "multiple of 32"}); });
+  run("err_named_barrier_zero", [] { return bug(Bug::kNamedBarrierZero, {"bar.sync 0", "0 is __syncthreads'"}); });
   run("err_collective_divergent", [] { return bug(Bug::kCollectiveDivergent, {"divergent warp collective"}); });
   run("err_exit_in_collective",
       [] { return bug(Bug::kExitInCollective, {"lane 31 exits while 31 lanes", "__shfl_xor_sync"}); });
@@ -687,6 +695,20 @@ void runtime_tests() {
     }
     why += unexpected_errors();
     return Result{why.empty(), why.empty() ? "forward rounds interleave the warps; greedy runs warp 0 to its end first" : why};
+  });
+  run("named_barrier_turns", [] {
+    // Each turn's 128 entries come as one run, the groups alternate, and every thread took every turn.
+    return under_orders(
+        [] {
+          const int steps = 5;
+          const std::vector<int> log = run_named_barrier_turns(steps);
+          for (size_t i = 0; i < log.size(); ++i)
+            if (log[i] != int(i / 128))
+              return format("entry %zu is turn %d (want %d: 128 entries per turn, groups alternating)", i, log[i],
+                            int(i / 128));
+          return std::string();
+        },
+        "bar.sync / bar.arrive turns alternate the two groups, 128 entries each, under every order");
   });
   run("set_sm_count_per_device", [] {
     auto sms = [](int dev) {

@@ -37,6 +37,11 @@ enum class Bug {
   kDynamicAlignOver128,     // FASTRADIO_DYNAMIC_SHARED(256, ...)
   kTrap,                    // __trap() in thread 5
   kLdgMisaligned,           // __ldg of a uint4 at 16k + 4
+  kNamedBarrierUnbalanced,  // warp 1 arrives twice at named barrier 1 (64 threads), warp 0 syncs once
+  kNamedBarrierCount,       // warp 0: bar.sync 1, 64; warp 1: bar.arrive 1, 32
+  kNamedBarrierDeadlock,    // warp 0 syncs on barrier 1, warp 1 on barrier 2 (64 threads each)
+  kNamedBarrierBadCount,    // bar.sync 1, 48
+  kNamedBarrierZero,        // bar.sync 0, 64 (barrier 0 is __syncthreads')
   // sm_80 instructions, which must fault when the emulated arch is sm_75:
   kCpAsyncOnOldArch, kCommitOnOldArch, kWaitOnOldArch, kMmaF16K16OnOldArch, kMmaBf16K16OnOldArch,
   kPackBf16OnOldArch,
@@ -102,6 +107,12 @@ StartOrder run_start_order(int blocks, int threads);
 
 // One block of 64: each thread logs tid, waits in __syncwarp(), logs 1000 + tid; returns the log.
 std::vector<int> run_event_log();
+
+// Ping-pong turns through named barriers (attention_sm90a's schedule): one block of 256 threads in
+// two groups of 128 take `steps` turns each, group c waiting on barrier 1 + c (256
+// threads) and passing the turn by bar.arrive on the other's; each thread logs 2 * step + group at
+// each turn. Returns the log (256 * steps entries).
+std::vector<int> run_named_barrier_turns(int steps);
 
 }  // namespace selftest
 }  // namespace emu
