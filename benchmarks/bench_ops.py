@@ -236,6 +236,24 @@ def _ratios(rows: list[dict], peer_ms: float | None, peer: str | None) -> None:
         r["speedup_vs_peer"] = peer_ms / r["median_ms"] if peer_ms else None
 
 
+#: The wgmma_sm90a attention's ping-pong switch (csrc/attention/attention_sm90a.h), read at every launch.
+PINGPONG_ENV = "FASTRADIO_SM90A_ATTENTION_PINGPONG"
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    """``os.environ[name] = value`` inside the block, restored after."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -339,6 +357,10 @@ def bench_attention(b: Bench) -> None:
             best = min(peers, key=lambda r: r["median_ms"]) if peers else None
             for name, fn in b.backends_for("attention", dtype, base, head_dim=dh).items():
                 group.append(b.measure(base, name, "fastradio", fn, [(qkv, cu, tmax, hh, dh)], expect, flops=flops))
+                if name == "cuda[wgmma_sm90a]":  # the A/B of DESIGN decision 30: the same kernel without ping-pong
+                    group.append(b.measure(base, "cuda[wgmma_sm90a,no-pingpong]", "fastradio", fn,
+                                           [(qkv, cu, tmax, hh, dh)], expect, flops=flops,
+                                           ctx=functools.partial(_env, PINGPONG_ENV, "0")))
             _ratios(group + peers, best["median_ms"] if best else None, best["impl"] if best else None)
             del qkv, expect, peer_args
 

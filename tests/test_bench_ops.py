@@ -152,3 +152,35 @@ def test_shape_sets():
         assert a.heads * a.head_dim == a.width
         lens = bench_ops.mixed_lengths(px, batch)
         assert sum(lens) == batch * bench_ops.tokens_per_image(px) and len(set(lens)) > 1 and min(lens) > 8
+
+
+def test_wgmma_attention_gets_a_no_pingpong_row(monkeypatch):
+    """Where the cuda[wgmma_sm90a] attention runs, a second row times the same call with the
+    ping-pong switch off (DESIGN decision 30's A/B), and the switch is restored afterwards. A fake
+    tier stands in for the GPU kernel: it records the switch it saw and returns the reference."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_ops
+    finally:
+        sys.path.remove(str(BENCH))
+    seen = []
+
+    def fake(qkv, cu, tmax, hh, dh):
+        seen.append(os.environ.get(bench_ops.PINGPONG_ENV))
+        return bench_ops.reference.attention(qkv.float(), cu, tmax, hh, dh).to(qkv.dtype)
+
+    monkeypatch.delenv(bench_ops.PINGPONG_ENV, raising=False)
+    monkeypatch.setattr(bench_ops.Bench, "backends_for", lambda self, op, dtype, base, **kw: {"cuda[wgmma_sm90a]": fake})
+    monkeypatch.setattr(bench_ops, "_sdpa_backends", lambda b: [])
+    b = bench_ops.Bench(torch.device("cpu"), "dry-run", budget_s=600, reps=2)
+    bench_ops.bench_attention(b)
+    ours = [r for r in b.rows if r.get("kind") == "fastradio"]
+    assert ours and all("median_ms" in r for r in ours), ours
+    pairs = list(zip(ours[::2], ours[1::2]))
+    assert len(ours) % 2 == 0 and all(a["impl"] == "cuda[wgmma_sm90a]" and
+                                      c["impl"] == "cuda[wgmma_sm90a,no-pingpong]" and a["shape"] == c["shape"]
+                                      for a, c in pairs), [r["impl"] for r in ours]
+    assert None in seen and "0" in seen and set(seen) == {None, "0"}, seen
+    assert bench_ops.PINGPONG_ENV not in os.environ

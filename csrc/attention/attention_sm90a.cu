@@ -75,7 +75,7 @@ __device__ __forceinline__ void mma_rs_tb(float (&d)[kR], const uint32_t (&a)[4]
   }
 }
 
-template <int kHeadDim, DType kD>
+template <int kHeadDim, DType kD, bool kPingPong>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_sm90a_kernel(const __grid_constant__ CUtensorMap map_main, const __grid_constant__ CUtensorMap map_tail,
                            AttentionParams p, float c, int64_t tiles_per_seq) {
@@ -183,12 +183,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   // the issue, with bar.arrive on the other's. Consumer 1 gives consumer 0 the first turn and does
   // not pass its last one, so that every round completes. Turns: Q·K₀ᵀ; (Q·Kⱼᵀ, P·Vⱼ₋₁) for j >= 1;
   // the last P·V: n_tiles + 1 of them.
+  // Without kPingPong (FASTRADIO_SM90A_ATTENTION_PINGPONG=0: the A/B switch for a GPU measurement)
+  // the consumers issue independently.
   const int turns = int(n_tiles) + 1;
-  auto take_turn = [&] { ptx::named_barrier_sync(kTurnBarrier + cw, 2 * 128); };
-  auto pass_turn = [&](int turn) {
-    if (cw == 0 || turn + 1 < turns) ptx::named_barrier_arrive(kTurnBarrier + (cw ^ 1), 2 * 128);
+  auto take_turn = [&] {
+    if constexpr (kPingPong) ptx::named_barrier_sync(kTurnBarrier + cw, 2 * 128);
   };
-  if (cw == 1) ptx::named_barrier_arrive(kTurnBarrier, 2 * 128);
+  auto pass_turn = [&](int turn) {
+    if constexpr (kPingPong)
+      if (cw == 0 || turn + 1 < turns) ptx::named_barrier_arrive(kTurnBarrier + (cw ^ 1), 2 * 128);
+  };
+  if constexpr (kPingPong)
+    if (cw == 1) ptx::named_barrier_arrive(kTurnBarrier, 2 * 128);
 
   // S = Q·Kᵀ of the K tile in stage s (one commit group). k16 step ks starts 32 bytes into each
   // 128-byte row. sc was zeroed before the wgmma.fence (defined inputs; scale-d = 0 ignores them).
@@ -335,13 +341,13 @@ bool encode(CUtensorMap* map, const AttentionParams& p, uint32_t cols, int swizz
   return encode_tensor_map(map, type, 2, 3, const_cast<void*>(p.qkv), dims, strides, box, swizzle) == CUDA_SUCCESS;
 }
 
-template <int kHeadDim, DType kD>
+template <int kHeadDim, DType kD, bool kPingPong>
 Status launch(const AttentionParams& p, cudaStream_t stream) {
   using P = Plan<kHeadDim>;
   CUtensorMap main_map{}, tail_map{};
   if (!encode(&main_map, p, kMain, 128)) return Status::kInvalidArgument;
   if (P::kTail && !encode(&tail_map, p, kTailCols, 32)) return Status::kInvalidArgument;
-  auto kernel = attention_sm90a_kernel<kHeadDim, kD>;
+  auto kernel = attention_sm90a_kernel<kHeadDim, kD, kPingPong>;
   FASTRADIO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, P::kSmemAlloc));
   const dim3 grid(unsigned(attention_grid_x(p, kBlockM)), unsigned(p.num_heads));
   FASTRADIO_LAUNCH(grid, dim3(kThreads), P::kSmemAlloc, stream, kernel)(
@@ -350,11 +356,16 @@ Status launch(const AttentionParams& p, cudaStream_t stream) {
   return Status::kSuccess;
 }
 
+template <DType kD, bool kPingPong>
+Status launch_head_dim(const AttentionParams& p, cudaStream_t stream) {
+  if (p.head_dim == 64) return launch<64, kD, kPingPong>(p, stream);
+  if (p.head_dim == 72) return launch<72, kD, kPingPong>(p, stream);
+  return launch<80, kD, kPingPong>(p, stream);
+}
+
 template <DType kD>
 Status launch_dtype(const AttentionParams& p, cudaStream_t stream) {
-  if (p.head_dim == 64) return launch<64, kD>(p, stream);
-  if (p.head_dim == 72) return launch<72, kD>(p, stream);
-  return launch<80, kD>(p, stream);
+  return attention_sm90a_pingpong() ? launch_head_dim<kD, true>(p, stream) : launch_head_dim<kD, false>(p, stream);
 }
 
 }  // namespace

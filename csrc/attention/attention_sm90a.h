@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "attention/attention.h"
 
@@ -41,6 +43,14 @@ struct Plan {
 // TMA coordinates are int32: a row coordinate (tile start + up to 2 * kBlockM) must fit.
 inline bool attention_sm90a_takes(const AttentionParams& p) {
   return p.rows <= int64_t(INT32_MAX) - 2 * attention_sm90a::kBlockM && 3 * p.num_heads <= int64_t(INT32_MAX);
+}
+
+// The consumers' ping-pong (DESIGN decision 30) is on unless the environment variable
+// FASTRADIO_SM90A_ATTENTION_PINGPONG is "0": an A/B switch for the first GPU measurements
+// (benchmarks/gpu_check.py times both), read at every launch. Not a tuning knob for users.
+inline bool attention_sm90a_pingpong() {
+  const char* v = std::getenv("FASTRADIO_SM90A_ATTENTION_PINGPONG");
+  return v == nullptr || std::strcmp(v, "0") != 0;
 }
 
 Status attention_wgmma_sm90a(const AttentionParams& params, cudaStream_t stream);  // attention_sm90a.cu

@@ -5,6 +5,7 @@
 // wgmma_sm90a (sm_90 build only) its own list below.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -26,6 +27,7 @@ struct Spec {
   int device = 0;
   bool outlier_channels = false;  // two head dims of q and k 8x larger in every token (a ViT's massive activations)
   int64_t nan_row = -1;           // >= 0: this token's q, k and v are NaN (its image's outputs are NaN, no other's)
+  bool pingpong = true;           // wgmma_sm90a: false runs with FASTRADIO_SM90A_ATTENTION_PINGPONG=0
 };
 
 class AttentionInstance : public Instance {
@@ -66,13 +68,18 @@ class AttentionInstance : public Instance {
     p_.head_dim = s.head_dim;
     p_.dtype = dtype;
     p_.tier = tier;
+    pingpong_ = s.pingpong;
   }
 
   Status run() override {
 #if defined(FASTRADIO_DRIVER_HOST_TWINS)
     return attention_host(p_, twin_warps());
 #else
-    return attention_fwd(p_, nullptr);
+    if (pingpong_) return attention_fwd(p_, nullptr);
+    setenv("FASTRADIO_SM90A_ATTENTION_PINGPONG", "0", 1);
+    const Status st = attention_fwd(p_, nullptr);
+    unsetenv("FASTRADIO_SM90A_ATTENTION_PINGPONG");
+    return st;
 #endif
   }
 
@@ -89,6 +96,7 @@ class AttentionInstance : public Instance {
 #endif
 
   int sms_;
+  bool pingpong_ = true;
   std::vector<int32_t> cu_;
   AttentionParams p_;
 };
@@ -102,6 +110,7 @@ void add(std::vector<Case>& cases, Tier tier, DType dtype, const Spec& s) {
   if (tier == Tier::kMmaSm80) shape += "_sms" + std::to_string(kDeviceSms[s.device]);
   if (s.outlier_channels) shape += "_outch";
   if (s.nan_row >= 0) shape += "_nanrow" + std::to_string(s.nan_row);
+  if (!s.pingpong) shape += "_nopingpong";
   Case c;
   c.name = case_name("attention", tier, short_name(dtype), dense ? "uniform" : "packed", shape);
   c.op = "attention";
@@ -128,8 +137,10 @@ Spec on(const Spec& s, int device) {
 
 #if !defined(FASTRADIO_DRIVER_HOST_TWINS) && FASTRADIO_HAS_ATTENTION_WGMMA_SM90A
 // wgmma_sm90a (no host twin: emulated device only). 128 query rows per block, K/V tiles of 128 keys
-// through 2 stages: 150 tokens = a full and a 22-key tile; 600 = 5 tiles (the stage phases wrap
-// twice); 129 = one key in its last tile; 128 = exactly one tile; 1-token images; many short ones.
+// through 3 stages: 150 tokens = a full and a 22-key tile; 600 = 5 tiles (the stage phases wrap);
+// 1000 = 8 tiles (stage 0 used three times: its wait parity returns to 0); 129 = one key in its
+// last tile; 128 = exactly one tile; 1-token images; many short ones. The consumers' ping-pong is
+// on, except in the last cases (its A/B switch off: each consumer issues on its own).
 void add_wgmma_sm90a(std::vector<Case>& cases) {
   for (DType t : {DType::kFloat16, DType::kBFloat16})
     for (int64_t dh : {64, 72, 80}) {
@@ -138,7 +149,7 @@ void add_wgmma_sm90a(std::vector<Case>& cases) {
       add(cases, Tier::kWgmmaSm90a, t, Spec{{200, 200}, 200, 1, dh, 0, true});  // uniform, 2 x 2 tiles, outlier channels
     }
   add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{{3, 600, 1, 129, 128, 17}, 600, 2, 80, 0, true});
-  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{600, 2, 129}, 600, 1, 72});
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{1000, 2, 129}, 1000, 1, 72});
   add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{{256, 256, 256}, 256, 2, 64, 0, true});  // uniform, exact tiles
   // A NaN token in the middle image: the first image's last tile reads its rows (TMA boxes do not
   // stop at an image) and must stay finite (the V rows past an image are zeroed before P·V).
@@ -148,6 +159,12 @@ void add_wgmma_sm90a(std::vector<Case>& cases) {
   for (int32_t i = 1; i <= 24; ++i) many.push_back(i);
   add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, Spec{many, 24, 2, 64});
   add(cases, Tier::kWgmmaSm90a, DType::kFloat16, Spec{many, 40, 1, 80});
+  Spec off{{3, 600, 1, 129, 128, 17}, 600, 2, 72};
+  off.pingpong = false;
+  add(cases, Tier::kWgmmaSm90a, DType::kFloat16, off);
+  off = Spec{{100, 50, 70}, 100, 2, 64, 0, false, 110};
+  off.pingpong = false;
+  add(cases, Tier::kWgmmaSm90a, DType::kBFloat16, off);
 }
 #endif
 
