@@ -55,6 +55,8 @@ struct Result {
   float* d;
   std::vector<float> v;
   uint64_t op;  // the wgmma instruction (Block::held) that computed it
+  const char* file;  // its wgmma.mma_async
+  int line;
 };
 struct ThreadWgmma {
   bool fenced = false;
@@ -548,7 +550,7 @@ void wgmma_compute(void* const* records) {
         for (const Result& r : g)
           if (r.d == c.d) prior = &r.v;
     const int w = t / 32, g = t % 32 / 4, q = t % 4;
-    Result res{c.d, std::vector<float>(size_t(c.regs)), op};
+    Result res{c.d, std::vector<float>(size_t(c.regs)), op, file, line};
     for (int e = 0; e < c.regs; ++e) {
       const int row = 16 * w + g + 8 * (e % 4 / 2), col = 8 * (e / 4) + 2 * q + e % 2;
       double s = c.accumulate ? double(prior ? (*prior)[size_t(e)] : c.d[e]) : 0.0;
@@ -800,7 +802,49 @@ void wgmma_wait(int pending, const char* file, int line) {
     }
     t.fenced = false;
   }
-  for (const Result& r : land) std::memcpy(r.d, r.v.data(), r.v.size() * sizeof(float));  // the thread's own registers
+  // The thread's own registers get each result, unless a wgmma still in flight (a later one in the
+  // same or a newer group) accumulates into them too: they stay its until that one retires. Before
+  // the write, the registers must still hold the poison the issue left there (kAccumulatorPoison, a
+  // signalling NaN: arithmetic on it gives a quiet NaN, other values overwrite it), else the thread
+  // computed with or wrote them while the tensor cores owned them.
+  const char* touched = nullptr;
+  int touched_line = 0, touched_reg = 0;
+  {
+    Quiet q;
+    const ThreadWgmma& t = wgmma_state(thread_linear());
+    auto pending = [&](const float* d) {
+      for (const Result& r : t.open)
+        if (r.d == d) return true;
+      for (const auto& g : t.groups)
+        for (const Result& r : g)
+          if (r.d == d) return true;
+      return false;
+    };
+    for (size_t i = 0; i < land.size(); ++i) {
+      const Result& r = land[i];
+      bool later = pending(r.d);
+      for (size_t k = i + 1; k < land.size() && !later; ++k) later = land[k].d == r.d;
+      if (later) continue;
+      for (size_t e = 0; e < r.v.size() && touched == nullptr; ++e) {
+        uint32_t bits;
+        std::memcpy(&bits, r.d + e, 4);
+        if (bits != kAccumulatorPoison) {
+          touched = r.file;
+          touched_line = r.line;
+          touched_reg = int(e);
+        }
+      }
+      if (touched != nullptr) break;
+      std::memcpy(r.d, r.v.data(), r.v.size() * sizeof(float));
+    }
+  }
+  if (touched != nullptr) {
+    std::vector<Result>().swap(land);
+    fault(file, line,
+          "wgmma accumulator register %d of the wgmma.mma_async at %s:%d was read into arithmetic or written by the "
+          "thread while the wgmma was in flight (before this wgmma.wait_group retired it)",
+          touched_reg, touched, touched_line);
+  }
   Quiet q;
   // The first thread of the warpgroup to retire an instruction ends its hold on shared memory (see Held):
   // its operands must still be what it read at issue.

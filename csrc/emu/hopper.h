@@ -13,8 +13,10 @@
 //                 copies nobody waited for is an error.
 //   wgmma         a warpgroup rendezvous (all 128 threads, same line). Operands are read at issue
 //                 (B K-major, or MN-major with the transpose-B flag, swizzled layouts);
-//                 each thread's accumulators are overwritten with NaN until the wgmma.wait_group
-//                 that retires their group writes the result. Chained wgmmas on the same
+//                 each thread's accumulators are overwritten with a signalling NaN until the
+//                 wgmma.wait_group that retires their group writes the result; if the thread has
+//                 changed them meanwhile (a write, or arithmetic, which quiets the NaN) that
+//                 wait_group faults. Chained wgmmas on the same
 //                 accumulators see the pending value (as the hardware orders them). mma_async
 //                 without a wgmma.fence since the thread's last wait_group is an error. The
 //                 shared-memory operands stay held until the first wait_group of the warpgroup
@@ -31,6 +33,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "common/arch.h"
@@ -62,6 +65,10 @@ struct WgmmaCall {
   float* d;          // this thread's accumulators
   bool trans_b = false;  // imm-trans-b: B is MN-major in shared memory
 };
+// What a wgmma's accumulator registers hold between its issue and the wait_group that retires it: a
+// signalling NaN, so that a read is NaN and any arithmetic on it (which quiets it) or write is seen
+// at the wait_group (hopper.cpp wgmma_wait).
+inline constexpr uint32_t kAccumulatorPoison = 0x7fb00d0du;
 void wgmma_fence(const char* file, int line);
 void wgmma_issue(WgmmaCall* call, const char* file, int line);
 void wgmma_commit(const char* file, int line);
@@ -181,7 +188,7 @@ inline void wgmma(float (&d)[R], bool bf16, const uint32_t* a, uint64_t desc_a, 
   if (a != nullptr)
     for (int i = 0; i < 4; ++i) call.a[i] = a[i];
   emu::wgmma_issue(&call, file, line);
-  for (int i = 0; i < R; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();  // until wait_group
+  for (int i = 0; i < R; ++i) std::memcpy(&d[i], &emu::kAccumulatorPoison, 4);  // until wait_group
 }
 }  // namespace detail
 

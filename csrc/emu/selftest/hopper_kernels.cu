@@ -236,6 +236,28 @@ __global__ void hopper_bug_kernel(int bug, float* out) {
       }
       break;
     }
+    case HopperBug::kAccumulatorTouched: {
+      float d[4];
+      ptx::wgmma_fence();
+      ptx::wgmma_ss_f16(d, da, da, false);
+      ptx::wgmma_commit_group();
+      for (int e = 0; e < 4; ++e) d[e] *= 2.0f;  // the tensor cores still own d
+      ptx::wgmma_wait_group<0>();
+      for (int e = 0; e < 4; ++e) out[t * 8 + e] = d[e];
+      break;
+    }
+    case HopperBug::kChainedGroups: {  // (correct) two groups accumulate into one d, as linear's k-loop
+      float d[4];
+      ptx::wgmma_fence();
+      ptx::wgmma_ss_f16(d, da, da, false);
+      ptx::wgmma_commit_group();
+      ptx::wgmma_ss_f16(d, da, da, true);
+      ptx::wgmma_commit_group();
+      ptx::wgmma_wait_group<1>();  // retires group 0; d still belongs to group 1
+      ptx::wgmma_wait_group<0>();
+      for (int e = 0; e < 4; ++e) out[t * 8 + e] = d[e];
+      break;
+    }
     case HopperBug::kWgmmaNoFence: {
       float d[4];
       ptx::wgmma_ss_f16(d, da, da, false);

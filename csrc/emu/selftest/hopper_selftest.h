@@ -63,6 +63,8 @@ enum class HopperBug {
   kSetmaxnregIllegal,    // setmaxnreg.inc 100
   kSetmaxnregDisagree,   // warp 0 asks for 240, the others for 232
   kMbarrierNotInit,      // arrive on a barrier nobody initialised
+  kAccumulatorTouched,   // d *= 2 between the wgmma's issue and its wait_group
+  kChainedGroups,        // correct: d = A·B in group 0, d += A·B in group 1, wait_group<1>, <0>: d = 32
 };
 // Runs the kernel (1 block); the caller reads take_errors(). out: 128 * 8 floats some kernels write.
 void launch_hopper_bug(HopperBug bug, std::vector<float>* out);

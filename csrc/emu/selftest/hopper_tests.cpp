@@ -358,6 +358,23 @@ void hopper_tests(const HopperRun& run) {
     return Outcome{why.empty(), why.empty() ? "caught: the early read saw NaN and the thread exit the pending group" : why};
   });
   run("err_wgmma_without_fence", [] { return bug_case(HopperBug::kWgmmaNoFence, {"without a wgmma.fence"}); });
+  run("err_wgmma_accumulator_touched_in_flight", [] {
+    return bug_case(HopperBug::kAccumulatorTouched,
+                    {"accumulator register 0", "written by the thread while the wgmma was in flight"});
+  });
+  run("wgmma_two_groups_one_accumulator", [] {
+    std::vector<float> out;
+    launch_hopper_bug(HopperBug::kChainedGroups, &out);
+    std::string why = pending_errors();
+    for (int t = 0; t < 128 && why.empty(); ++t)
+      for (int e = 0; e < 4; ++e)
+        if (out[size_t(8 * t + e)] != 32.0f) {
+          why = fmt("thread %d register %d = %g, want 32 (16 + 16)", t, e, double(out[size_t(8 * t + e)]));
+          break;
+        }
+    return Outcome{why.empty(), why.empty() ? "group 1 accumulates on group 0's pending result; d is written once, at "
+                                              "wait_group<0>" : why};
+  });
   run("err_wgmma_partial_warpgroup",
       [] { return bug_case(HopperBug::kWgmmaPartialGroup, {"no complete warpgroup", "96 threads"}); });
   run("err_setmaxnreg_illegal_count",
