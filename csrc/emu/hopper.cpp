@@ -89,7 +89,7 @@ struct ThreadWgmma {
 // thread's wait_group, as linear_sm90a does), so later threads' waits check nothing more. Hence
 // not caught: a store made after another thread of the warpgroup retired the wgmma but before the
 // storing thread's own wait_group (no happens-before relation is kept to tell whether the store
-// follows that retirement).
+// follows that retirement), nor a stage released by such a thread (DESIGN.md "Operands held").
 // RS operands (A in registers) are not held: the registers are copied at issue, and the PTX rule
 // that they stay unchanged until retirement concerns PTX registers, which C++ source does not
 // name (a kernel that reuses its fragment array for the next k-step, as the self-test's RS kernel

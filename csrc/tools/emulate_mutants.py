@@ -116,12 +116,19 @@ MUTANTS: list[Mutant] = [
           "attention", "wgmma_sm90a", "P·V reads the next image's V rows before they are zeroed (a NaN token leaks)",
           arch=90),
     Mutant("attention_sm90a.early_release", "attention/attention_sm90a.cu",
+           "    pass_turn(int(j));\n"
+           "    ptx::wgmma_wait_group<1>();  // S_j retired; P·V_{j-1} may still run\n"
+           "    softmax(j, alpha);\n"
            "    ptx::wgmma_wait_group<0>();  // P·V_{j-1} retired: its stage and pa are free, O is final in scale m_{j-1}\n"
            "    if (t == 0) ptx::mbarrier_arrive(&empty[sp]);  // this warpgroup's reads of the stage retired\n",
+           "    pass_turn(int(j));\n"
            "    if (t == 0) ptx::mbarrier_arrive(&empty[sp]);  // this warpgroup's reads of the stage retired\n"
+           "    ptx::wgmma_wait_group<1>();  // S_j retired; P·V_{j-1} may still run\n"
+           "    softmax(j, alpha);\n"
            "    ptx::wgmma_wait_group<0>();  // P·V_{j-1} retired: its stage and pa are free, O is final in scale m_{j-1}\n",
            "attention", "wgmma_sm90a",
-           why="the stage of P·V_{j-1} is released before P·V retires: the producer's TMA may refill V under it",
+           why="the stage of P·V_{j-1} is released right after the issue, before P·V retires: the producer's TMA may "
+               "refill V under it",
            arch=90),
     _drop("attention_sm90a.first_turn", "attention/attention_sm90a.cu",
           "  if constexpr (kPingPong)\n    if (cw == 1) ptx::named_barrier_arrive(kTurnBarrier, 2 * 128);",
