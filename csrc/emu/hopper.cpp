@@ -41,7 +41,21 @@ struct Landing {
   int line;
 };
 
+// A thread's arrival on an mbarrier while wgmmas it issued were still in flight for it (it had not
+// retired them with its own wait_group). Carried with the phase to the threads that wait on it: a TMA
+// load such a thread then issues into those wgmmas' operands, while the arriving thread still has them
+// in flight, is a stage released before its readers retired (caught even when another thread of the
+// warpgroup happened to retire the wgmma first, which ends the operand hold of Held below).
+struct Released {
+  uint64_t op;      // the wgmma instruction (Block::ops)
+  unsigned thread;  // who arrived with it in flight
+  const char* file;  // the mbarrier.arrive
+  int line;
+};
+
 struct Mbar {
+  std::vector<Released> releasing;                     // arrivals of the current phase
+  std::map<uint32_t, std::vector<Released>> completed;  // by completed phase (the last two)
   uint32_t expected = 0;  // arrivals per phase
   uint32_t pending = 0;   // arrivals still missing in the current phase
   int64_t tx = 0;         // transaction bytes expected and not yet completed
@@ -89,7 +103,7 @@ struct ThreadWgmma {
 // thread's wait_group, as linear_sm90a does), so later threads' waits check nothing more. Hence
 // not caught: a store made after another thread of the warpgroup retired the wgmma but before the
 // storing thread's own wait_group (no happens-before relation is kept to tell whether the store
-// follows that retirement), nor a stage released by such a thread (DESIGN.md "Operands held").
+// follows that retirement). A stage released by such a thread is caught by Released instead.
 // RS operands (A in registers) are not held: the registers are copied at issue, and the PTX rule
 // that they stay unchanged until retirement concerns PTX registers, which C++ source does not
 // name (a kernel that reuses its fragment array for the next k-step, as the self-test's RS kernel
@@ -116,6 +130,14 @@ struct Block {
   // Ordinary stores reach it only through fence.proxy.async; TMA loads land in both.
   std::map<uint32_t, std::vector<char>> async_view;
   std::vector<ThreadWgmma> wgmma;
+  // Every wgmma's operand ranges and call site, by id, for the block's life (Released checks).
+  struct Op {
+    std::vector<HeldRange> ranges;
+    const char* file;
+    int line;
+  };
+  std::map<uint64_t, Op> ops;
+  std::map<unsigned, std::vector<Released>> inherited;  // per thread: what the phases it waited on carried
   unsigned nthreads = 0;
 };
 Block g_block;
@@ -148,6 +170,9 @@ Mbar* find_bar(void* bar, const char* what, const char* file, int line) {
 }
 
 void complete_phase(Mbar* m) {
+  m->completed[m->phase] = std::move(m->releasing);
+  m->releasing.clear();
+  if (m->phase >= 2) m->completed.erase(m->phase - 2);
   ++m->phase;
   m->pending = m->expected;
   m->tx = 0;
@@ -462,6 +487,7 @@ uint64_t hold_operands(AsyncView& view, Held&& held, unsigned warpgroup, const c
   held.file = file;
   held.line = line;
   const uint64_t op = g_block.next_op++;
+  g_block.ops[op] = Block::Op{r, file, line};
   g_block.held.emplace(op, std::move(held));
   return op;
 }
@@ -579,6 +605,8 @@ void hopper_block_begin(unsigned nthreads) {
   g_block.async_view.clear();
   g_block.wgmma.clear();
   g_block.held.clear();
+  g_block.ops.clear();
+  g_block.inherited.clear();
   g_block.next_op = 0;
   g_block.nthreads = nthreads;
 }
@@ -631,6 +659,18 @@ uint64_t mbar_arrive(void* bar, uint32_t tx_bytes, const char* file, int line) {
     state = m->phase;
     if (m->pending == 0) fault(file, line, "mbarrier.arrive on a phase that already has all its arrivals");
     hb_release(m);
+    if (!g_block.wgmma.empty()) {  // the wgmmas still in flight for this thread travel with the phase
+      const unsigned me = thread_linear();
+      const ThreadWgmma& t = g_block.wgmma[me];
+      auto note = [&](const Result& r) {
+        for (const Released& x : m->releasing)
+          if (x.op == r.op && x.thread == me) return;
+        m->releasing.push_back(Released{r.op, me, file, line});
+      };
+      for (const Result& r : t.open) note(r);
+      for (const auto& g : t.groups)
+        for (const Result& r : g) note(r);
+    }
     m->tx += tx_bytes;
     if (--m->pending == 0) {
       if (m->tx == 0 && m->copies.empty()) {
@@ -696,7 +736,50 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
             (long long)-m->tx);
     if (m->tx == 0) complete_phase(m);
   }
-  hb_acquire(find_bar(bar, "mbarrier.try_wait.parity", file, line));
+  Mbar* m = find_bar(bar, "mbarrier.try_wait.parity", file, line);
+  {
+    Quiet q;
+    auto it = m->phase > 0 ? m->completed.find(m->phase - 1) : m->completed.end();  // the phase waited for
+    if (it != m->completed.end() && !it->second.empty()) {
+      std::vector<Released>& mine = g_block.inherited[thread_linear()];
+      mine.insert(mine.end(), it->second.begin(), it->second.end());
+    }
+  }
+  hb_acquire(m);
+}
+
+// A TMA load into [lo, hi) by the running thread: a wgmma operand there that a phase it waited on
+// released while the arriving thread still had that wgmma in flight (Released).
+static bool released_early(uint32_t lo, uint32_t hi, char* why, size_t n) {
+  auto it = g_block.inherited.find(thread_linear());
+  if (it == g_block.inherited.end()) return false;
+  std::vector<Released>& v = it->second;
+  for (size_t i = 0; i < v.size();) {
+    const Released& x = v[i];
+    bool pending = false;
+    if (x.thread < g_block.wgmma.size()) {
+      const ThreadWgmma& t = g_block.wgmma[x.thread];
+      for (const Result& r : t.open) pending = pending || r.op == x.op;
+      for (const auto& g : t.groups)
+        for (const Result& r : g) pending = pending || r.op == x.op;
+    }
+    if (!pending) {  // retired by its thread since: nothing to check any more
+      v.erase(v.begin() + long(i));
+      continue;
+    }
+    const Block::Op& op = g_block.ops.at(x.op);
+    for (const HeldRange& r : op.ranges)
+      if (r.lo < hi && lo < r.hi) {
+        snprintf(why, n,
+                 "this cp.async.bulk.tensor writes shared address 0x%x, an operand of the wgmma.mma_async at %s:%d, "
+                 "whose stage thread %u released (mbarrier.arrive at %s:%d) before its own wgmma.wait_group retired "
+                 "that wgmma",
+                 std::max(lo, r.lo), op.file, op.line, x.thread, x.file, x.line);
+        return true;
+      }
+    ++i;
+  }
+  return false;
 }
 
 void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, void* bar, const char* file, int line) {
@@ -709,7 +792,8 @@ void tma_load(void* smem, const CUtensorMap* map, int rank, const int* coords, v
     // The copy may write any byte of its box from now on: an operand of a wgmma in flight must not be one.
     Quiet q;
     char why[1024];
-    if (held_write(dst, uint32_t(dst + bytes), "this cp.async.bulk.tensor writes", why, sizeof(why)))
+    if (held_write(dst, uint32_t(dst + bytes), "this cp.async.bulk.tensor writes", why, sizeof(why)) ||
+        released_early(dst, uint32_t(dst + bytes), why, sizeof(why)))
       fault(file, line, "%s", why);
   }
   Landing l{static_cast<char*>(smem), dst, std::vector<unsigned char>(bytes, 0), file, line};

@@ -130,6 +130,16 @@ MUTANTS: list[Mutant] = [
            why="the stage of P·V_{j-1} is released right after the issue, before P·V retires: the producer's TMA may "
                "refill V under it",
            arch=90),
+    Mutant("attention_sm90a.release_before_own_wait", "attention/attention_sm90a.cu",
+           "    ptx::wgmma_wait_group<0>();  // P·V_{j-1} retired: its stage and pa are free, O is final in scale m_{j-1}\n"
+           "    if (t == 0) ptx::mbarrier_arrive(&empty[sp]);  // this warpgroup's reads of the stage retired\n",
+           "    if (t == 0) ptx::mbarrier_arrive(&empty[sp]);  // this warpgroup's reads of the stage retired\n"
+           "    ptx::wgmma_wait_group<0>();  // P·V_{j-1} retired: its stage and pa are free, O is final in scale m_{j-1}\n",
+           "attention", "wgmma_sm90a",
+           why="the release moved just before the releasing thread's own wait_group: other lanes of its warp may "
+               "have retired P·V (ending the operand hold), but thread 0 has not: caught through the phase's "
+               "Released set when the producer refills the stage",
+           arch=90),
     _drop("attention_sm90a.first_turn", "attention/attention_sm90a.cu",
           "  if constexpr (kPingPong)\n    if (cw == 1) ptx::named_barrier_arrive(kTurnBarrier, 2 * 128);",
           "attention", "wgmma_sm90a", "consumer 0 never gets the first turn: both consumers wait (deadlock)", arch=90),
