@@ -54,8 +54,8 @@ struct Released {
 };
 
 struct Mbar {
-  std::vector<Released> releasing;                     // arrivals of the current phase
-  std::map<uint32_t, std::vector<Released>> completed;  // by completed phase (the last two)
+  std::vector<Released> releasing;  // arrivals of the current phase
+  std::vector<Released> released;   // those of the last completed phase (what a wait that returns acquires)
   uint32_t expected = 0;  // arrivals per phase
   uint32_t pending = 0;   // arrivals still missing in the current phase
   int64_t tx = 0;         // transaction bytes expected and not yet completed
@@ -142,6 +142,17 @@ struct Block {
 };
 Block g_block;
 
+// Whether a result of thread t still in flight (issued, not retired by its wait_group) satisfies pred.
+template <class Pred>
+bool any_in_flight(const ThreadWgmma& t, Pred pred) {
+  for (const Result& r : t.open)
+    if (pred(r)) return true;
+  for (const auto& g : t.groups)
+    for (const Result& r : g)
+      if (pred(r)) return true;
+  return false;
+}
+
 // The wgmma state of thread `linear`, created on the block's first wgmma instruction (most blocks
 // never use one, and the emulator starts thousands of them).
 ThreadWgmma& wgmma_state(unsigned linear) {
@@ -170,9 +181,8 @@ Mbar* find_bar(void* bar, const char* what, const char* file, int line) {
 }
 
 void complete_phase(Mbar* m) {
-  m->completed[m->phase] = std::move(m->releasing);
+  m->released = std::move(m->releasing);
   m->releasing.clear();
-  if (m->phase >= 2) m->completed.erase(m->phase - 2);
   ++m->phase;
   m->pending = m->expected;
   m->tx = 0;
@@ -662,14 +672,12 @@ uint64_t mbar_arrive(void* bar, uint32_t tx_bytes, const char* file, int line) {
     if (!g_block.wgmma.empty()) {  // the wgmmas still in flight for this thread travel with the phase
       const unsigned me = thread_linear();
       const ThreadWgmma& t = g_block.wgmma[me];
-      auto note = [&](const Result& r) {
+      any_in_flight(t, [&](const Result& r) {
         for (const Released& x : m->releasing)
-          if (x.op == r.op && x.thread == me) return;
+          if (x.op == r.op && x.thread == me) return false;
         m->releasing.push_back(Released{r.op, me, file, line});
-      };
-      for (const Result& r : t.open) note(r);
-      for (const auto& g : t.groups)
-        for (const Result& r : g) note(r);
+        return false;  // (visit them all)
+      });
     }
     m->tx += tx_bytes;
     if (--m->pending == 0) {
@@ -739,10 +747,9 @@ void mbar_wait(void* bar, uint32_t parity, const char* file, int line) {
   Mbar* m = find_bar(bar, "mbarrier.try_wait.parity", file, line);
   {
     Quiet q;
-    auto it = m->phase > 0 ? m->completed.find(m->phase - 1) : m->completed.end();  // the phase waited for
-    if (it != m->completed.end() && !it->second.empty()) {
+    if (!m->released.empty()) {  // the wait returns on the last completed phase
       std::vector<Released>& mine = g_block.inherited[thread_linear()];
-      mine.insert(mine.end(), it->second.begin(), it->second.end());
+      mine.insert(mine.end(), m->released.begin(), m->released.end());
     }
   }
   hb_acquire(m);
@@ -756,13 +763,8 @@ static bool released_early(uint32_t lo, uint32_t hi, char* why, size_t n) {
   std::vector<Released>& v = it->second;
   for (size_t i = 0; i < v.size();) {
     const Released& x = v[i];
-    bool pending = false;
-    if (x.thread < g_block.wgmma.size()) {
-      const ThreadWgmma& t = g_block.wgmma[x.thread];
-      for (const Result& r : t.open) pending = pending || r.op == x.op;
-      for (const auto& g : t.groups)
-        for (const Result& r : g) pending = pending || r.op == x.op;
-    }
+    const bool pending = x.thread < g_block.wgmma.size() &&
+                         any_in_flight(g_block.wgmma[x.thread], [&](const Result& r) { return r.op == x.op; });
     if (!pending) {  // retired by its thread since: nothing to check any more
       v.erase(v.begin() + long(i));
       continue;
@@ -896,17 +898,9 @@ void wgmma_wait(int pending, const char* file, int line) {
   {
     Quiet q;
     const ThreadWgmma& t = wgmma_state(thread_linear());
-    auto pending = [&](const float* d) {
-      for (const Result& r : t.open)
-        if (r.d == d) return true;
-      for (const auto& g : t.groups)
-        for (const Result& r : g)
-          if (r.d == d) return true;
-      return false;
-    };
     for (size_t i = 0; i < land.size(); ++i) {
       const Result& r = land[i];
-      bool later = pending(r.d);
+      bool later = any_in_flight(t, [&](const Result& x) { return x.d == r.d; });
       for (size_t k = i + 1; k < land.size() && !later; ++k) later = land[k].d == r.d;
       if (later) continue;
       for (size_t e = 0; e < r.v.size() && touched == nullptr; ++e) {

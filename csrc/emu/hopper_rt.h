@@ -13,8 +13,9 @@ namespace emu {
 
 // --- provided by runtime.cpp ------------------------------------------------------------------------
 
-// The running thread sleeps until block_wake(key) (an mbarrier phase completing); a block whose
-// threads all sleep or wait is a deadlock, reported with `what` and the call site.
+// The running thread sleeps until block_wake(key) (an mbarrier phase or a named-barrier round
+// completing); a block whose threads all sleep or wait is a deadlock, reported with `what` and the
+// call site.
 void block_wait(const void* key, const char* what, const char* file, int line);
 void block_wake(const void* key);
 // The running thread stays runnable and hands the CPU to a thread that block_wake(key) released, if

@@ -700,7 +700,6 @@ int shfl_source(Collective kind, int lane, int param, int width) {
   }
 }
 
-// Completes the collective every lane of `w` has arrived at (in the last lane's fiber).
 const char* named_barrier_what(unsigned id) {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
@@ -734,12 +733,12 @@ void named_barrier_warp(Warp& w) {
     b.count = 0;
     ++b.rounds;
     ++rt().stats.barriers;
-    for (Thread* o : L.threads)
-      if (o->state == State::kBlocked && o->wait_key == &b) o->state = State::kRunnable;
+    block_wake(&b);
   }
   for (unsigned lane = 0; lane < w.lanes; ++lane) std::memcpy(w.out[lane], &joined, sizeof(joined));
 }
 
+// Completes the collective every lane of `w` has arrived at (in the last lane's fiber).
 void complete(Warp& w) {
   const Collective k = w.args.kind;
   switch (k) {
@@ -868,14 +867,8 @@ void named_barrier(unsigned id, unsigned count, bool wait, const char* file, int
   warp_collective(CollectiveArgs{wait ? Collective::kBarSync : Collective::kBarArrive, mask, int(id), int(count)},
                   nullptr, 0, &joined, sizeof(joined), file, line);
   if (!wait) return;
+  if (L.named[id].rounds == joined) block_wait(&L.named[id], named_barrier_what(id), file, line);
   Bookkeeping guard;
-  NamedBarrier& b = L.named[id];
-  if (b.rounds == joined) {
-    t->wait_key = &b;
-    t->wait_what = named_barrier_what(id);
-    wait_for_wakeup(t, State::kBlocked, file, line);
-    t->wait_key = nullptr;
-  }
   hb_acquire(token(1 + L.warps.size() + id));
 }
 
